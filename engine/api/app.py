@@ -1,0 +1,39 @@
+"""The aiohttp application: one ``cleanup_ctx`` per long-lived resource, typed keys, routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from engine import __version__
+from engine.api import health
+from engine.api.middleware import error_middleware, request_id_middleware, security_headers_middleware
+from engine.api.state import HTTP_SESSION, READY_CHECKS, SERVICES, SETTINGS, Settings, SettingsHolder
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the engine's application for ``settings`` (nothing is opened until it starts)."""
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, security_headers_middleware],
+        client_max_size=settings.config.api.max_body_bytes,
+    )
+    app[SETTINGS] = SettingsHolder(settings)
+    app[READY_CHECKS] = []
+    app[SERVICES] = {}
+    app.cleanup_ctx.append(http_session_ctx)
+    app.router.add_routes(health.routes)
+    return app
+
+
+async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One outgoing HTTP session (providers, workers, upstream MCP) for the app's lifetime."""
+    session = aiohttp.ClientSession(
+        headers={"User-Agent": f"Keyturn/{__version__}"},
+        timeout=aiohttp.ClientTimeout(total=30, connect=10),
+        connector=aiohttp.TCPConnector(limit=200, limit_per_host=64),
+    )
+    app[HTTP_SESSION] = session
+    yield
+    await session.close()

@@ -1,0 +1,92 @@
+"""API keys at the edge: every ``/v1/*`` route but the browser endpoints needs ``Authorization: Bearer``.
+
+A missing or wrong key answers 401 JSON, is audited (never with the key), and repeated failures from one
+address are rate limited (SECURITY 27).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from engine.api.jsonio import error_response
+from engine.api.ratelimit import SlidingWindowLimiter
+from engine.errors import RateLimited, Unauthorized
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiKeyVerifier(Protocol):
+    async def verify(self, presented: str) -> Any | None:
+        """An identity for a valid key, None for an unknown or revoked one."""
+
+
+# paths under /v1 a browser opens (no API key): the flow link and the provider's redirect back
+PUBLIC_PREFIXES = ("/v1/oauth/start/", "/v1/oauth/callback")
+PUBLIC_EXACT = frozenset({"/v1/health"})
+
+IDENTITY: web.RequestKey[Any] = web.RequestKey("keyturn_api_identity", object)
+
+Denied = Callable[[web.Request, str], Awaitable[None]]  # (request, reason word) -> audit
+
+
+def needs_api_key(path: str) -> bool:
+    if path.startswith("/api/v1/"):
+        return True
+    if not path.startswith("/v1/") or path in PUBLIC_EXACT:
+        return False
+    if path.startswith(PUBLIC_PREFIXES):
+        return False
+    # /v1/oauth/{provider}/callback
+    parts = path.split("/")
+    return not (len(parts) == 5 and parts[2] == "oauth" and parts[4] == "callback")
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def api_key_middleware(
+    verifier_of: Callable[[web.Request], ApiKeyVerifier | None],
+    failures: SlidingWindowLimiter,
+    client_ip: Callable[[web.Request], str],
+    on_denied: Denied | None = None,
+) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not needs_api_key(request.path):
+            return await handler(request)
+        ip = client_ip(request)
+        wait = failures.retry_after(ip)
+        if wait > 0:
+            if on_denied is not None:
+                await on_denied(request, "rate_limited")
+            limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
+            return error_response(limited)
+        presented = bearer(request)
+        verifier = verifier_of(request)
+        identity = None
+        if presented is not None and verifier is not None:
+            identity = await verifier.verify(presented)
+        if identity is None:
+            with contextlib.suppress(RateLimited):
+                failures.hit(ip, what="failed API key attempts")
+            if on_denied is not None:
+                await on_denied(request, "missing" if presented is None else "invalid")
+            msg = (
+                "missing API key: send Authorization: Bearer <key>"
+                if presented is None
+                else "invalid API key"
+            )
+            return error_response(Unauthorized(msg), headers={"WWW-Authenticate": 'Bearer realm="keyturn"'})
+        request[IDENTITY] = identity
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,47 @@
+"""Liveness and readiness: ``/ping``, ``/ready`` and Arcade's ``/v1/health``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+
+from engine import __version__
+from engine.api.jsonio import json_response
+from engine.api.state import READY_CHECKS
+
+log = structlog.get_logger("keyturn.health")
+routes = web.RouteTableDef()
+
+
+@routes.get("/ping")
+async def ping(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def _run_checks(request: web.Request) -> dict[str, str]:
+    failures: dict[str, str] = {}
+    for name, check in request.app[READY_CHECKS]:
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+        except Exception as exc:
+            # the reason is ours (e.g. "database unreachable"), never a secret
+            failures[name] = str(exc)[:200] or type(exc).__name__
+    return failures
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    failures = await _run_checks(request)
+    if failures:
+        log.warning("not_ready", checks=sorted(failures))
+        return json_response({"status": "unavailable", "checks": failures}, status=503)
+    return json_response({"status": "ok", "version": __version__})
+
+
+@routes.get("/v1/health")
+async def health(request: web.Request) -> web.Response:
+    """Arcade's HealthSchema: ``{"healthy": bool}``."""
+    failures = await _run_checks(request)
+    return json_response({"healthy": not failures}, status=503 if failures else 200)

@@ -1,0 +1,73 @@
+"""JSON in and out at the HTTP edge: parse request bodies with clear errors, answer errors as data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from engine.errors import BadRequest, KeyturnError, PayloadTooLarge
+
+JSON_HEADERS = {"Cache-Control": "no-store"}
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    h = dict(JSON_HEADERS)
+    if headers:
+        h.update(headers)
+    return web.Response(text=dumps(data), status=status, content_type="application/json", headers=h)
+
+
+def error_response(exc: KeyturnError, *, headers: Mapping[str, str] | None = None) -> web.Response:
+    h = dict(headers or {})
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after > 0:
+        h["Retry-After"] = str(max(1, round(retry_after)))
+    return json_response(exc.to_dict(), status=exc.status, headers=h)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413 that says what was wrong."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"request body is larger than the limit of {request.app._client_max_size} bytes"
+        ) from None
+    if not raw.strip():
+        raise BadRequest("request body is empty: expected a JSON object")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def require_str(data: Mapping[str, Any], key: str, *, where: str = "body") -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        if value is None:
+            raise BadRequest(f"{where}.{key} is required")
+        raise BadRequest(f"{where}.{key} must be a non-empty string")
+    return value
+
+
+def optional_str(data: Mapping[str, Any], key: str, *, where: str = "body") -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}.{key} must be a string")
+    return value

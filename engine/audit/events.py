@@ -1,0 +1,53 @@
+"""The audit events the engine may emit: one place, one line each (name -> what happened).
+
+An event not listed here is a programming error: :class:`engine.audit.processors.EventAllowlist`
+refuses it, so a typo fails a test instead of producing a line nobody's alert matches.
+"""
+
+from __future__ import annotations
+
+EVENTS: dict[str, str] = {
+    # flows
+    "flow.started": "an authorization flow was created for a user and provider",
+    "flow.completed": "a flow's code was exchanged and a grant stored",
+    "flow.failed": "a flow ended with an error (provider error, bad state, exchange failure)",
+    "flow.reaped": "an expired, unfinished flow was deleted",
+    # the person who finished a flow
+    "user.verified": "the user who finished a flow was confirmed to be the one it was started for",
+    "user.mismatch": "the user who finished a flow was not the one it was started for",
+    "reauth.reconnect_sub_changed": "a reconnect for the same user came back with a different subject",
+    # grants
+    "grant.refreshed": "a grant's access token was refreshed",
+    "grant.refresh_failed": "a refresh attempt failed (retryable or not)",
+    "grant.needs_reauth": "a grant can no longer be refreshed; the user must authorize again",
+    "grant.revoked": "a grant was revoked (at the provider where supported) and its tokens deleted",
+    "grant.revoke_failed": "revocation at the provider failed; it will be retried",
+    "grant.reaped": "a long-dead grant was deleted by retention",
+    "token.exposed": "an access token was returned to an API caller (token_exposure: api)",
+    # tools
+    "tool.executed": "a tool ran (or failed) on behalf of a user",
+    "tool.denied": "a tool call was refused (missing grant, scope or authorization)",
+    # API edge
+    "api_key.denied": "a request presented a missing or wrong API key",
+    "rate_limited": "a caller or user hit a rate limit",
+    # operations
+    "config.loaded": "the engine started with a configuration",
+    "config.reloaded": "a new configuration was applied on SIGHUP",
+    "config.reload_rejected": "a configuration reload was refused; the old one stays",
+    "key.rotated": "stored secrets were re-encrypted under the default root key",
+    "audit.exported": "audit records were exported with keyturn audit export",
+}
+
+OUTCOMES: frozenset[str] = frozenset({"success", "failure", "denied", "error"})
+
+# Columns of the database sink; everything else goes into ``data``.
+COLUMNS: tuple[str, ...] = (
+    "time",
+    "event",
+    "outcome",
+    "provider",
+    "tool",
+    "request_id",
+    "user_ref",
+    "source_ip",
+)

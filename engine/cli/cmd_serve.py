@@ -1,0 +1,67 @@
+"""``keyturn serve``: run the engine daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+from typing import Any
+
+from engine.cli.main import config_argument
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the engine",
+        description="Run the Keyturn engine: the HTTP API, browser endpoints, MCP, refresh scheduler.",
+    )
+    config_argument(p)
+    p.add_argument("--host", default=None, help="override api.host")
+    p.add_argument("--port", type=int, default=None, help="override api.port (0 picks a free port)")
+    p.set_defaults(func=run)
+
+
+def load_settings(args: argparse.Namespace) -> Any:
+    from engine.api.clientip import ClientAddress
+    from engine.api.state import Settings
+    from engine.cli.main import load
+
+    loaded = load(args)
+    config = loaded.config
+    api = config.api
+    if args.host is not None or args.port is not None:
+        host = args.host if args.host is not None else api.host
+        port = args.port if args.port is not None else api.port
+        public_url = api.public_url
+        if public_url == f"http://{api.host}:{api.port}":  # defaulted: follow the override
+            public_url = f"http://{host}:{port}"
+        api = dataclasses.replace(api, host=host, port=port, public_url=public_url)
+        config = dataclasses.replace(config, api=api)
+    return Settings(
+        config=config,
+        providers=dict(loaded.providers),
+        source=loaded.source,
+        client_address=ClientAddress(config.api.trusted_proxies),
+    ), loaded.warnings
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.daemon import Daemon
+    from engine.logs import configure_logging
+
+    settings, warnings = load_settings(args)
+    configure_logging(settings.config.logging.level, settings.config.logging.format)
+    import structlog
+
+    log = structlog.get_logger("keyturn")
+    for warning in warnings:
+        log.warning("config_warning", detail=warning)
+
+    def reload() -> Any:
+        new, _ = load_settings(args)
+        return new
+
+    daemon = Daemon(settings, reload=reload)
+    asyncio.run(daemon.run_until_stopped())
+    return 0

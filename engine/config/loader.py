@@ -1,0 +1,253 @@
+"""Load ``engine.yaml``: parse with lines, substitute, convert, check across sections, resolve providers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from engine.config.convert import Context, field_line, from_data
+from engine.config.model import Config
+from engine.config.substitute import Substituter
+from engine.config.yamlsrc import LineDict, load_yaml
+from engine.errors import ConfigError
+from engine.providers.model import Provider
+
+# Arcade engine.yaml sections Keyturn accepts and ignores (with a warning)
+IGNORED_SECTIONS = frozenset({"llm", "telemetry", "routing", "models"})
+DEFAULT_SQLITE = "keyturn.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    providers: Mapping[str, Provider]
+    source: str  # the file read, or "<defaults>"
+    warnings: tuple[str, ...] = ()
+    base_dir: Path = dataclasses.field(default_factory=Path.cwd)
+
+
+def _section(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _line(data: Any, *keys: str) -> int | None:
+    parent = _section(data, *keys[:-1])
+    return field_line(parent, keys[-1]) if parent is not None else None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Read and check a config file (``None``: the embedded development defaults)."""
+    if path is None:
+        text, source, base_dir = "api: {development: true}\n", "<defaults>", Path.cwd()
+    else:
+        file_path = Path(path)
+        source = str(path)
+        try:
+            text = file_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("file not found", file=source) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror}", file=source) from None
+        except UnicodeDecodeError:
+            raise ConfigError("not UTF-8 text", file=source) from None
+        base_dir = file_path.resolve().parent
+    return load_text(text, source=source, base_dir=base_dir, env=env)
+
+
+def load_text(
+    text: str, *, source: str = "<string>", base_dir: Path | None = None, env: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    base_dir = base_dir or Path.cwd()
+    data = load_yaml(text, source)
+    if data is None:
+        data = LineDict()
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            "the top level must be a mapping of sections (api:, storage:, auth: ...)", file=source
+        )
+    ctx = Context(source=source, substitute=Substituter(env, base_dir, source), ignored_keys=IGNORED_SECTIONS)
+    config = from_data(Config, data, ctx=ctx)
+    config = _check(config, data, ctx, base_dir)
+    from engine.providers.catalog import resolve_providers
+
+    providers = resolve_providers(
+        config.auth.providers,
+        _section(data, "auth", "providers"),
+        ctx,
+        development=config.api.development,
+    )
+    _check_references(config, providers, data, ctx)
+    return LoadedConfig(config, providers, source, tuple(ctx.warnings), base_dir)
+
+
+def is_loopback_url(url: str) -> bool:
+    from engine.providers.catalog import _is_loopback
+
+    return _is_loopback(urlsplit(url).hostname)
+
+
+def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
+    api = config.api
+    # public_url
+    public_url = api.public_url or f"http://{_url_host(api.host)}:{api.port}"
+    parts = urlsplit(public_url)
+    line = _line(data, "api", "public_url")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ctx.error(
+            f"must be an absolute http(s) URL without query, got {public_url!r}", "api.public_url", line
+        )
+    if parts.scheme == "http" and not api.development and not is_loopback_url(public_url):
+        raise ctx.error(
+            "must use https unless it is a loopback address or api.development is true",
+            "api.public_url",
+            line,
+        )
+    api = dataclasses.replace(api, public_url=public_url.rstrip("/"))
+    if not 0 <= api.port <= 65535:
+        raise ctx.error("must be between 0 and 65535", "api.port", _line(data, "api", "port"))
+    # storage
+    storage = config.storage
+    url = storage.url
+    given = [k for k in ("url", "sqlite", "postgres") if getattr(storage, k) is not None]
+    if len(given) > 1:
+        raise ctx.error(
+            f"give one of url, sqlite, postgres (got {', '.join(given)})", "storage", _line(data, "storage")
+        )
+    if storage.sqlite is not None:
+        url = "sqlite+aiosqlite:///" + storage.sqlite.connection_string
+    elif storage.postgres is not None:
+        pg = storage.postgres
+        auth = quote(pg.user, safe="") + (":" + quote(pg.password, safe="") if pg.password else "")
+        url = f"postgresql+asyncpg://{auth}@{pg.host}:{pg.port}/{quote(pg.db, safe='')}"
+        if pg.sslmode:
+            url += f"?ssl={quote(pg.sslmode, safe='')}"
+    elif url is None:
+        url = "sqlite+aiosqlite:///" + DEFAULT_SQLITE
+    if url.startswith("sqlite"):
+        prefix, _, db_path = url.partition(":///")
+        if not _ or not prefix.startswith("sqlite"):
+            raise ctx.error(
+                "a SQLite URL looks like sqlite+aiosqlite:///path/to/keyturn.db", "storage.url", None
+            )
+        if prefix == "sqlite":
+            prefix = "sqlite+aiosqlite"
+        if db_path and db_path != ":memory:" and not db_path.startswith("/"):
+            db_path = str(base_dir / db_path)
+        url = f"{prefix}:///{db_path}"
+    elif url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+    elif not url.startswith("postgresql+asyncpg://"):
+        raise ctx.error(
+            "must be sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
+            "storage.url",
+            _line(data, "storage", "url"),
+        )
+    storage = dataclasses.replace(storage, url=url)
+    # security
+    security = config.security
+    keys = security.root_keys
+    ids = [k.id for k in keys]
+    for i, key in enumerate(keys):
+        key_path = f"security.root_keys[{i}]"
+        raw_key = _section(data, "security", "root_keys")
+        key_line = field_line(raw_key, i) if raw_key is not None else None
+        if ids.count(key.id) > 1:
+            raise ctx.error(f"duplicate key id {key.id!r}", f"{key_path}.id", key_line)
+        if (key.value is None) == (key.value_path is None):
+            raise ctx.error("give value or value_path (one of them)", key_path, key_line)
+        value = key.value
+        if key.value_path is not None:
+            try:
+                value = (base_dir / key.value_path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ctx.error(
+                    f"cannot read {key.value_path!r}: {exc.strerror}", f"{key_path}.value_path", key_line
+                ) from None
+        assert value is not None
+        check_root_key(value, f"{key_path}.value", key_line, ctx)
+    defaults = [k.id for k in keys if k.default]
+    if len(defaults) > 1:
+        raise ctx.error(
+            f"only one key may be default: true (got {', '.join(defaults)})", "security.root_keys", None
+        )
+    if keys and not defaults and len(keys) > 1:
+        raise ctx.error(
+            "mark the key that encrypts new values with default: true", "security.root_keys", None
+        )
+    if not keys and not api.development:
+        raise ctx.error(
+            "at least one root key is required (keyturn keys generate); only api.development: true "
+            "runs with a generated development key",
+            "security.root_keys",
+            _line(data, "security"),
+        )
+    verifier = security.user_verifier
+    vline = _line(data, "security", "user_verifier")
+    if verifier.mode == "custom":
+        if not verifier.url:
+            raise ctx.error("is required when mode is custom", "security.user_verifier.url", vline)
+        from engine.providers.catalog import check_url
+
+        check_url(verifier.url, "security.user_verifier.url", vline, ctx, allow_http=api.development)
+    elif not api.development and not is_loopback_url(api.public_url or ""):
+        raise ctx.error(
+            "mode none lets whoever opens the link complete a flow for the user; it is allowed only with "
+            "api.development: true or a loopback api.public_url; use mode: custom with your app's verify URL",
+            "security.user_verifier.mode",
+            vline,
+        )
+    for i, entry in enumerate(security.next_uri_allowlist):
+        p = urlsplit(entry)
+        if p.scheme not in ("http", "https") or not p.hostname:
+            raise ctx.error(
+                f"must be an absolute http(s) URL prefix, got {entry!r}",
+                f"security.next_uri_allowlist[{i}]",
+                None,
+            )
+    if config.audit.sinks and "file" in config.audit.sinks and not config.audit.file:
+        raise ctx.error("is required when sinks include file", "audit.file", _line(data, "audit"))
+    return dataclasses.replace(config, api=api, storage=storage)
+
+
+def check_root_key(value: str, path: str, line: int | None, ctx: Context) -> bytes:
+    """A root key is the standard base64 of exactly 32 bytes; the error never shows the value."""
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ctx.error("is not valid base64 (expected base64 of 32 random bytes)", path, line) from None
+    if len(raw) != 32:
+        raise ctx.error(f"must decode to 32 bytes for AES-256, got {len(raw)}", path, line)
+    return raw
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reached on loopback
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _check_references(config: Config, providers: Mapping[str, Provider], data: Any, ctx: Context) -> None:
+    for i, server in enumerate(config.mcp.servers):
+        if server.requires_auth and server.requires_auth.provider not in providers:
+            raise ctx.error(
+                f"names provider {server.requires_auth.provider!r}, "
+                "which is not an enabled auth.providers[] id",
+                f"mcp.servers[{i}].requires_auth.provider",
+                None,
+            )
+    worker_ids = [w.id for w in config.workers] + [w.id for d in config.tools.directors for w in d.workers]
+    for wid in worker_ids:
+        if worker_ids.count(wid) > 1:
+            raise ctx.error(f"duplicate worker id {wid!r}", "workers", _line(data, "workers"))

@@ -1,0 +1,233 @@
+"""The typed, frozen config: one dataclass per engine.yaml section (see DESIGN.md "engine.yaml")."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from engine.config.convert import Duration, alias, secret
+
+
+# ---- api -------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Branding:
+    name: str = "Keyturn"
+    logo_url: str | None = None
+    primary_color: str = "#1f6feb"
+    support_url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 9099
+    public_url: str | None = None  # default: http://{host}:{port}
+    development: bool = False
+    branding: Branding = dataclasses.field(default_factory=Branding)
+    max_body_bytes: int = 1_048_576
+    shutdown_grace: Duration = Duration(10)
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-* headers are believed
+
+
+# ---- storage ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SqliteStorage:
+    connection_string: str = "./keyturn.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class PostgresStorage:
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "postgres"
+    password: str | None = secret()
+    db: str = alias("database", "dbname", default="keyturn")
+    sslmode: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    url: str | None = None  # default: sqlite+aiosqlite:///./keyturn.db
+    sqlite: SqliteStorage | None = None  # Arcade spelling
+    postgres: PostgresStorage | None = None  # Arcade spelling
+    busy_timeout: Duration = Duration(5)
+    pool_size: int = 10
+
+
+# ---- security --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RootKeyConfig:
+    id: str
+    value: str | None = secret()
+    value_path: str | None = None
+    default: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class UserVerifierConfig:
+    mode: Literal["none", "custom"] = "none"
+    url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool = True
+    max_auth_attempts: int = 5
+    window_minutes: int = 15
+    max_api_key_failures: int = 20  # per source IP per window
+
+
+@dataclasses.dataclass(frozen=True)
+class SecurityConfig:
+    root_keys: tuple[RootKeyConfig, ...] = ()
+    api_keys: tuple[str, ...] = secret(default=())
+    token_exposure: Literal["never", "api"] = "never"
+    user_verifier: UserVerifierConfig = dataclasses.field(default_factory=UserVerifierConfig)
+    next_uri_allowlist: tuple[str, ...] = ()
+    rate_limiting: RateLimitConfig = dataclasses.field(default_factory=RateLimitConfig)
+    flow_ttl: Duration = Duration(600)
+
+
+# ---- auth ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ProviderConfig:
+    """One ``auth.providers[]`` entry as written; ``engine.providers`` resolves it with its template."""
+
+    id: str
+    provider_id: str | None = None  # a built-in template's id
+    type: Literal["oauth2"] = "oauth2"
+    enabled: bool = True
+    description: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = secret()
+    client_secret_path: str | None = None
+    vars: Mapping[str, str] = dataclasses.field(default_factory=dict)  # template URL placeholders
+    oauth2: Mapping[str, Any] | None = None  # raw: merged over the template, then validated
+    refresh_lead: Duration | None = None
+    max_token_age: Duration | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    providers: tuple[ProviderConfig, ...] = ()
+
+
+# ---- lifecycle -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LifecycleConfig:
+    refresh_interval: Duration = Duration(30)
+    refresh_lead: Duration = Duration(300)
+    refresh_concurrency: int = 16
+    refresh_jitter: Duration = Duration(2)
+    refresh_timeout: Duration = Duration(15)
+    lease_ttl: Duration = Duration(60)
+    backoff_base: Duration = Duration(30)
+    backoff_max: Duration = Duration(3600)
+    failure_report_after: Duration = Duration(86400)
+    max_token_age: Duration | None = None
+    flow_retention: Duration = Duration(86400)
+    grant_retention: Duration = Duration(30 * 86400)
+    reap_interval: Duration = Duration(600)
+
+
+# ---- workers / tools -------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class WorkerConfig:
+    id: str
+    uri: str
+    secret: str | None = secret()
+    timeout: Duration = Duration(30)
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerHttp:  # Arcade: tools.directors[].workers[].http
+    uri: str
+    secret: str | None = secret()
+    timeout: Duration = Duration(30)
+    retry: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectorWorker:
+    id: str
+    http: WorkerHttp
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Director:
+    id: str = "default"
+    enabled: bool = True
+    max_tools: int = 0
+    workers: tuple[DirectorWorker, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolsConfig:
+    directors: tuple[Director, ...] = ()
+    secrets: Mapping[str, str] = secret(factory=dict)
+    catalog_refresh: Duration = Duration(60)
+
+
+# ---- mcp -------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RequiresAuth:
+    provider: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class McpServerConfig:
+    id: str
+    url: str
+    requires_auth: RequiresAuth | None = None
+    timeout: Duration = Duration(30)
+
+
+@dataclasses.dataclass(frozen=True)
+class McpConfig:
+    enabled: bool = True
+    auth: Literal["api_key", "none"] = "api_key"
+    default_user: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    servers: tuple[McpServerConfig, ...] = ()
+
+
+# ---- audit / metrics / logging ---------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class AuditConfig:
+    sinks: tuple[Literal["stdout", "file", "database"], ...] = ("stdout",)
+    file: str | None = None
+    required: bool = False
+    include_user_id: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    address: str | None = None  # "127.0.0.1:9100": serve /metrics there instead of the main port
+    bearer_token: str | None = secret()
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+# ---- the whole file --------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Config:
+    api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
+    storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
+    security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
+    auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    lifecycle: LifecycleConfig = dataclasses.field(default_factory=LifecycleConfig)
+    workers: tuple[WorkerConfig, ...] = ()
+    tools: ToolsConfig = dataclasses.field(default_factory=ToolsConfig)
+    mcp: McpConfig = dataclasses.field(default_factory=McpConfig)
+    audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)

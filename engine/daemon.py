@@ -1,0 +1,83 @@
+"""Run the engine: bind, serve, reload on SIGHUP, drain and stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from engine.api.app import create_app
+from engine.api.state import SETTINGS, Settings
+from engine.errors import ConfigError
+
+log = structlog.get_logger("keyturn.daemon")
+
+Reloader = Callable[[], Settings]  # re-reads engine.yaml; raises ConfigError when it is not valid
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, reload: Reloader | None = None) -> None:
+        self.settings = settings
+        self.reload_fn = reload
+        self.app = create_app(settings)
+        self.runner: web.AppRunner | None = None
+        self.stopping = asyncio.Event()
+        self.bound: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        api = self.settings.config.api
+        self.runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=float(api.shutdown_grace),
+        )
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
+        await site.start()
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            addr = sock.getsockname()
+            self.bound.append((str(addr[0]), int(addr[1])))
+        log.info(
+            "started",
+            listen=[f"{h}:{p}" for h, p in self.bound],
+            public_url=self.settings.public_url,
+            development=api.development,
+        )
+
+    async def reload(self) -> bool:
+        """Swap in a freshly read config; keep the old one (and say why) when the new one is invalid."""
+        if self.reload_fn is None:
+            return False
+        try:
+            new = self.reload_fn()
+        except ConfigError as exc:
+            log.error("config_reload_rejected", error=str(exc))
+            return False
+        await self.app[SETTINGS].swap(new)
+        self.settings = new
+        log.info("config_reloaded", source=new.source)
+        return True
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            log.info("stopping")
+            await self.runner.cleanup()
+            self.runner = None
+            log.info("stopped")
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+
+    async def run_until_stopped(self) -> None:
+        await self.start()
+        self.install_signal_handlers()
+        await self.stopping.wait()
+        await self.stop()

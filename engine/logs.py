@@ -1,0 +1,261 @@
+"""Application logs: structlog JSON lines (or a console view), with stdlib logging routed through it.
+
+``configure_logging(level, fmt)`` sets up one format for everything: structlog loggers and the
+stdlib loggers of aiohttp (access log), SQLAlchemy and APScheduler go through the same processors
+and come out as one JSON object per line with ``timestamp``, ``level``, ``event`` and ``logger``.
+
+:class:`Redactor` is the last line of defence against a secret in a log line: it masks the
+values of secret-named keys (``access_token``, ``client_secret``, ``password`` ...) and any value
+that looks like a credential (a JWT, ``Bearer ...``, ``access_token=...`` in a URL, known token
+prefixes, long high-entropy strings). The audit pipeline (``engine.audit``) uses it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+MASK = "[redacted]"
+
+# Keys whose values are always secrets (compared lower-case, "-" read as "_").
+SECRET_KEYS = frozenset(
+    {
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "code",
+        "code_verifier",
+        "verifier",
+        "client_secret",
+        "secret",
+        "password",
+        "passwd",
+        "api_key",
+        "apikey",
+        "authorization",
+        "proxy_authorization",
+        "cookie",
+        "set_cookie",
+        "root_key",
+        "private_key",
+        "assertion",
+        "client_assertion",
+    }
+)
+SECRET_SUFFIXES = ("_token", "_secret", "_password", "_verifier", "_api_key")
+
+# Keys whose values are ours and never secrets: only the strong patterns apply to them, not the
+# entropy guess (a request id or a user reference is a random-looking hex string on purpose).
+SAFE_KEYS = frozenset(
+    {
+        "level",
+        "logger",
+        "timestamp",
+        "time",
+        "user_ref",
+        "outcome",
+        "provider",
+        "tool",
+        "route",
+        "method",
+        "status",
+        "source_ip",
+        "client_id",
+        "kid",
+        "key_id",
+        "sub_ref",
+    }
+)
+
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_JWT_WHOLE = re.compile(r"^[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}$")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{6,}")
+_PARAM = re.compile(
+    r"(?i)\b(access_token|refresh_token|id_token|code|code_verifier|client_secret|token|password|api_key"
+    r"|assertion|client_assertion)=([^&\s\"']+)"
+)
+_PREFIXED = re.compile(
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|xox[abprse]-[A-Za-z0-9-]{10,}"
+    r"|kt_[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9_-]{16,}|ya29\.[A-Za-z0-9_.-]{10,}|glpat-[A-Za-z0-9_-]{16,})"
+)
+_RUN = re.compile(r"[A-Za-z0-9_\-+/=.~]{20,}")
+
+
+def _entropy(text: str) -> float:
+    counts = Counter(text)
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def looks_random(text: str, min_length: int = 20) -> bool:
+    """Whether ``text`` (one run with no separators) looks like a generated credential."""
+    core = text.strip("=.-_/")
+    if len(core) < min_length:
+        return False
+    lower = any(c.islower() for c in core)
+    upper = any(c.isupper() for c in core)
+    digit = any(c.isdigit() for c in core)
+    if not (lower or upper):
+        return False  # a number, not a key
+    if digit and (lower or upper):
+        return _entropy(core) >= 3.0
+    if lower and upper:  # random case mix, not camelCase words (few capitals)
+        letters = [c for c in core if c.isalpha()]
+        upper_share = sum(c.isupper() for c in letters) / len(letters)
+        return 0.3 <= upper_share <= 0.7 and _entropy(core) >= 3.5
+    return False
+
+
+def _mask_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if run.startswith("/"):  # a path: judge each segment alone
+        return "/".join(_mask_dotted(part) for part in run.split("/"))
+    return _mask_dotted(run)
+
+
+def _mask_dotted(run: str) -> str:
+    if looks_random(run):
+        return MASK
+    if "." in run:  # a dotted name (module.Class, host.name): judge each part alone
+        return ".".join(MASK if looks_random(part) else part for part in run.split("."))
+    return run
+
+
+class Redactor:
+    """A processor that masks secrets in an event dict, recursively (dicts, lists, tuples).
+
+    ``secret_keys``/``secret_suffixes`` name keys always masked; ``safe_keys`` (and keys ending in
+    ``_id``) skip the entropy guess but still get the pattern checks; ``entropy`` turns the
+    guess off entirely.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret_keys: Iterable[str] = SECRET_KEYS,
+        secret_suffixes: tuple[str, ...] = SECRET_SUFFIXES,
+        safe_keys: Iterable[str] = SAFE_KEYS,
+        entropy: bool = True,
+        mask: str = MASK,
+    ) -> None:
+        self.secret_keys = frozenset(k.lower() for k in secret_keys)
+        self.secret_suffixes = secret_suffixes
+        self.safe_keys = frozenset(k.lower() for k in safe_keys)
+        self.entropy = entropy
+        self.mask = mask
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        for key in list(event_dict):
+            event_dict[key] = self.value(key, event_dict[key])
+        return event_dict
+
+    def secret_key(self, key: str) -> bool:
+        k = key.lower().replace("-", "_")
+        return k in self.secret_keys or k.endswith(self.secret_suffixes)
+
+    def value(self, key: str, value: Any) -> Any:
+        """``value`` as it may be logged under ``key``."""
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if self.secret_key(key):
+            return self.mask
+        if isinstance(value, str):
+            k = key.lower()
+            return self.text(value, guess=self.entropy and k not in self.safe_keys and not k.endswith("_id"))
+        if isinstance(value, Mapping):
+            return {k: self.value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.value(key, v) for v in value]
+        if isinstance(value, bytes | bytearray):
+            return self.mask  # raw bytes in a log line are never wanted
+        return value
+
+    def text(self, value: str, *, guess: bool = True) -> str:
+        """``value`` with every credential-looking part masked."""
+        if _JWT_WHOLE.match(value):
+            return self.mask
+        out = _JWT.sub(self.mask, value)
+        out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{self.mask}", out)
+        out = _PARAM.sub(lambda m: f"{m.group(1)}={self.mask}", out)
+        out = _PREFIXED.sub(self.mask, out)
+        if guess:
+            out = _RUN.sub(_mask_run, out)
+        return out
+
+
+# ---- configuration ---------------------------------------------------------------------------
+_HANDLER_MARK = "_keyturn_handler"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# Chatty libraries: their INFO lines are noise in an engine log.
+_QUIET = {"sqlalchemy.engine": logging.WARNING, "apscheduler": logging.WARNING, "asyncio": logging.WARNING}
+
+
+def shared_processors() -> list[Processor]:
+    """The processors both structlog and stdlib records pass through before rendering."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+def configure_logging(
+    level: str = "info", fmt: Literal["json", "console"] | str = "json", stream: TextIO | None = None
+) -> None:
+    """Send every log line (structlog and stdlib) to ``stream`` (default: ``sys.stdout``) as ``fmt``.
+
+    Calling it again replaces the previous setup (tests call it freely).
+    """
+    numeric = _LEVELS.get(level.lower())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}")
+    if fmt not in ("json", "console"):
+        raise ValueError(f"unknown log format {fmt!r}; expected json or console")
+    renderer: Processor = (
+        structlog.processors.JSONRenderer(sort_keys=False)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if fmt == "json":
+        final.append(structlog.processors.format_exc_info)
+    final += [Redactor(), renderer]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared_processors(), structlog.stdlib.ExtraAdder()],
+        processors=final,
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(formatter)
+    setattr(handler, _HANDLER_MARK, True)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet, numeric))
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,22 @@
+"""A provider as the engine uses it: a config entry merged over its template, variables filled."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from engine.providers.schema import OAuth2Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Provider:
+    id: str  # auth.providers[].id: what callers name in provider_id / id
+    template_id: str | None  # the built-in template it came from (provider_id), if any
+    client_id: str
+    client_secret: str | None
+    oauth2: OAuth2Spec  # merged and with {placeholders} filled
+    description: str | None = None
+    refresh_lead: float | None = None  # seconds; overrides lifecycle.refresh_lead
+    max_token_age: float | None = None  # seconds; for tokens without expires_in
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Provider(id={self.id!r}, template_id={self.template_id!r}, client_id={self.client_id!r})"

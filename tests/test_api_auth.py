@@ -1,0 +1,89 @@
+"""API key middleware: which routes need a key, 401 JSON, audit hook, rate limit of failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from engine.api.auth import IDENTITY, api_key_middleware, needs_api_key
+from engine.api.middleware import error_middleware
+from engine.api.ratelimit import SlidingWindowLimiter
+
+GOOD = "kt_test_" + "x" * 40
+
+
+class Verifier:
+    async def verify(self, presented: str) -> Any | None:
+        return {"name": "test"} if presented == GOOD else None
+
+
+@pytest.mark.parametrize(
+    ("path", "needed"),
+    [
+        ("/v1/auth/authorize", True),
+        ("/v1/tools/execute", True),
+        ("/v1/admin/user_connections", True),
+        ("/api/v1/oauth/confirm_user", True),
+        ("/v1/oauth/start/fl_123", False),
+        ("/v1/oauth/callback", False),
+        ("/v1/oauth/github/callback", False),
+        ("/v1/oauth/github/other", True),
+        ("/v1/health", False),
+        ("/ping", False),
+        ("/metrics", False),
+    ],
+)
+def test_routes_needing_a_key(path: str, needed: bool) -> None:
+    """Every /v1 route but the browser endpoints and health needs a key."""
+    assert needs_api_key(path) is needed
+
+
+def _app(denied: list[str], limit: int = 3) -> web.Application:
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"who": request[IDENTITY]["name"]})
+
+    async def on_denied(request: web.Request, reason: str) -> None:
+        denied.append(reason)
+
+    limiter = SlidingWindowLimiter(limit, 60)
+    auth = api_key_middleware(lambda r: Verifier(), limiter, lambda r: "ip", on_denied)
+    app = web.Application(middlewares=[error_middleware, auth])
+    app.router.add_get("/v1/thing", ok)
+    return app
+
+
+async def test_valid_key_passes(aiohttp_client: Any) -> None:
+    """A valid bearer key reaches the handler with its identity."""
+    client = await aiohttp_client(_app([]))
+    resp = await client.get("/v1/thing", headers={"Authorization": f"Bearer {GOOD}"})
+    assert resp.status == 200
+    assert await resp.json() == {"who": "test"}
+
+
+async def test_missing_and_wrong_keys_are_401_json_and_audited(aiohttp_client: Any) -> None:
+    """No key and a wrong key answer 401 JSON with a stable error word; the key is never echoed."""
+    denied: list[str] = []
+    client = await aiohttp_client(_app(denied, limit=10))
+    r1 = await client.get("/v1/thing")
+    assert r1.status == 401
+    body1 = await r1.json()
+    assert body1["error"] == "unauthorized"
+    assert body1["code"] == 401
+    r2 = await client.get("/v1/thing", headers={"Authorization": "Bearer wrong-key-value-123"})
+    assert r2.status == 401
+    assert "wrong-key-value-123" not in await r2.text()
+    assert denied == ["missing", "invalid"]
+
+
+async def test_repeated_failures_are_rate_limited(aiohttp_client: Any) -> None:
+    """After the limit of failures from one address even a valid key waits, with Retry-After."""
+    denied: list[str] = []
+    client = await aiohttp_client(_app(denied, limit=3))
+    for _ in range(3):
+        assert (await client.get("/v1/thing", headers={"Authorization": "Bearer nope"})).status == 401
+    resp = await client.get("/v1/thing", headers={"Authorization": f"Bearer {GOOD}"})
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert denied[-1] == "rate_limited"

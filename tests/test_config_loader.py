@@ -1,0 +1,258 @@
+"""engine.config.loader: engine.yaml parsing, substitution, validation errors with file, line and key path."""
+
+from __future__ import annotations
+
+import base64
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from engine.config.loader import load_config, load_text
+from engine.errors import ConfigError
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def load(text: str, env: dict[str, str] | None = None, base_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    return load_text(textwrap.dedent(text), source="engine.yaml", env=env or {}, base_dir=base_dir)
+
+
+def error(text: str, env: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(text, env)
+    return info.value
+
+
+def test_empty_file_is_development_defaults_only_when_development() -> None:
+    """An empty file without development mode fails because no root key is configured."""
+    err = error("")
+    assert err.path == "security.root_keys"
+    assert "root key is required" in err.msg
+
+
+def test_development_defaults() -> None:
+    """A development config gets loopback, a public_url from host and port, and SQLite beside the file."""
+    loaded = load("api: {development: true}\n", base_dir=Path("/srv/kt"))
+    assert loaded.config.api.public_url == "http://127.0.0.1:9099"
+    assert loaded.config.storage.url == "sqlite+aiosqlite:////srv/kt/keyturn.db"
+    assert loaded.providers == {}
+
+
+def test_env_substitution() -> None:
+    """${env:VAR} is replaced by the variable's value."""
+    loaded = load("api: {development: true, public_url: '${env:PUB}'}\n", env={"PUB": "http://127.0.0.1:1"})
+    assert loaded.config.api.public_url == "http://127.0.0.1:1"
+
+
+def test_env_default_used_when_unset() -> None:
+    """${env:VAR:-default} falls back to the default when VAR is unset or empty."""
+    text = "api: {development: true, host: '${env:HOST:-127.0.0.2}'}\n"
+    assert load(text).config.api.host == "127.0.0.2"
+    assert load(text, env={"HOST": ""}).config.api.host == "127.0.0.2"
+    assert load(text, env={"HOST": "::1"}).config.api.host == "::1"
+
+
+def test_angle_alias() -> None:
+    """$<env:VAR> is read like ${env:VAR}."""
+    loaded = load("api: {development: true, host: '$<env:H>'}\n", env={"H": "127.0.0.9"})
+    assert loaded.config.api.host == "127.0.0.9"
+
+
+def test_file_substitution(tmp_path: Path) -> None:
+    """${file:/path} reads the file, dropping one trailing newline; relative paths start at the config."""
+    (tmp_path / "key").write_text(KEY + "\n")
+    text = f"security: {{root_keys: [{{id: k1, default: true, value: '${{file:{tmp_path}/key}}'}}]}}\n"
+    loaded = load(text)
+    assert loaded.config.security.root_keys[0].value == KEY
+    rel = load("security: {root_keys: [{id: k1, value: '${file:key}'}]}\n", base_dir=tmp_path)
+    assert rel.config.security.root_keys[0].value == KEY
+
+
+def test_dollar_dollar_is_literal() -> None:
+    """$$ writes one literal dollar sign."""
+    loaded = load("api: {development: true, branding: {name: 'Pay $$5'}}\n")
+    assert loaded.config.api.branding.name == "Pay $5"
+
+
+def test_unset_variable_names_variable_and_path_not_value() -> None:
+    """An unset variable is an error naming the variable, the key path and the line."""
+    err = error(
+        """\
+        api:
+          development: true
+        auth:
+          providers:
+            - id: gh
+              provider_id: github
+              client_id: abc
+              client_secret: ${env:GH_SECRET}
+        """
+    )
+    assert "GH_SECRET is not set" in err.msg
+    assert err.path == "auth.providers[0].client_secret"
+    assert err.line == 8
+    assert str(err).startswith("engine.yaml:8: auth.providers[0].client_secret:")
+
+
+def test_missing_file_substitution() -> None:
+    """A ${file:} that cannot be read names the file and the key path."""
+    err = error("api: {development: true, host: '${file:/nonexistent/x}'}\n")
+    assert err.path == "api.host"
+    assert "/nonexistent/x" in err.msg
+
+
+def test_unknown_substitution_kind() -> None:
+    """${vault:x} is rejected with the forms that are accepted."""
+    err = error("api: {development: true, host: '${vault:x}'}\n")
+    assert "unknown substitution" in err.msg and "${env:VAR}" in err.msg
+
+
+def test_unknown_key_did_you_mean() -> None:
+    """An unknown key is an error with a suggestion, its path and its line."""
+    err = error("api:\n  development: true\n  pubic_url: http://127.0.0.1:1\n")
+    assert err.path == "api.pubic_url"
+    assert err.line == 3
+    assert "did you mean 'public_url'" in err.msg
+
+
+def test_unknown_section() -> None:
+    """An unknown top-level section is an error; Arcade's llm section is a warning."""
+    assert error("api: {development: true}\nstorge: {}\n").path == "storge"
+    loaded = load("api: {development: true}\nllm: {models: []}\n")
+    assert any("llm" in w for w in loaded.warnings)
+
+
+def test_wrong_type() -> None:
+    """A value of the wrong type names what was expected and what was found."""
+    err = error("api: {development: true, port: many}\n")
+    assert err.path == "api.port"
+    assert "whole number" in err.msg
+
+
+def test_duration_parsing() -> None:
+    """Durations read 30s, 5m, 1h and bare seconds; a bad one is an error with its path."""
+    loaded = load(
+        "api: {development: true}\nlifecycle: {refresh_interval: 45s, refresh_lead: 5m, lease_ttl: 1h}\n"
+    )
+    assert loaded.config.lifecycle.refresh_interval == 45
+    assert loaded.config.lifecycle.refresh_lead == 300
+    assert loaded.config.lifecycle.lease_ttl == 3600
+    err = error("api: {development: true}\nlifecycle: {refresh_lead: soon}\n")
+    assert err.path == "lifecycle.refresh_lead" and err.line == 2
+
+
+def test_literal_choice_suggests() -> None:
+    """A value outside a fixed set lists the choices and suggests the closest."""
+    err = error("api: {development: true}\nsecurity: {token_exposure: apii}\n")
+    assert err.path == "security.token_exposure"
+    assert "did you mean 'api'" in err.msg
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    """Broken YAML is a ConfigError with the line, not a traceback."""
+    err = error("api:\n  development: true\n  host: [unclosed\n")
+    assert err.line is not None and err.line >= 3
+    assert "invalid YAML" in err.msg
+
+
+def test_duplicate_key() -> None:
+    """A key given twice in one mapping is an error naming the key and line."""
+    err = error("api:\n  port: 1\n  port: 2\n")
+    assert "duplicate key 'port'" in err.msg and err.line == 3
+
+
+def test_top_level_must_be_mapping() -> None:
+    """A list at the top level is rejected."""
+    assert "top level" in error("- a\n- b\n").msg
+
+
+def test_root_key_checks() -> None:
+    """Root keys must be base64 of 32 bytes; errors never show the value."""
+    bad = base64.b64encode(b"short").decode()
+    err = error(f"security: {{root_keys: [{{id: k1, default: true, value: '{bad}'}}]}}\n")
+    assert err.path == "security.root_keys[0].value"
+    assert "32 bytes" in err.msg and bad not in str(err)
+    err = error("security: {root_keys: [{id: k1, value: 'not base64!!'}]}\n")
+    assert "base64" in err.msg and "not base64!!" not in str(err)
+    err = error(
+        f"security: {{root_keys: [{{id: a, default: true, value: '{KEY}'}}, "
+        f"{{id: b, default: true, value: '{KEY}'}}]}}\n"
+    )
+    assert "only one key" in err.msg
+
+
+def test_user_verifier_none_needs_development_or_loopback() -> None:
+    """user_verifier none is refused with a public https URL outside development mode."""
+    err = error(
+        f"api: {{public_url: 'https://keys.example.com'}}\n"
+        f"security: {{root_keys: [{{id: k1, value: '{KEY}'}}]}}\n"
+    )
+    assert err.path == "security.user_verifier.mode"
+    ok = load(
+        f"api: {{public_url: 'https://keys.example.com'}}\n"
+        f"security: {{root_keys: [{{id: k1, value: '{KEY}'}}], "
+        "user_verifier: {mode: custom, url: 'https://app.example.com/verify'}}\n"
+    )
+    assert ok.config.security.user_verifier.mode == "custom"
+
+
+def test_custom_verifier_needs_url() -> None:
+    """user_verifier custom without url is an error at security.user_verifier.url."""
+    err = error("api: {development: true}\nsecurity: {user_verifier: {mode: custom}}\n")
+    assert err.path == "security.user_verifier.url"
+
+
+def test_storage_spellings(tmp_path: Path) -> None:
+    """storage.url, Arcade's storage.sqlite.connection_string and storage.postgres all resolve to a URL."""
+    dev = "api: {development: true}\n"
+    assert load(dev + "storage: {sqlite: {connection_string: /tmp/x.db}}\n").config.storage.url == (
+        "sqlite+aiosqlite:////tmp/x.db"
+    )
+    pg = load(dev + "storage: {postgres: {host: db, user: kt, password: 'p@ss', db: keys}}\n")
+    assert pg.config.storage.url == "postgresql+asyncpg://kt:p%40ss@db:5432/keys"
+    assert (
+        load(dev + "storage: {url: 'postgresql://u@h/d'}\n").config.storage.url
+        == "postgresql+asyncpg://u@h/d"
+    )
+    err = error(dev + "storage: {url: 'mysql://x'}\n")
+    assert err.path == "storage.url"
+    err = error(dev + "storage: {url: 'sqlite+aiosqlite:///a.db', sqlite: {connection_string: b.db}}\n")
+    assert "one of" in err.msg
+
+
+def test_mcp_server_must_name_a_provider() -> None:
+    """mcp.servers[].requires_auth.provider must be a configured provider id."""
+    err = error(
+        "api: {development: true}\nmcp: {servers: [{id: gh, url: 'http://127.0.0.1:1/mcp', "
+        "requires_auth: {provider: github}}]}\n"
+    )
+    assert err.path == "mcp.servers[0].requires_auth.provider"
+
+
+def test_arcade_worker_spelling() -> None:
+    """Arcade's tools.directors[].workers[].http block loads."""
+    loaded = load(
+        "api: {development: true}\ntools:\n  directors:\n    - id: default\n      workers:\n"
+        "        - id: w1\n          http: {uri: 'http://127.0.0.1:8002', secret: s3cret}\n"
+    )
+    worker = loaded.config.tools.directors[0].workers[0]
+    assert worker.http.uri == "http://127.0.0.1:8002"
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    """A missing or non-UTF-8 file is a ConfigError naming the file."""
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(bad)
+
+
+def test_shipped_engine_yaml_loads() -> None:
+    """The repository's engine.yaml loads with no environment set."""
+    root = Path(__file__).resolve().parent.parent
+    loaded = load_config(root / "engine.yaml", env={})
+    assert loaded.config.api.development is True
+    assert loaded.config.api.host == "127.0.0.1"
