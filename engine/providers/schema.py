@@ -50,6 +50,8 @@ class OAuth2Spec:
     user_info: RequestSpec | None = alias("user_info_request", default=None)
     token_introspection: RequestSpec | None = alias("token_introspection_request", default=None)
     scope_delimiter: str = " "
+    # the authorization request parameter that carries scopes (Slack's user tokens: user_scope)
+    scope_param: str = "scope"
     default_scopes: tuple[str, ...] = ()
     pkce: PKCESpec = dataclasses.field(default_factory=PKCESpec)
     # OpenID Connect: discovery at {issuer}/.well-known/openid-configuration, iss checks, id_token
