@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,7 @@ class Settings:
     providers: dict[str, Provider]
     source: str | None = None
     client_address: ClientAddress = dataclasses.field(default_factory=lambda: ClientAddress(()))
+    base_dir: Path = dataclasses.field(default_factory=Path.cwd)  # where engine.yaml lives
 
     @property
     def public_url(self) -> str:
@@ -46,3 +48,7 @@ SETTINGS = web.AppKey("keyturn_settings", SettingsHolder)
 HTTP_SESSION = web.AppKey("keyturn_http_session", aiohttp.ClientSession)
 READY_CHECKS = web.AppKey("keyturn_ready_checks", list[tuple[str, ReadyCheck]])
 SERVICES = web.AppKey("keyturn_services", dict[str, Any])
+
+# services opened by engine.api.services.services_ctx (typed loosely here to keep imports one-way)
+STORE: web.AppKey[Any] = web.AppKey("keyturn_store")  # engine.store.Store
+FLOWS: web.AppKey[Any] = web.AppKey("keyturn_flows")  # engine.flows.service.FlowService

@@ -43,6 +43,7 @@ def load_settings(args: argparse.Namespace) -> Any:
         providers=dict(loaded.providers),
         source=loaded.source,
         client_address=ClientAddress(config.api.trusted_proxies),
+        base_dir=loaded.base_dir,
     ), loaded.warnings
 
 

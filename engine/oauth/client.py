@@ -27,7 +27,8 @@ from engine.oauth.tokens import TokenSet, decode_body, parse_token_answer, raise
 from engine.providers.model import Provider
 from engine.providers.schema import RequestSpec
 
-MAX_ANSWER_BYTES = 1_048_576
+MAX_ANSWER_BYTES = 1_048_576  # discovery, JWKS, user info
+MAX_TOKEN_ANSWER_BYTES = 65_536  # SECURITY.md 11
 DISCOVERY_TTL = 3600.0
 
 
@@ -299,10 +300,18 @@ class OAuthClient:
             headers=headers,
             data=data,
             what=f"{provider.id} {what}",
+            limit=MAX_TOKEN_ANSWER_BYTES,
         )
 
     async def _request(
-        self, method: str, url: str, *, headers: Mapping[str, str], data: bytes | None, what: str
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: bytes | None,
+        what: str,
+        limit: int = MAX_ANSWER_BYTES,
     ) -> _Answer:
         try:
             async with self.session.request(
@@ -313,9 +322,13 @@ class OAuthClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise ProviderError(f"{what}: the answer is larger than 1 MiB", kind="bad_response")
+                body = await resp.content.read(limit + 1)
+                if len(body) > limit:
+                    raise ProviderError(
+                        f"{what}: the answer is larger than {limit // 1024} KiB "
+                        f"(HTTP {resp.status}, {resp.headers.get('Content-Type', 'no content type')})",
+                        kind="bad_response",
+                    )
                 return _Answer(resp.status, resp.headers.get("Content-Type", ""), body, dict(resp.headers))
         except TimeoutError:
             raise ProviderError(

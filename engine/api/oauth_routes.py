@@ -1,0 +1,58 @@
+"""Browser endpoints: ``/v1/oauth/start/{flow_id}`` and the provider's redirect back (no API key)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine.api.pages import PageKind, render_page
+from engine.api.state import FLOWS, SETTINGS
+from engine.flows.service import CallbackResult
+
+routes = web.RouteTableDef()
+
+_KINDS: dict[str, PageKind] = {
+    "completed": "success",
+    "verifying": "verifying",
+    "expired": "expired",
+    "invalid": "not_found",
+}
+
+
+def _answer(request: web.Request, result: CallbackResult) -> web.StreamResponse:
+    branding = request.app[SETTINGS].current.config.api.branding
+    if result.redirect is not None:
+        status = 303 if result.outcome in ("verifying", "completed") else 302
+        return web.Response(
+            status=status,
+            headers={
+                "Location": result.redirect,
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+    kind: PageKind = _KINDS.get(result.outcome, "failure")
+    return render_page(
+        kind,
+        branding,
+        message=result.message,
+        detail=result.detail,
+        next_uri=result.next_uri,
+    )
+
+
+@routes.get("/v1/oauth/start/{flow_id}")
+async def start(request: web.Request) -> web.StreamResponse:
+    return _answer(request, await request.app[FLOWS].start(request.match_info["flow_id"]))
+
+
+@routes.get("/v1/oauth/callback")
+async def callback(request: web.Request) -> web.StreamResponse:
+    return _answer(request, await request.app[FLOWS].callback(dict(request.query)))
+
+
+@routes.get("/v1/oauth/{provider}/callback")
+async def provider_callback(request: web.Request) -> web.StreamResponse:
+    result = await request.app[FLOWS].callback(
+        dict(request.query), provider_hint=request.match_info["provider"]
+    )
+    return _answer(request, result)

@@ -1,0 +1,503 @@
+"""The authorization handshake: authorize, start, callback, confirm_user, status (DESIGN.md "HTTP API").
+
+A flow is created by ``authorize`` and handed out as ``{public_url}/v1/oauth/start/{flow_id}``. Each
+visit of that URL makes a fresh state (256 bits; only its SHA-256 is stored) and redirects to the
+provider. The callback consumes the state atomically (single use), checks ``iss``, exchanges the
+code once with the PKCE verifier, validates the id_token and user info, and stores the grant
+encrypted — or, with a custom user verifier, holds the tokens encrypted on the flow until
+``confirm_user`` names the same user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from engine.api.nexturi import check_next_uri
+from engine.api.ratelimit import SlidingWindowLimiter
+from engine.config.model import Config
+from engine.errors import BadRequest, KeyturnError, NotFound, ProviderError, UserMismatch
+from engine.flows.waiters import FlowWaiters
+from engine.oauth.client import OAuthClient
+from engine.oauth.tokens import TokenSet, get_path
+from engine.providers.model import Provider
+
+log = structlog.get_logger("keyturn.flows")
+
+PENDING_STATES = ("pending", "verifying")
+
+
+class Emit(Protocol):
+    def __call__(self, event: str, *, outcome: str, **fields: Any) -> Any: ...
+
+
+def _noop_emit(event: str, *, outcome: str, **fields: Any) -> None:
+    return None
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode("utf-8")).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CallbackResult:
+    """What the browser gets: a redirect (``redirect``) or a page (``page`` kind and texts)."""
+
+    outcome: str  # completed | verifying | failed | expired | invalid
+    redirect: str | None = None
+    message: str = ""
+    detail: str | None = None
+    flow_id: str | None = None
+    next_uri: str | None = None
+
+
+@dataclasses.dataclass
+class FlowDeps:
+    """What the flow service needs; ``config``/``providers`` are read anew per call (SIGHUP reload)."""
+
+    store: Any  # engine.store.Store
+    oauth: OAuthClient
+    waiters: FlowWaiters
+    config: Callable[[], Config]
+    providers: Callable[[], Mapping[str, Provider]]
+    public_url: Callable[[], str]
+    emit: Emit = _noop_emit
+    notify: Callable[[str], Any] | None = None  # cross-replica notification (PostgreSQL NOTIFY)
+    on_flow: Callable[[str, str], None] | None = None  # (provider, outcome) -> metrics
+
+
+class FlowService:
+    def __init__(self, deps: FlowDeps) -> None:
+        self.d = deps
+        rl = deps.config().security.rate_limiting
+        self.limiter = SlidingWindowLimiter(rl.max_auth_attempts, rl.window_minutes * 60.0)
+
+    # ---- providers -------------------------------------------------------------------------
+    def find_provider(self, requirement: Mapping[str, Any]) -> Provider:
+        """The provider an ``auth_requirement`` names by ``id`` (config id) or ``provider_id``."""
+        providers = self.d.providers()
+        wanted_id = requirement.get("id")
+        wanted_pid = requirement.get("provider_id")
+        for key in (wanted_id, wanted_pid):
+            if isinstance(key, str) and key in providers:
+                return providers[key]
+        if isinstance(wanted_pid, str):
+            matches = [p for p in providers.values() if p.template_id == wanted_pid]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise BadRequest(
+                    f"several providers use template {wanted_pid!r}; name one by auth_requirement.id "
+                    f"({', '.join(sorted(p.id for p in matches))})",
+                    error="ambiguous_provider",
+                )
+        name = wanted_id or wanted_pid
+        if not isinstance(name, str) or not name:
+            raise BadRequest("auth_requirement needs id or provider_id", error="invalid_request")
+        raise NotFound(
+            f"unknown provider {name!r}: not an enabled auth.providers[] entry", error="unknown_provider"
+        )
+
+    # ---- authorize ---------------------------------------------------------------------------
+    async def authorize(
+        self,
+        *,
+        user_id: str,
+        requirement: Mapping[str, Any],
+        scopes: tuple[str, ...],
+        next_uri: str | None,
+        client_ip: str | None = None,
+    ) -> dict[str, Any]:
+        config = self.d.config()
+        provider = self.find_provider(requirement)
+        next_uri = check_next_uri(next_uri, config.security.next_uri_allowlist)
+        grant = await self.d.store.grants.find(user_id, provider.id)
+        if grant is not None and grant.status == "active" and set(scopes) <= set(grant.scopes):
+            return self.grant_response(grant, provider)
+        if config.security.rate_limiting.enabled:
+            try:
+                self.limiter.hit(
+                    (user_id, provider.id), what="authorization attempts for this user and provider"
+                )
+            except KeyturnError:
+                self.d.emit("rate_limited", outcome="denied", user_id=user_id, provider=provider.id)
+                raise
+        wanted: list[str] = []
+        for scope in (*provider.oauth2.default_scopes, *(grant.scopes if grant else ()), *scopes):
+            if scope not in wanted:
+                wanted.append(scope)
+        oidc = provider.oauth2.issuer is not None and "openid" in wanted
+        now = now_utc()
+        flow = await self.d.store.flows.create(
+            user_id=user_id,
+            provider_id=provider.id,
+            scopes=wanted,
+            code_verifier=secrets.token_urlsafe(64),
+            nonce=secrets.token_urlsafe(32) if oidc else None,
+            redirect_uri=self.redirect_uri(),
+            next_uri=next_uri,
+            expires_at=now + timedelta(seconds=float(config.security.flow_ttl)),
+        )
+        self.d.emit("flow.started", outcome="success", user_id=user_id, provider=provider.id, flow_id=flow.id)
+        return self.flow_response(flow)
+
+    def redirect_uri(self) -> str:
+        return f"{self.d.public_url()}/v1/oauth/callback"
+
+    def grant_response(self, grant: Any, provider: Provider, *, flow_id: str | None = None) -> dict[str, Any]:
+        context: dict[str, Any] = {}
+        if self.d.config().security.token_exposure == "api" and grant.status == "active":
+            context["token"] = grant.access_token
+            self.d.emit("token.exposed", outcome="success", user_id=grant.user_id, provider=provider.id)
+        return {
+            "id": flow_id or grant.id,
+            "status": "completed" if grant.status == "active" else "failed",
+            "provider_id": provider.id,
+            "user_id": grant.user_id,
+            "scopes": list(grant.scopes),
+            "context": context,
+        }
+
+    def flow_response(self, flow: Any) -> dict[str, Any]:
+        status = {"pending": "pending", "verifying": "pending", "completed": "completed"}.get(
+            flow.status, "failed"
+        )
+        out: dict[str, Any] = {
+            "id": flow.id,
+            "status": status,
+            "provider_id": flow.provider_id,
+            "user_id": flow.user_id,
+            "scopes": list(flow.scopes),
+            "context": {},
+        }
+        if flow.status == "pending":
+            out["url"] = f"{self.d.public_url()}/v1/oauth/start/{flow.id}"
+        return out
+
+    # ---- status ------------------------------------------------------------------------------
+    async def status(self, auth_id: str, wait: float) -> dict[str, Any]:
+        """A flow's (or grant's) status; with ``wait`` hold until it is completed or failed."""
+        deadline = now_utc() + timedelta(seconds=wait)
+        while True:
+            answer = await self._status_once(auth_id)
+            remaining = (deadline - now_utc()).total_seconds()
+            if answer["status"] != "pending" or remaining <= 0:
+                return answer
+            await self.d.waiters.wait(auth_id, remaining)
+
+    async def _status_once(self, auth_id: str) -> dict[str, Any]:
+        flow = await self.d.store.flows.get(auth_id)
+        if flow is None:
+            grant = await self.d.store.grants.get(auth_id)
+            if grant is None:
+                raise NotFound(f"no authorization {auth_id!r}", error="not_found")
+            provider = self.d.providers().get(grant.provider_id)
+            if provider is None:
+                raise NotFound(
+                    f"provider {grant.provider_id!r} is no longer configured", error="unknown_provider"
+                )
+            return self.grant_response(grant, provider)
+        if flow.status in PENDING_STATES and flow.expires_at <= now_utc():
+            if await self.d.store.flows.finish(
+                flow.id, status="expired", expected_status=flow.status, error="expired"
+            ):
+                self._notify(flow.id)
+            flow = await self.d.store.flows.get(auth_id) or flow
+        if flow.status == "completed" and flow.grant_id:
+            grant = await self.d.store.grants.get(flow.grant_id)
+            provider = self.d.providers().get(flow.provider_id)
+            if grant is not None and provider is not None:
+                return self.grant_response(grant, provider, flow_id=flow.id)
+        return self.flow_response(flow)
+
+    # ---- browser: start ------------------------------------------------------------------------
+    async def start(self, flow_id: str) -> CallbackResult:
+        flow = await self.d.store.flows.get(flow_id)
+        if flow is None:
+            return CallbackResult("invalid", message="This sign-in link is not valid.")
+        if flow.status != "pending" or flow.expires_at <= now_utc():
+            if flow.status == "completed":
+                return CallbackResult(
+                    "completed", message="You are already connected.", flow_id=flow.id, next_uri=flow.next_uri
+                )
+            return CallbackResult(
+                "expired",
+                message="This sign-in link has expired or was already used.",
+                detail="Go back to your app and start again.",
+                flow_id=flow.id,
+            )
+        provider = self.d.providers().get(flow.provider_id)
+        if provider is None:
+            return CallbackResult("failed", message="This provider is no longer configured.", flow_id=flow.id)
+        try:
+            endpoints = await self.d.oauth.endpoints(provider)
+        except ProviderError as exc:
+            return CallbackResult(
+                "failed", message="The provider cannot be reached.", detail=exc.msg, flow_id=flow.id
+            )
+        state = secrets.token_urlsafe(32)
+        ttl = min(float(self.d.config().security.flow_ttl), (flow.expires_at - now_utc()).total_seconds())
+        await self.d.store.flows.set_state(
+            flow.id, state_hash(state), now_utc() + timedelta(seconds=max(ttl, 1))
+        )
+        url = self.d.oauth.authorization_url(
+            provider,
+            endpoints,
+            redirect_uri=flow.redirect_uri,
+            state=state,
+            scopes=tuple(flow.scopes),
+            code_verifier=flow.code_verifier,
+            nonce=flow.nonce,
+        )
+        return CallbackResult("redirect", redirect=url, flow_id=flow.id)
+
+    # ---- browser: callback ---------------------------------------------------------------------
+    async def callback(
+        self, params: Mapping[str, str], *, provider_hint: str | None = None
+    ) -> CallbackResult:
+        state = params.get("state")
+        if not state:
+            return CallbackResult(
+                "invalid", message="The provider's answer has no state.", detail="Start again from your app."
+            )
+        flow = await self.d.store.flows.consume_state(state_hash(state))
+        if flow is None:
+            return CallbackResult(
+                "expired",
+                message="This sign-in attempt has expired or was already completed.",
+                detail="Start again from your app.",
+            )
+        if provider_hint is not None and provider_hint != flow.provider_id:
+            return await self._fail(flow, "invalid_request", "the callback path names another provider")
+        provider = self.d.providers().get(flow.provider_id)
+        if provider is None:
+            return await self._fail(flow, "unknown_provider", "the provider is no longer configured")
+        error = params.get("error")
+        if error:
+            return await self._fail(flow, error[:64], params.get("error_description"), provider_error=True)
+        try:
+            endpoints = await self.d.oauth.endpoints(provider)
+            issuer = endpoints.issuer
+            iss = params.get("iss")
+            if issuer is not None and iss is not None and iss != issuer:
+                return await self._fail(flow, "invalid_iss", "the answer came from another issuer")
+            if issuer is not None and iss is None and endpoints.iss_parameter_supported:
+                return await self._fail(flow, "invalid_iss", "the provider's answer is missing iss")
+            code = params.get("code")
+            if not code:
+                return await self._fail(flow, "invalid_request", "the provider's answer has no code")
+            tokens = await self.d.oauth.exchange_code(
+                provider, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
+            )
+            claims: dict[str, Any] = {}
+            if tokens.id_token:
+                claims = await self.d.oauth.validate_id_token(provider, tokens.id_token, nonce=flow.nonce)
+            elif flow.nonce is not None:
+                return await self._fail(
+                    flow, "invalid_id_token", "the provider sent no id_token for an openid request"
+                )
+            user_info: dict[str, Any] = {}
+            if endpoints.userinfo:
+                user_info = await self.d.oauth.userinfo(provider, tokens.access_token)
+                if claims and "sub" in user_info and user_info["sub"] != claims.get("sub"):
+                    return await self._fail(
+                        flow, "invalid_user_info", "user info sub differs from the id_token's"
+                    )
+        except ProviderError as exc:
+            return await self._fail(flow, exc.kind, exc.msg, provider_error=True)
+        subject = claims.get("sub") or get_path(user_info, provider.oauth2.user_id_path) or tokens.subject
+        verifier = self.d.config().security.user_verifier
+        if verifier.mode == "custom" and verifier.url:
+            held = await self.d.store.flows.finish(
+                flow.id,
+                status="verifying",
+                expected_status="pending",
+                pending_tokens={**tokens.to_json(), "subject": str(subject) if subject is not None else None},
+                pending_user_info=user_info or claims or None,
+            )
+            if not held:
+                return CallbackResult("expired", message="This sign-in attempt was already completed.")
+            sep = "&" if "?" in verifier.url else "?"
+            return CallbackResult(
+                "verifying", redirect=f"{verifier.url}{sep}flow_id={flow.id}", flow_id=flow.id
+            )
+        grant = await self._store_grant(flow, provider, tokens, subject, user_info or claims)
+        if not await self.d.store.flows.finish(
+            flow.id, status="completed", expected_status="pending", grant_id=grant.id
+        ):
+            return CallbackResult("expired", message="This sign-in attempt was already completed.")
+        self._completed(flow, provider)
+        return CallbackResult(
+            "completed",
+            message=f"You are connected to {provider.description or provider.id}.",
+            flow_id=flow.id,
+            next_uri=flow.next_uri,
+            redirect=flow.next_uri,
+        )
+
+    async def _store_grant(
+        self, flow: Any, provider: Provider, tokens: TokenSet, subject: Any, user_info: Mapping[str, Any]
+    ) -> Any:
+        previous = await self.d.store.grants.find(flow.user_id, provider.id)
+        if (
+            previous is not None
+            and previous.subject
+            and subject is not None
+            and str(subject) != previous.subject
+        ):
+            self.d.emit(
+                "reauth.reconnect_sub_changed", outcome="success", user_id=flow.user_id, provider=provider.id
+            )
+        expires_at = now_utc() + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+        lead = (
+            provider.refresh_lead
+            if provider.refresh_lead is not None
+            else self.d.config().lifecycle.refresh_lead
+        )
+        next_refresh = (
+            expires_at - timedelta(seconds=float(lead)) if expires_at and tokens.refresh_token else None
+        )
+        return await self.d.store.grants.upsert(
+            flow.user_id,
+            provider.id,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            id_token=tokens.id_token,
+            token_type=tokens.token_type,
+            expires_at=expires_at,
+            scopes=list(tokens.scopes) if tokens.scopes is not None else list(flow.scopes),
+            subject=str(subject) if subject is not None else None,
+            user_info=dict(user_info) or None,
+            token_metadata=dict(tokens.metadata),
+            next_refresh_at=next_refresh,
+        )
+
+    def _completed(self, flow: Any, provider: Provider) -> None:
+        self.d.emit(
+            "flow.completed", outcome="success", user_id=flow.user_id, provider=provider.id, flow_id=flow.id
+        )
+        if self.d.on_flow:
+            self.d.on_flow(provider.id, "completed")
+        self._notify(flow.id)
+
+    def _notify(self, flow_id: str) -> None:
+        self.d.waiters.notify(flow_id)
+        if self.d.notify is not None:
+            self.d.notify(flow_id)
+
+    async def _fail(
+        self, flow: Any, error: str, description: str | None, *, provider_error: bool = False
+    ) -> CallbackResult:
+        await self.d.store.flows.finish(
+            flow.id,
+            status="failed",
+            expected_status=flow.status,
+            error=error[:64],
+            error_description=(description or "")[:300] or None,
+        )
+        self.d.emit(
+            "flow.failed",
+            outcome="failure",
+            user_id=flow.user_id,
+            provider=flow.provider_id,
+            flow_id=flow.id,
+            reason=error[:64],
+        )
+        if self.d.on_flow:
+            self.d.on_flow(flow.provider_id, "failed")
+        self._notify(flow.id)
+        log.info("flow_failed", flow_id=flow.id, provider=flow.provider_id, reason=error[:64])
+        message = "The provider refused the authorization." if provider_error else "The authorization failed."
+        return CallbackResult(
+            "failed",
+            message=message,
+            detail=f"{error}: {description}" if description else error,
+            flow_id=flow.id,
+        )
+
+    # ---- disconnect -------------------------------------------------------------------------
+    async def revoke_grant(self, grant_id: str) -> bool:
+        """Make the grant unusable at once, revoke at the provider, then delete it.
+
+        When the provider cannot be reached the grant stays ``revoked`` (unusable) and the reaper
+        retries the revocation later (SECURITY.md 26). False when there is no such grant.
+        """
+        grant = await self.d.store.grants.get(grant_id)
+        if grant is None:
+            return False
+        await self.d.store.grants.set_status(grant.id, "revoked")
+        provider = self.d.providers().get(grant.provider_id)
+        if provider is not None:
+            try:
+                await _revoke_tokens(self.d.oauth, provider, grant)
+            except ProviderError as exc:
+                if exc.retryable:
+                    self.d.emit(
+                        "grant.revoke_failed",
+                        outcome="error",
+                        user_id=grant.user_id,
+                        provider=grant.provider_id,
+                        reason=exc.kind,
+                    )
+                    return True
+                # a definite refusal (e.g. token already invalid) means there is nothing left to revoke
+        await self.d.store.grants.delete(grant.id)
+        self.d.emit("grant.revoked", outcome="success", user_id=grant.user_id, provider=grant.provider_id)
+        return True
+
+    # ---- confirm_user --------------------------------------------------------------------------
+    async def confirm_user(self, flow_id: str, user_id: str) -> dict[str, Any]:
+        flow = await self.d.store.flows.get(flow_id)
+        if flow is None:
+            raise NotFound(f"no flow {flow_id!r}", error="not_found")
+        if flow.status != "verifying":
+            raise BadRequest(
+                f"flow {flow_id!r} is {flow.status}, not waiting for confirmation", error="invalid_state"
+            )
+        provider = self.d.providers().get(flow.provider_id)
+        if provider is None:
+            raise NotFound(f"provider {flow.provider_id!r} is no longer configured", error="unknown_provider")
+        if not secrets.compare_digest(user_id.encode(), flow.user_id.encode()):
+            await self.d.store.flows.take_pending_tokens(flow.id)
+            await self.d.store.flows.finish(
+                flow.id, status="failed", expected_status="verifying", error="user_mismatch"
+            )
+            self.d.emit(
+                "user.mismatch", outcome="denied", user_id=flow.user_id, provider=provider.id, flow_id=flow.id
+            )
+            self._notify(flow.id)
+            raise UserMismatch("the signed-in user is not the user this authorization was started for")
+        held = await self.d.store.flows.take_pending_tokens(flow.id)
+        if held is None:
+            raise BadRequest(f"flow {flow_id!r} was already confirmed", error="invalid_state")
+        raw_tokens, user_info = held
+        subject = raw_tokens.pop("subject", None)
+        tokens = TokenSet.from_json(raw_tokens)
+        grant = await self._store_grant(flow, provider, tokens, subject, user_info or {})
+        if not await self.d.store.flows.finish(
+            flow.id, status="completed", expected_status="verifying", grant_id=grant.id
+        ):
+            raise BadRequest(f"flow {flow_id!r} was already confirmed", error="invalid_state")
+        self.d.emit(
+            "user.verified", outcome="success", user_id=flow.user_id, provider=provider.id, flow_id=flow.id
+        )
+        self._completed(flow, provider)
+        return {"auth_id": flow.id, "next_uri": flow.next_uri}
+
+
+async def _revoke_tokens(oauth: OAuthClient, provider: Provider, grant: Any) -> None:
+    """RFC 7009: revoke the refresh token, then the access token."""
+    if grant.refresh_token:
+        await oauth.revoke(provider, grant.refresh_token, token_type_hint="refresh_token")
+    if grant.access_token:
+        await oauth.revoke(provider, grant.access_token, token_type_hint="access_token")
