@@ -1,0 +1,125 @@
+"""engine.daemon: `keyturn serve` as a real process: start, answer, reload on SIGHUP, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+
+class Served:
+    def __init__(self, proc: asyncio.subprocess.Process, lines: list[dict[str, Any]]) -> None:
+        self.proc = proc
+        self.lines = lines
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_for(self, event: str, timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines:
+                if line.get("event") == event:
+                    return line
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {event!r} log line; got {[line.get('event') for line in self.lines]}")
+
+
+async def _pump(stream: asyncio.StreamReader, lines: list[dict[str, Any]]) -> None:
+    while raw := await stream.readline():
+        try:
+            lines.append(json.loads(raw))
+        except ValueError:
+            lines.append({"event": "<non-json>", "text": raw.decode(errors="replace")})
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    config = tmp_path / "engine.yaml"
+    config.write_text("api: {development: true, port: 0}\nlogging: {level: info, format: json}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine",
+        "serve",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: list[dict[str, Any]] = []
+    pump = asyncio.create_task(_pump(proc.stdout, lines))
+    served = Served(proc, lines)
+    started = await served.wait_for("started")
+    served.port = int(started["listen"][0].rsplit(":", 1)[1])
+    yield served
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+    pump.cancel()
+
+
+async def test_serve_answers_ping_and_stops_on_sigterm(served: Served) -> None:
+    """The daemon answers /ping and /v1/health, then exits 0 on SIGTERM."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(served.url + "/ping") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        async with session.get(served.url + "/v1/health") as resp:
+            assert (await resp.json()) == {"healthy": True}
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+    await served.wait_for("stopped")
+
+
+async def test_sigint_also_stops(served: Served) -> None:
+    """SIGINT stops the daemon cleanly with exit code 0."""
+    served.proc.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+
+
+async def test_sighup_with_broken_config_keeps_running(served: Served, tmp_path: Path) -> None:
+    """A SIGHUP with an invalid engine.yaml logs the error and keeps serving the old config."""
+    (tmp_path / "engine.yaml").write_text("api: {development: true, port: 0, bogus: 1}\n")
+    served.proc.send_signal(signal.SIGHUP)
+    rejected = await served.wait_for("config_reload_rejected")
+    assert "api.bogus" in rejected["error"]
+    async with aiohttp.ClientSession() as session, session.get(served.url + "/ping") as resp:
+        assert resp.status == 200
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+
+
+async def test_bad_config_exits_1_without_traceback(tmp_path: Path) -> None:
+    """`keyturn serve` on an invalid file prints file:line: path: message and exits 1, no traceback."""
+    config = tmp_path / "engine.yaml"
+    config.write_text("api:\n  development: true\n  prot: 1\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine",
+        "serve",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 1
+    text = err.decode()
+    assert f"{config}:3: api.prot: unknown key (did you mean 'port'?)" in text
+    assert "Traceback" not in text + out.decode()
