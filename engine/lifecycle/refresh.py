@@ -1,0 +1,289 @@
+"""Refresh: one path for scheduled and on-demand refreshes, single-flight in-process and across replicas.
+
+``Refresher.refresh(grant_id)`` takes an in-process lock for the grant, then a database lease
+(``grant:<id>``, renewed while the provider call runs), re-reads the row under the lease, and only
+then calls the provider. The new tokens are written with a version check in one transaction; a
+refresh token not sent back keeps the old one (SECURITY.md 21, 22).
+
+Failures: ``invalid_grant``/``unauthorized_client``... → re-read (a changed refresh token is a lost
+race) → else ``needs_reauth``, never retried. 5xx/429/timeouts/network → backoff with jitter,
+``Retry-After`` honoured, tokens unchanged, failure count and next attempt kept on the grant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from engine.config.model import Config
+from engine.errors import NotFound, ProviderError, Unavailable
+from engine.flows.service import Emit, _noop_emit
+from engine.oauth.client import OAuthClient
+from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
+from engine.providers.model import Provider
+
+log = structlog.get_logger("keyturn.lifecycle")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshOutcome:
+    outcome: str  # refreshed | skipped | lost_race | needs_reauth | retry | no_refresh_token | busy
+    grant: Any = None
+
+
+@dataclasses.dataclass
+class RefreshDeps:
+    store: Any
+    oauth: OAuthClient
+    config: Callable[[], Config]
+    providers: Callable[[], Mapping[str, Provider]]
+    emit: Emit = _noop_emit
+    observe: Callable[[str, str, float], None] | None = None  # (provider, outcome, seconds) -> metrics
+    owner: str = dataclasses.field(default_factory=lambda: f"kt-{uuid.uuid4().hex[:12]}")
+
+
+def next_refresh_at(
+    expires_at: datetime | None, lead: float, max_age: float | None, now: datetime
+) -> datetime | None:
+    """When a grant should next be refreshed: ``lead`` before expiry, or ``max_age`` after now."""
+    if expires_at is not None:
+        return expires_at - timedelta(seconds=lead)
+    if max_age:
+        return now + timedelta(seconds=max_age)
+    return None
+
+
+def backoff(failures: int, base: float, cap: float, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; never sooner than ``Retry-After``."""
+    delay = min(cap, base * (2 ** max(0, failures - 1)))
+    delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not a secret
+    if retry_after:
+        delay = max(delay, retry_after)
+    return delay
+
+
+class Refresher:
+    def __init__(self, deps: RefreshDeps) -> None:
+        self.d = deps
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, asyncio.Task[RefreshOutcome]] = {}
+
+    def lead_for(self, provider: Provider) -> float:
+        lead = (
+            provider.refresh_lead
+            if provider.refresh_lead is not None
+            else self.d.config().lifecycle.refresh_lead
+        )
+        return float(lead)
+
+    def max_age_for(self, provider: Provider) -> float | None:
+        age = (
+            provider.max_token_age
+            if provider.max_token_age is not None
+            else self.d.config().lifecycle.max_token_age
+        )
+        return float(age) if age is not None else None
+
+    async def refresh(self, grant_id: str, *, force: bool = False) -> RefreshOutcome:
+        """Refresh one grant (single-flight: concurrent callers share one provider call)."""
+        task = self._inflight.get(grant_id)
+        if task is None:
+            task = asyncio.ensure_future(self._refresh(grant_id, force=force))
+            self._inflight[grant_id] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(grant_id, None))
+        return await asyncio.shield(task)
+
+    async def _refresh(self, grant_id: str, *, force: bool) -> RefreshOutcome:
+        store = self.d.store
+        lease_name = f"grant:{grant_id}"
+        ttl = float(self.d.config().lifecycle.lease_ttl)
+        if not await store.leases.acquire(lease_name, self.d.owner, ttl):
+            return RefreshOutcome("busy")
+        renew = asyncio.create_task(self._renew(lease_name, ttl))
+        try:
+            return await self._refresh_leased(grant_id, force=force)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+            with contextlib.suppress(Exception):
+                await store.leases.release(lease_name, self.d.owner)
+
+    async def _renew(self, name: str, ttl: float) -> None:
+        while True:
+            await asyncio.sleep(max(ttl / 3, 0.5))
+            with contextlib.suppress(Exception):
+                await self.d.store.leases.renew(name, self.d.owner, ttl)
+
+    async def _refresh_leased(self, grant_id: str, *, force: bool) -> RefreshOutcome:
+        store = self.d.store
+        grant = await store.grants.get(grant_id)  # re-read under the lease
+        if grant is None or grant.status != "active":
+            return RefreshOutcome("skipped", grant)
+        provider = self.d.providers().get(grant.provider_id)
+        if provider is None:
+            return RefreshOutcome("skipped", grant)
+        now = now_utc()
+        lead = self.lead_for(provider)
+        if not force and grant.next_refresh_at is not None and grant.next_refresh_at > now:
+            return RefreshOutcome("skipped", grant)  # someone else refreshed it meanwhile
+        if not grant.refresh_token:
+            return RefreshOutcome("no_refresh_token", grant)
+        started = time.monotonic()
+        try:
+            timeout = float(self.d.config().lifecycle.refresh_timeout)
+            tokens: TokenSet = await asyncio.wait_for(
+                self.d.oauth.refresh(provider, grant.refresh_token), timeout=timeout
+            )
+        except TimeoutError:
+            return await self._failed(
+                grant, provider, ProviderError("refresh timed out", kind="timeout", retryable=True), started
+            )
+        except ProviderError as exc:
+            return await self._failed(grant, provider, exc, started)
+        expires_at = now_utc() + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+        if expires_at is None and provider.oauth2.token_introspection is not None:
+            expires_at = await self._introspected_expiry(provider, tokens.access_token)
+        updated = await store.grants.update_tokens(
+            grant.id,
+            expected_version=grant.version,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,  # None keeps the old one
+            expires_at=expires_at,
+            scopes=list(tokens.scopes) if tokens.scopes is not None else None,
+            id_token=tokens.id_token,
+            next_refresh_at=next_refresh_at(expires_at, lead, self.max_age_for(provider), now_utc()),
+        )
+        if updated is None:
+            self._observe(provider.id, "lost_race", started)
+            return RefreshOutcome("lost_race", await store.grants.get(grant.id))
+        self._observe(provider.id, "refreshed", started)
+        self.d.emit("grant.refreshed", outcome="success", user_id=grant.user_id, provider=provider.id)
+        return RefreshOutcome("refreshed", updated)
+
+    async def _introspected_expiry(self, provider: Provider, access_token: str) -> datetime | None:
+        try:
+            data = await self.d.oauth.introspect(provider, access_token)
+        except ProviderError:
+            return None
+        exp = data.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return datetime.fromtimestamp(exp, UTC)
+        return None
+
+    async def _failed(
+        self, grant: Any, provider: Provider, exc: ProviderError, started: float
+    ) -> RefreshOutcome:
+        store = self.d.store
+        if exc.kind in REAUTH_ERRORS:
+            current = await store.grants.get(grant.id)
+            if current is not None and current.refresh_token != grant.refresh_token:
+                self._observe(provider.id, "lost_race", started)
+                return RefreshOutcome("lost_race", current)
+            await store.grants.set_status(grant.id, "needs_reauth", last_error=exc.kind)
+            self._observe(provider.id, "needs_reauth", started)
+            self.d.emit(
+                "grant.needs_reauth",
+                outcome="failure",
+                user_id=grant.user_id,
+                provider=provider.id,
+                reason=exc.kind,
+            )
+            return RefreshOutcome("needs_reauth", await store.grants.get(grant.id))
+        lifecycle = self.d.config().lifecycle
+        failures = int(grant.refresh_failures) + 1
+        delay = backoff(
+            failures, float(lifecycle.backoff_base), float(lifecycle.backoff_max), exc.retry_after
+        )
+        await store.grants.record_failure(
+            grant.id, error=exc.kind, next_refresh_at=now_utc() + timedelta(seconds=delay)
+        )
+        self._observe(provider.id, "retry", started)
+        self.d.emit(
+            "grant.refresh_failed",
+            outcome="error",
+            user_id=grant.user_id,
+            provider=provider.id,
+            reason=exc.kind,
+            failures=failures,
+            retry_in=round(delay, 1),
+        )
+        log.info(
+            "refresh_retry",
+            provider=provider.id,
+            reason=exc.kind,
+            failures=failures,
+            retry_in=round(delay, 1),
+        )
+        return RefreshOutcome("retry", await store.grants.get(grant.id))
+
+    def _observe(self, provider: str, outcome: str, started: float) -> None:
+        if self.d.observe is not None:
+            self.d.observe(provider, outcome, time.monotonic() - started)
+
+    # ---- the token a tool call uses -----------------------------------------------------------
+    async def usable_grant(self, user_id: str, provider_id: str) -> Any | None:
+        """The user's active grant with an unexpired access token (refreshed on demand), or None."""
+        grant = await self.d.store.grants.find(user_id, provider_id)
+        if grant is None or grant.status != "active":
+            return None
+        if grant.expires_at is None or grant.expires_at > now_utc() + timedelta(seconds=5):
+            return grant
+        result = await self.refresh(grant.id, force=True)
+        if result.outcome == "busy":  # another replica holds the lease: wait for its write
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                grant = await self.d.store.grants.get(grant.id)
+                if grant is None or grant.status != "active":
+                    return None
+                if grant.expires_at is None or grant.expires_at > now_utc():
+                    return grant
+            raise Unavailable("the token is being refreshed by another replica; try again", retry_after=1)
+        fresh = result.grant
+        if fresh is None or fresh.status != "active":
+            return None
+        if fresh.expires_at is not None and fresh.expires_at <= now_utc():
+            raise Unavailable("the provider could not refresh the token; try again later", retry_after=5)
+        return fresh
+
+    async def refresh_due(self, *, limit: int = 1000) -> dict[str, int]:
+        """One scheduler pass: refresh every due grant with bounded concurrency and jitter."""
+        lifecycle = self.d.config().lifecycle
+        horizon = now_utc()
+        due = await self.d.store.grants.due(horizon, limit)
+        counts: dict[str, int] = {}
+        semaphore = asyncio.Semaphore(max(1, lifecycle.refresh_concurrency))
+        jitter = float(lifecycle.refresh_jitter)
+
+        async def one(grant: Any) -> None:
+            async with semaphore:
+                if jitter > 0:
+                    await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
+                try:
+                    outcome = (await self.refresh(grant.id)).outcome
+                except Exception as exc:  # one bad grant must not stop the pass
+                    log.error("refresh_error", grant_id=grant.id, error=type(exc).__name__)
+                    outcome = "error"
+                counts[outcome] = counts.get(outcome, 0) + 1
+
+        await asyncio.gather(*(one(g) for g in due))
+        return counts
+
+
+def require(grant: Any, what: str) -> Any:
+    if grant is None:
+        raise NotFound(f"no {what}")
+    return grant

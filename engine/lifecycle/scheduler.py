@@ -1,0 +1,96 @@
+"""APScheduler jobs: the refresh pass and the reaper, started and stopped with the app."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from engine.lifecycle.refresh import Refresher, now_utc
+
+log = structlog.get_logger("keyturn.lifecycle")
+
+
+class Lifecycle:
+    """Owns the scheduler; ``start``/``stop`` from the app's cleanup context."""
+
+    def __init__(
+        self,
+        refresher: Refresher,
+        *,
+        retry_revocation: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.refresher = refresher
+        self.retry_revocation = retry_revocation
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.passes = 0
+
+    def start(self) -> None:
+        lifecycle = self.refresher.d.config().lifecycle
+        self.scheduler.add_job(
+            self.refresh_pass,
+            "interval",
+            seconds=float(lifecycle.refresh_interval),
+            id="refresh",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=now_utc(),
+        )
+        self.scheduler.add_job(
+            self.reap,
+            "interval",
+            seconds=float(lifecycle.reap_interval),
+            id="reap",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=now_utc() + timedelta(seconds=5),
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=False)
+
+    async def refresh_pass(self) -> dict[str, int]:
+        try:
+            counts = await self.refresher.refresh_due()
+        except Exception as exc:  # the next pass tries again; the reason is logged
+            log.error("refresh_pass_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return {}
+        self.passes += 1
+        if counts:
+            log.info("refresh_pass", **counts)
+        return counts
+
+    async def reap(self) -> dict[str, int]:
+        """Expire unfinished flows, delete old flows and long-dead grants, retry pending revocations."""
+        store = self.refresher.d.store
+        lifecycle = self.refresher.d.config().lifecycle
+        emit = self.refresher.d.emit
+        out: dict[str, int] = {}
+        try:
+            now = now_utc()
+            expired = await store.flows.expire_due(now)
+            out["flows_expired"] = len(expired)
+            out["flows_deleted"] = await store.flows.delete_older_than(
+                now - timedelta(seconds=float(lifecycle.flow_retention))
+            )
+            if out["flows_deleted"]:
+                emit("flow.reaped", outcome="success", count=out["flows_deleted"])
+            if self.retry_revocation is not None:
+                revoked: list[Any] = await store.grants.list(status="revoked")
+                for grant in revoked:
+                    await self.retry_revocation(grant.id)
+            deleted = await store.grants.delete_revoked_before(
+                now - timedelta(seconds=float(lifecycle.grant_retention))
+            )
+            out["grants_deleted"] = deleted
+            if deleted:
+                emit("grant.reaped", outcome="success", count=deleted)
+        except Exception as exc:
+            log.error("reap_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        return out
