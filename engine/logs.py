@@ -78,15 +78,22 @@ SAFE_KEYS = frozenset(
 
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _JWT_WHOLE = re.compile(r"^[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}$")
-_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{6,}")
+_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|token)(\s+)([A-Za-z0-9._~+/=-]{6,})")
+_PLAIN_WORD = re.compile(r"^[A-Za-z][a-z]*$")  # "expired", "Refreshed": prose, not a credential
 _PARAM = re.compile(
     r"(?i)\b(access_token|refresh_token|id_token|code|code_verifier|client_secret|token|password|api_key"
     r"|assertion|client_assertion)=([^&\s\"']+)"
+)
+# the same names as JSON members in a body quoted into a message: "access_token": "..."
+_JSON_MEMBER = re.compile(
+    r"(?i)(\"(?:access_token|refresh_token|id_token|code|code_verifier|client_secret|token|password|api_key"
+    r"|assertion|client_assertion)\"\s*:\s*\")((?:[^\"\\]|\\.)*)(\")"
 )
 _PREFIXED = re.compile(
     r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|xox[abprse]-[A-Za-z0-9-]{10,}"
     r"|kt_[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9_-]{16,}|ya29\.[A-Za-z0-9_.-]{10,}|glpat-[A-Za-z0-9_-]{16,})"
 )
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 _RUN = re.compile(r"[A-Za-z0-9_\-+/=.~]{20,}")
 
 
@@ -116,10 +123,12 @@ def looks_random(text: str, min_length: int = 20) -> bool:
 
 
 def _mask_run(match: re.Match[str]) -> str:
-    run = match.group(0)
+    whole = match.group(0)
+    run = whole.rstrip(".")
+    tail = whole[len(run) :]  # a sentence's full stop is not part of the token
     if run.startswith("/"):  # a path: judge each segment alone
-        return "/".join(_mask_dotted(part) for part in run.split("/"))
-    return _mask_dotted(run)
+        return "/".join(_mask_dotted(part) for part in run.split("/")) + tail
+    return _mask_dotted(run) + tail
 
 
 def _mask_dotted(run: str) -> str:
@@ -159,7 +168,7 @@ class Redactor:
         return event_dict
 
     def secret_key(self, key: str) -> bool:
-        k = key.lower().replace("-", "_")
+        k = _CAMEL.sub(r"_\1", key).lower().replace("-", "_")  # accessToken -> access_token
         return k in self.secret_keys or k.endswith(self.secret_suffixes)
 
     def value(self, key: str, value: Any) -> Any:
@@ -168,28 +177,39 @@ class Redactor:
             return value
         if self.secret_key(key):
             return self.mask
+        k = key.lower()
+        guess = self.entropy and k not in self.safe_keys and not k.endswith("_id")
         if isinstance(value, str):
-            k = key.lower()
-            return self.text(value, guess=self.entropy and k not in self.safe_keys and not k.endswith("_id"))
+            return self.text(value, guess=guess)
         if isinstance(value, Mapping):
-            return {k: self.value(str(k), v) for k, v in value.items()}
+            return {mk: self.value(str(mk), v) for mk, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [self.value(key, v) for v in value]
         if isinstance(value, bytes | bytearray):
             return self.mask  # raw bytes in a log line are never wanted
-        return value
+        if isinstance(value, BaseException):  # rendered with repr() otherwise, unredacted
+            return self.text(f"{type(value).__name__}: {value}")
+        # any other object would be rendered with repr()/str() after this processor: judge that text
+        return self.text(str(value), guess=guess)
 
     def text(self, value: str, *, guess: bool = True) -> str:
         """``value`` with every credential-looking part masked."""
-        if _JWT_WHOLE.match(value):
-            return self.mask
+        if _JWT_WHOLE.match(value) and looks_random(value.replace(".", "")):
+            return self.mask  # three dot-separated random parts; not a dotted name like a.b.c
         out = _JWT.sub(self.mask, value)
-        out = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)}{m.group(2)}{self.mask}", out)
+        out = _AUTH_SCHEME.sub(self._scheme, out)
         out = _PARAM.sub(lambda m: f"{m.group(1)}={self.mask}", out)
+        out = _JSON_MEMBER.sub(lambda m: f"{m.group(1)}{self.mask}{m.group(3)}", out)
         out = _PREFIXED.sub(self.mask, out)
         if guess:
             out = _RUN.sub(_mask_run, out)
         return out
+
+    def _scheme(self, match: re.Match[str]) -> str:
+        scheme, space, credential = match.groups()
+        if scheme.lower() != "bearer" and _PLAIN_WORD.match(credential):
+            return match.group(0)  # "token expired", "basic settings"
+        return f"{scheme}{space}{self.mask}"
 
 
 # ---- configuration ---------------------------------------------------------------------------
@@ -227,10 +247,14 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if fmt == "json":
-        final.append(structlog.processors.format_exc_info)
-    final += [Redactor(), renderer]
+    # tracebacks become text before the Redactor sees them, in both formats (a console traceback
+    # rendered after it would carry an exception message unredacted)
+    final: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.processors.format_exc_info,
+        Redactor(),
+        renderer,
+    ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared_processors(), structlog.stdlib.ExtraAdder()],
         processors=final,
