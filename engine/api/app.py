@@ -13,8 +13,11 @@ from engine.api.middleware import error_middleware, request_id_middleware, secur
 from engine.api.state import HTTP_SESSION, READY_CHECKS, SERVICES, SETTINGS, Settings, SettingsHolder
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the engine's application for ``settings`` (nothing is opened until it starts)."""
+def create_app(settings: Settings, *, services: bool = True) -> web.Application:
+    """Build the engine's application for ``settings`` (nothing is opened until it starts).
+
+    ``services=False`` leaves out the database and everything on it (health endpoints only).
+    """
     app = web.Application(
         middlewares=[request_id_middleware, error_middleware, security_headers_middleware],
         client_max_size=settings.config.api.max_body_bytes,
@@ -24,6 +27,14 @@ def create_app(settings: Settings) -> web.Application:
     app[SERVICES] = {}
     app.cleanup_ctx.append(http_session_ctx)
     app.router.add_routes(health.routes)
+    if services:
+        from engine.api import auth_routes, oauth_routes
+        from engine.api.services import api_key_guard, services_ctx
+
+        app.middlewares.append(api_key_guard(app))
+        app.cleanup_ctx.append(services_ctx)
+        app.router.add_routes(auth_routes.routes)
+        app.router.add_routes(oauth_routes.routes)
     return app
 
 

@@ -1,0 +1,152 @@
+"""The engine's long-lived services, opened and closed in one cleanup context each.
+
+``services_ctx`` opens, in order: the keyring (refusing bad keys), the store (migrating an empty
+database, refusing a stale schema), the OAuth client, flow waiting (with PostgreSQL LISTEN when
+the store is PostgreSQL), the flow service, the refresher and its scheduler, and API key checks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from engine.api.auth import api_key_middleware
+from engine.api.ratelimit import SlidingWindowLimiter
+from engine.api.state import FLOWS, HTTP_SESSION, READY_CHECKS, SERVICES, SETTINGS, STORE
+from engine.crypto.keys import keyring_from_config
+from engine.flows.service import FlowDeps, FlowService
+from engine.flows.waiters import FlowWaiters, PgFlowListener
+from engine.lifecycle.refresh import RefreshDeps, Refresher
+from engine.lifecycle.scheduler import Lifecycle
+from engine.oauth.client import OAuthClient
+
+log = structlog.get_logger("keyturn.services")
+
+REFRESHER: web.AppKey[Refresher] = web.AppKey("keyturn_refresher", Refresher)
+LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("keyturn_lifecycle", Lifecycle)
+WAITERS: web.AppKey[FlowWaiters] = web.AppKey("keyturn_waiters", FlowWaiters)
+
+
+class ApiKeys:
+    """Keys from ``security.api_keys`` (compared in constant time) and keys in the store."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    async def verify(self, presented: str) -> Any | None:
+        if len(presented) > 512:
+            return None
+        config = self.app[SETTINGS].current.config
+        for i, key in enumerate(config.security.api_keys):
+            if key and hmac.compare_digest(key.encode(), presented.encode()):
+                return {"kind": "config", "name": f"security.api_keys[{i}]"}
+        if presented.startswith("kt_"):
+            return await self.app[STORE].api_keys.verify(presented)
+        return None
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    from engine.store.store import Store
+
+    holder = app[SETTINGS]
+    settings = holder.current
+    config = settings.config
+    keyring = keyring_from_config(config, settings.base_dir)
+    store = await Store.open(
+        config.storage.url or "",
+        keyring,
+        busy_timeout=float(config.storage.busy_timeout),
+        pool_size=config.storage.pool_size,
+    )
+    app[STORE] = store
+    oauth = OAuthClient(app[HTTP_SESSION], timeout=float(config.lifecycle.refresh_timeout))
+    waiters = FlowWaiters()
+    app[WAITERS] = waiters
+    listener: PgFlowListener | None = None
+    notify: Callable[[str], Any] | None = None
+    url = config.storage.url or ""
+    if url.startswith("postgresql"):
+        listener = PgFlowListener(url, waiters)
+        await listener.start()
+
+        async def _notify(flow_id: str) -> None:
+            try:
+                await store.notify_flow(flow_id)
+            except Exception as exc:
+                log.warning("flow_notify_failed", error=type(exc).__name__)
+
+        def notify(flow_id: str) -> Any:
+            import asyncio
+
+            return asyncio.ensure_future(_notify(flow_id))
+
+    services: dict[str, Any] = app[SERVICES]
+    emit = services.get("emit") or _log_emit
+    flows = FlowService(
+        FlowDeps(
+            store=store,
+            oauth=oauth,
+            waiters=waiters,
+            config=lambda: holder.current.config,
+            providers=lambda: holder.current.providers,
+            public_url=lambda: holder.current.public_url,
+            emit=emit,
+            notify=notify,
+        )
+    )
+    app[FLOWS] = flows
+    refresher = Refresher(
+        RefreshDeps(
+            store=store,
+            oauth=oauth,
+            config=lambda: holder.current.config,
+            providers=lambda: holder.current.providers,
+            emit=emit,
+        )
+    )
+    app[REFRESHER] = refresher
+    lifecycle = Lifecycle(refresher, retry_revocation=flows.revoke_grant)
+    app[LIFECYCLE] = lifecycle
+    if services.get("scheduler", True):
+        lifecycle.start()
+    app[READY_CHECKS].append(("database", store.ping))
+    try:
+        yield
+    finally:
+        await lifecycle.stop()
+        if listener is not None:
+            await listener.stop()
+        waiters.notify_all()
+        await store.close()
+
+
+def _log_emit(event: str, *, outcome: str, **fields: Any) -> None:
+    fields.pop("user_id", None)  # the audit pipeline hashes it; plain logs never carry it
+    log.info(event, outcome=outcome, **fields)
+
+
+def api_key_guard(app: web.Application) -> Any:
+    config = app[SETTINGS].current.config
+    limiter = SlidingWindowLimiter(
+        config.security.rate_limiting.max_api_key_failures,
+        config.security.rate_limiting.window_minutes * 60.0,
+    )
+    verifier = ApiKeys(app)
+
+    async def denied(request: web.Request, reason: str) -> None:
+        log.info(
+            "api_key_denied",
+            route=request.path[:100],
+            reason=reason,
+            source_ip=app[SETTINGS].current.client_address.of(request),
+        )
+
+    return api_key_middleware(
+        lambda _r: verifier, limiter, lambda r: app[SETTINGS].current.client_address.of(r), denied
+    )
+
+

@@ -1,0 +1,39 @@
+"""Database engines: SQLite (aiosqlite; WAL, busy timeout, BEGIN IMMEDIATE) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for ``url``; SQLite write transactions start with ``BEGIN IMMEDIATE``."""
+    if is_sqlite(url):
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": busy_timeout},
+            isolation_level=None,  # we issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred)
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)

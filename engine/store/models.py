@@ -1,0 +1,114 @@
+"""The tables (SQLAlchemy Core). Secret columns hold :mod:`engine.crypto` blobs, never plaintext."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+UTC_TS = sa.DateTime(timezone=True)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("access_token", sa.LargeBinary, nullable=False),
+    sa.Column("refresh_token", sa.LargeBinary),
+    sa.Column("id_token", sa.LargeBinary),
+    sa.Column("user_info", sa.LargeBinary),
+    sa.Column("token_type", sa.String(32), nullable=False),
+    sa.Column("expires_at", UTC_TS),
+    sa.Column("subject", sa.String(256)),
+    sa.Column("token_metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("updated_at", UTC_TS, nullable=False),
+    sa.Column("refreshed_at", UTC_TS),
+    sa.Column("next_refresh_at", UTC_TS),
+    sa.Column("refresh_failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(64)),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("user_id", "provider_id", name="uq_grants_user_provider"),
+    sa.Index("ix_grants_due", "status", "next_refresh_at"),
+    sa.Index("ix_grants_provider", "provider_id"),
+)
+
+flows = sa.Table(
+    "flows",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("state_hash", sa.String(64), unique=True),
+    sa.Column("state_expires_at", UTC_TS),
+    sa.Column("code_verifier", sa.LargeBinary),
+    sa.Column("nonce", sa.LargeBinary),
+    sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    sa.Column("next_uri", sa.String(2048)),
+    sa.Column("grant_id", sa.String(40)),
+    sa.Column("error", sa.String(64)),
+    sa.Column("error_description", sa.String(300)),
+    sa.Column("pending_tokens", sa.LargeBinary),
+    sa.Column("pending_user_info", sa.LargeBinary),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Column("started_at", UTC_TS),
+    sa.Column("completed_at", UTC_TS),
+    sa.Index("ix_flows_status_expires", "status", "expires_at"),
+    sa.Index("ix_flows_created", "created_at"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("salt", sa.LargeBinary, nullable=False),
+    sa.Column("key_hash", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("last_used_at", UTC_TS),
+    sa.Column("revoked_at", UTC_TS),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+)
+
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", UTC_TS, nullable=False),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16)),
+    sa.Column("provider", sa.String(64)),
+    sa.Column("tool", sa.String(256)),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("user_ref", sa.String(64)),
+    sa.Column("source_ip", sa.String(64)),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Index("ix_audit_time", "time"),
+    sa.Index("ix_audit_user_ref", "user_ref"),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# every encrypted column, for key rotation: table -> columns
+ENCRYPTED: dict[str, tuple[str, ...]] = {
+    "grants": ("access_token", "refresh_token", "id_token", "user_info"),
+    "flows": ("code_verifier", "nonce", "pending_tokens", "pending_user_info"),
+}

@@ -1,0 +1,70 @@
+"""Rows as the engine uses them: decrypted, frozen, and with reprs that never show a secret."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GrantRecord:
+    id: str
+    user_id: str
+    provider_id: str
+    status: str  # active | needs_reauth | revoked
+    scopes: tuple[str, ...]
+    access_token: str
+    refresh_token: str | None
+    id_token: str | None
+    user_info: Mapping[str, Any] | None
+    token_type: str
+    expires_at: datetime | None
+    subject: str | None
+    token_metadata: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    refreshed_at: datetime | None
+    next_refresh_at: datetime | None
+    refresh_failures: int
+    last_error: str | None
+    version: int
+
+    def __repr__(self) -> str:
+        return (
+            f"GrantRecord(id={self.id!r}, provider_id={self.provider_id!r}, status={self.status!r}, "
+            f"scopes={self.scopes!r}, expires_at={self.expires_at!r}, version={self.version})"
+        )
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class FlowRecord:
+    id: str
+    user_id: str
+    provider_id: str
+    status: str  # pending | verifying | completed | failed | expired
+    scopes: tuple[str, ...]
+    code_verifier: str | None
+    nonce: str | None
+    redirect_uri: str
+    next_uri: str | None
+    grant_id: str | None
+    error: str | None
+    error_description: str | None
+    created_at: datetime
+    expires_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"FlowRecord(id={self.id!r}, provider_id={self.provider_id!r}, status={self.status!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None

@@ -1,0 +1,135 @@
+"""The store: one object holding the database engine, the keyring, and a repository per table."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.crypto.cipher import Keyring
+from engine.errors import StorageError
+from engine.store import models as m
+from engine.store.db import create_engine, is_sqlite
+from engine.store.schema import ensure_schema
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(16)}"
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive: they were written as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
+        from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
+
+        self.engine = engine
+        self.keyring = keyring
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self.grants = GrantRepo(self)
+        self.flows = FlowRepo(self)
+        self.api_keys = ApiKeyRepo(self)
+        self.leases = LeaseRepo(self)
+        self.audit = AuditRepo(self)
+        self.meta = MetaRepo(self)
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        keyring: Keyring,
+        *,
+        busy_timeout: float = 5.0,
+        pool_size: int = 10,
+        migrate: bool = True,
+        engine: AsyncEngine | None = None,
+    ) -> Store:
+        """Connect, create the schema in an empty database, refuse a stale one, check the keys."""
+        engine = engine or create_engine(url, busy_timeout=busy_timeout, pool_size=pool_size)
+        store = cls(engine, keyring, url)
+        try:
+            if migrate:
+                await ensure_schema(engine)
+            else:
+                from engine.store.schema import check_schema
+
+                await check_schema(engine)
+            await store.check_keys()
+        except (OSError, DBAPIError) as exc:
+            await engine.dispose()
+            raise StorageError(f"cannot open the database: {type(exc).__name__}: {_reason(exc)}") from None
+        except BaseException:
+            await engine.dispose()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (OSError, DBAPIError) as exc:
+            raise StorageError(f"database unreachable: {type(exc).__name__}") from None
+
+    async def check_keys(self) -> None:
+        """Refuse to start when a stored value is sealed with a key id that is not configured."""
+        from engine.crypto.cipher import UnknownKeyError
+
+        known = self.keyring.key_ids
+        async with self.engine.connect() as conn:
+            for table_name, columns in m.ENCRYPTED.items():
+                table = m.metadata.tables[table_name]
+                for column in columns:
+                    col = table.c[column]
+                    rows = await conn.execute(sa.select(col).where(col.is_not(None)).limit(200))
+                    for (blob,) in rows:
+                        kid = self.keyring.key_id_of(blob)
+                        if kid not in known:
+                            raise UnknownKeyError(
+                                f"{table_name}.{column} holds values sealed with key {kid!r}, which is not "
+                                "in security.root_keys: add that key (not as default) to read them"
+                            )
+
+    async def notify_flow(self, flow_id: str) -> None:
+        """Tell other replicas (PostgreSQL LISTEN) that a flow changed."""
+        if self.sqlite:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_notify('keyturn_flows', :id)"), {"id": flow_id})
+
+    # helpers for repos
+    def seal(self, table: str, column: str, row_id: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        return self.keyring.encrypt_str(value, table=table, column=column, row_id=row_id)
+
+    def open_value(self, table: str, column: str, row_id: str, blob: bytes | None) -> str | None:
+        if blob is None:
+            return None
+        return self.keyring.decrypt_str(bytes(blob), table=table, column=column, row_id=row_id)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else ""
+    return text[:200]
+
+
+RETRYABLE = (OperationalError,)
+
+__all__: list[Any] = ["Store", "aware", "new_id", "now_utc"]
