@@ -1,0 +1,407 @@
+"""engine.flows.service over HTTP: authorize, browser start and callback, status, confirm_user, admin."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+import sqlalchemy as sa
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+USER = "alice@example.test"
+
+
+class Provider:
+    """A small OAuth provider: redirects at once with a code, checks PKCE, records every call."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_calls: list[dict[str, str]] = []
+        self.revocations: list[dict[str, str]] = []
+        self.authorize_params: list[dict[str, str]] = []
+        self.issued: list[str] = []
+        self.mode = "json"
+        self.revoke_status = 200
+        app = web.Application()
+        app.router.add_get("/authorize", self.authorize)
+        app.router.add_post("/token", self.token)
+        app.router.add_get("/userinfo", self.userinfo)
+        app.router.add_post("/revoke", self.revoke)
+        self.server = TestServer(app, host="127.0.0.1", port=0)
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        q = dict(request.query)
+        self.authorize_params.append(q)
+        if q.get("deny"):
+            target = (
+                q["redirect_uri"]
+                + "?"
+                + urlencode({"error": "access_denied", "state": q["state"], "error_description": "<b>no</b>"})
+            )
+            raise web.HTTPFound(target)
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = {
+            "challenge": q.get("code_challenge"),
+            "redirect_uri": q["redirect_uri"],
+            "scope": q.get("scope", ""),
+            "used": False,
+        }
+        raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]}))
+
+    def _token(self) -> str:
+        value = "tok-" + secrets.token_urlsafe(24)
+        self.issued.append(value)
+        return value
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        form = dict(await request.post())
+        self.token_calls.append(form)
+        if self.mode == "slow":
+            await asyncio.sleep(3)
+        if self.mode == "html":
+            return web.Response(text="<html>maintenance</html>", content_type="text/html")
+        if self.mode == "500":
+            return web.Response(status=500, text="oops")
+        if self.mode == "error200":
+            return web.json_response({"error": "bad_verification_code"})
+        if self.mode == "big":
+            return web.json_response({"access_token": self._token(), "pad": "x" * 70_000})
+        if form.get("grant_type") == "refresh_token":
+            return web.json_response(
+                {"access_token": self._token(), "expires_in": 3600, "token_type": "Bearer"}
+            )
+        info = self.codes.get(form.get("code", ""))
+        if info is None or info["used"]:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        info["used"] = True
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if digest != info["challenge"] or form.get("redirect_uri") != info["redirect_uri"]:
+            return web.json_response({"error": "invalid_grant", "error_description": "pkce"}, status=400)
+        access, refresh = self._token(), self._token()
+        if self.mode == "form":
+            body = urlencode(
+                {"access_token": access, "scope": info["scope"].replace(" ", ","), "token_type": "bearer"}
+            )
+            return web.Response(text=body, content_type="application/x-www-form-urlencoded")
+        return web.json_response(
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": 3600,
+                "token_type": "Bearer",
+                "scope": info["scope"],
+            }
+        )
+
+    async def userinfo(self, request: web.Request) -> web.Response:
+        return web.json_response({"sub": "u-123", "email": USER})
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        self.revocations.append(dict(await request.post()))
+        return web.Response(status=self.revoke_status)
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Provider]:
+    p = Provider()
+    await p.server.start_server()
+    yield p
+    await p.server.close()
+
+
+def config(p: Provider, extra: str = "", security: str = "") -> str:
+    sec = security or "api_keys: ['test-api-key-0123456789abcdef']"
+    return f"""
+security: {{{sec}, next_uri_allowlist: ['https://app.example/']}}
+auth:
+  providers:
+    - id: acme
+      client_id: cid
+      client_secret: csecret
+      oauth2:
+        authorization_request: {{endpoint: "{p.url("/authorize")}", params: {{response_type: code}}}}
+        token_request: {{endpoint: "{p.url("/token")}", auth_method: client_secret_post}}
+        revocation_request: {{endpoint: "{p.url("/revoke")}"}}
+        user_info: {{endpoint: "{p.url("/userinfo")}", method: GET}}
+{extra}
+"""
+
+
+async def authorize(engine: Any, scopes: list[str], **extra: Any) -> tuple[int, Any]:
+    body = {
+        "user_id": USER,
+        "auth_requirement": {"provider_id": "acme", "oauth2": {"scopes": scopes}},
+        **extra,
+    }
+    return await engine.api("POST", "/v1/auth/authorize", json=body)
+
+
+async def click(engine: Any, url: str, **authorize_extra: str) -> Any:
+    """Follow the flow link like a browser: start -> provider -> callback. Returns the last response."""
+    async with engine.browser.get(url, allow_redirects=False) as resp:
+        assert resp.status == 302, await resp.text()
+        provider_url = resp.headers["Location"]
+    if authorize_extra:
+        provider_url += "&" + urlencode(authorize_extra)
+    async with engine.browser.get(provider_url, allow_redirects=False) as resp:
+        callback = resp.headers["Location"]
+    return await engine.browser.get(callback, allow_redirects=False)
+
+
+async def test_full_flow_and_grant_encrypted(keyturn_engine: Any, provider: Provider) -> None:
+    """authorize -> click -> completed; the grant is stored and its tokens are not in the database file."""
+    engine = await keyturn_engine(config(provider))
+    status, body = await authorize(engine, ["read"])
+    assert (
+        status == 200
+        and body["status"] == "pending"
+        and body["url"].startswith(engine.url + "/v1/oauth/start/")
+    )
+    q = None
+    resp = await click(engine, body["url"])
+    assert resp.status == 200 and "connected" in await resp.text()
+    assert resp.headers["Referrer-Policy"] == "no-referrer" and resp.headers["Cache-Control"] == "no-store"
+    q = provider.authorize_params[-1]
+    assert q["code_challenge_method"] == "S256" and q["scope"] == "read" and len(q["state"]) >= 43
+    status, done = await engine.api("GET", f"/v1/auth/status?id={body['id']}")
+    assert done["status"] == "completed" and done["scopes"] == ["read"] and "token" not in done["context"]
+    grant = await engine.store.grants.find(USER, "acme")
+    assert grant.access_token in provider.issued and grant.subject == "u-123"
+    async with engine.store.engine.connect() as conn:
+        raw = (await conn.execute(sa.text("SELECT access_token, refresh_token FROM grants"))).one()
+    assert grant.access_token.encode() not in raw[0] and grant.refresh_token.encode() not in raw[1]
+
+
+async def test_already_granted_completes_at_once(keyturn_engine: Any, provider: Provider) -> None:
+    """A user whose grant covers the scopes gets completed at once, without the token by default."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    _, again = await authorize(engine, ["read"])
+    assert again["status"] == "completed" and again["context"] == {} and "url" not in again
+
+
+async def test_token_exposure_api(keyturn_engine: Any, provider: Provider) -> None:
+    """With token_exposure: api, a completed answer carries context.token."""
+    engine = await keyturn_engine(
+        config(provider, security="api_keys: ['test-api-key-0123456789abcdef'], token_exposure: api")
+    )
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    _, again = await authorize(engine, ["read"])
+    assert again["context"]["token"] in provider.issued
+
+
+async def test_incremental_scopes(keyturn_engine: Any, provider: Provider) -> None:
+    """A second authorize with a new scope asks the provider for the union."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    _, more = await authorize(engine, ["write"])
+    assert more["status"] == "pending" and more["scopes"] == ["read", "write"]
+    await click(engine, more["url"])
+    assert provider.authorize_params[-1]["scope"] == "read write"
+
+
+async def test_replayed_state_and_code_exchanged_once(keyturn_engine: Any, provider: Provider) -> None:
+    """Replaying a callback shows the expired page; the code went to the token endpoint once."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    async with engine.browser.get(body["url"], allow_redirects=False) as resp:
+        provider_url = resp.headers["Location"]
+    async with engine.browser.get(provider_url, allow_redirects=False) as resp:
+        callback = resp.headers["Location"]
+    first, second = await asyncio.gather(engine.browser.get(callback), engine.browser.get(callback))
+    statuses = sorted([first.status, second.status])
+    assert statuses == [200, 410], statuses
+    assert len([c for c in provider.token_calls if c.get("grant_type") == "authorization_code"]) == 1
+
+
+async def test_forged_state(keyturn_engine: Any, provider: Provider) -> None:
+    """A state the engine never issued is refused and nothing is exchanged."""
+    engine = await keyturn_engine(config(provider))
+    async with engine.browser.get(engine.url + "/v1/oauth/callback?code=x&state=forged") as resp:
+        assert resp.status == 410
+    async with engine.browser.get(engine.url + "/v1/oauth/callback?code=x") as resp:
+        assert resp.status == 404
+    assert provider.token_calls == []
+
+
+async def test_provider_error_escaped(keyturn_engine: Any, provider: Provider) -> None:
+    """error=access_denied fails the flow with that word; the description is escaped on the page."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    resp = await click(engine, body["url"], deny="1")
+    text = await resp.text()
+    assert resp.status == 400 and "&lt;b&gt;no&lt;/b&gt;" in text and "<b>no</b>" not in text
+    _, status = await engine.api("GET", f"/v1/auth/status?id={body['id']}")
+    assert status["status"] == "failed"
+    flow = await engine.store.flows.get(body["id"])
+    assert flow.error == "access_denied"
+
+
+@pytest.mark.parametrize("mode", ["html", "500", "error200", "big", "slow"])
+async def test_token_endpoint_faults_fail_cleanly(keyturn_engine: Any, provider: Provider, mode: str) -> None:
+    """HTML, 500, a 200 with error, an oversized body or a slow answer fail the flow and store nothing."""
+    engine = await keyturn_engine(config(provider, extra="lifecycle: {refresh_timeout: 1s}"))
+    provider.mode = mode
+    _, body = await authorize(engine, ["read"])
+    resp = await click(engine, body["url"])
+    assert resp.status in (400, 502), resp.status
+    flow = await engine.store.flows.get(body["id"])
+    assert flow.status == "failed" and flow.error
+    assert await engine.store.grants.find(USER, "acme") is None
+
+
+async def test_form_encoded_answer(keyturn_engine: Any, provider: Provider) -> None:
+    """A GitHub-style form-encoded answer with comma scopes completes the flow."""
+    engine = await keyturn_engine(config(provider))
+    provider.mode = "form"
+    _, body = await authorize(engine, ["read", "write"])
+    resp = await click(engine, body["url"])
+    assert resp.status == 200
+    grant = await engine.store.grants.find(USER, "acme")
+    assert grant.scopes == ("read", "write") and grant.refresh_token is None
+
+
+async def test_custom_verifier(keyturn_engine: Any, provider: Provider) -> None:
+    """With a custom verifier: 303 to the app, no grant until confirm_user; a wrong user gets user_mismatch."""
+    sec = (
+        "api_keys: ['test-api-key-0123456789abcdef'], "
+        "user_verifier: {mode: custom, url: 'https://app.example/verify'}"
+    )
+    engine = await keyturn_engine(config(provider, security=sec))
+    _, body = await authorize(engine, ["read"], next_uri="https://app.example/done")
+    resp = await click(engine, body["url"])
+    assert resp.status == 303
+    target = urlsplit(resp.headers["Location"])
+    assert target.netloc == "app.example" and parse_qs(target.query)["flow_id"] == [body["id"]]
+    assert await engine.store.grants.find(USER, "acme") is None
+    _, pending = await engine.api("GET", f"/v1/auth/status?id={body['id']}")
+    assert pending["status"] == "pending"
+    status, ok = await engine.api(
+        "POST", "/v1/auth/confirm_user", json={"flow_id": body["id"], "user_id": USER}
+    )
+    assert status == 200 and ok == {"auth_id": body["id"], "next_uri": "https://app.example/done"}
+    assert (await engine.store.grants.find(USER, "acme")).status == "active"
+    _, second = await authorize(engine, ["write"])
+    await click(engine, second["url"])
+    status, err = await engine.api(
+        "POST",
+        "/api/v1/oauth/confirm_user",
+        json={"flow_id": second["id"], "user_id": "mallory@example.test"},
+    )
+    assert status == 400 and err["error"] == "user_mismatch"
+    flow = await engine.store.flows.get(second["id"])
+    assert flow.status == "failed"
+    assert (await engine.store.grants.find(USER, "acme")).scopes == ("read",)
+
+
+async def test_long_poll(keyturn_engine: Any, provider: Provider) -> None:
+    """status?wait returns soon after completion; a timeout answers pending."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    started = time.monotonic()
+    _, timed_out = await engine.api("GET", f"/v1/auth/status?id={body['id']}&wait=1")
+    assert timed_out["status"] == "pending" and time.monotonic() - started >= 0.9
+    waiter = asyncio.create_task(engine.api("GET", f"/v1/auth/status?id={body['id']}&wait=20"))
+    await asyncio.sleep(0.2)
+    await click(engine, body["url"])
+    clicked = time.monotonic()
+    _, done = await waiter
+    assert done["status"] == "completed" and time.monotonic() - clicked < 5
+
+
+async def test_api_key_required(keyturn_engine: Any, provider: Provider) -> None:
+    """/v1/auth/* without or with a wrong API key answers 401 JSON."""
+    engine = await keyturn_engine(config(provider))
+    async with engine.browser.post(engine.url + "/v1/auth/authorize", json={}) as resp:
+        assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+    async with engine.browser.get(
+        engine.url + "/v1/auth/status?id=x", headers={"Authorization": "Bearer nope"}
+    ) as r:
+        assert r.status == 401
+
+
+async def test_bad_requests(keyturn_engine: Any, provider: Provider) -> None:
+    """Unknown provider, bad JSON, missing user, disallowed next_uri and bad wait give clear 4xx errors."""
+    engine = await keyturn_engine(config(provider))
+    status, err = await engine.api(
+        "POST", "/v1/auth/authorize", json={"user_id": USER, "auth_requirement": {"provider_id": "nope"}}
+    )
+    assert status == 404 and err["error"] == "unknown_provider"
+    status, err = await engine.api("POST", "/v1/auth/authorize", data=b"{not json")
+    assert status == 400 and "not valid JSON" in err["msg"]
+    status, err = await engine.api(
+        "POST", "/v1/auth/authorize", json={"auth_requirement": {"provider_id": "acme"}}
+    )
+    assert status == 400 and "user_id" in err["msg"]
+    status, err = await authorize(engine, ["read"], next_uri="https://evil.example/")
+    assert status == 400 and err["error"] == "next_uri_not_allowed"
+    status, err = await engine.api("GET", "/v1/auth/status?id=x&wait=soon")
+    assert status == 400
+    status, err = await engine.api("GET", "/v1/auth/status?id=fl_unknown")
+    assert status == 404
+
+
+async def test_rate_limited(keyturn_engine: Any, provider: Provider) -> None:
+    """More than max_auth_attempts new flows per user and provider answer 429 with Retry-After."""
+    engine = await keyturn_engine(
+        config(
+            provider,
+            security="api_keys: ['test-api-key-0123456789abcdef'], rate_limiting: {max_auth_attempts: 2}",
+        )
+    )
+    for _ in range(2):
+        assert (await authorize(engine, ["read"]))[0] == 200
+    async with engine.session.post(
+        engine.url + "/v1/auth/authorize",
+        json={"user_id": USER, "auth_requirement": {"provider_id": "acme", "oauth2": {"scopes": ["read"]}}},
+    ) as resp:
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+
+
+async def test_admin_connections_and_revoke(keyturn_engine: Any, provider: Provider) -> None:
+    """Admin lists connections without tokens and DELETE revokes at the provider then removes the grant."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    status, page = await engine.api("GET", f"/v1/admin/user_connections?user_id={USER}")
+    assert status == 200 and page["total_count"] == 1
+    item = page["items"][0]
+    assert item["provider_id"] == "acme" and item["connection_status"] == "active"
+    assert not any(t in json.dumps(page) for t in provider.issued)
+    status, _ = await engine.api("DELETE", f"/v1/admin/user_connections/{item['id']}")
+    assert status == 204
+    assert [r["token_type_hint"] for r in provider.revocations] == ["refresh_token", "access_token"]
+    assert await engine.store.grants.find(USER, "acme") is None
+    status, _ = await engine.api("DELETE", f"/v1/admin/user_connections/{item['id']}")
+    assert status == 404
+
+
+async def test_revoke_503_keeps_grant_unusable(keyturn_engine: Any, provider: Provider) -> None:
+    """A 503 at revocation leaves the grant revoked (unusable) for a later retry."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    grant = await engine.store.grants.find(USER, "acme")
+    provider.revoke_status = 503
+    status, _ = await engine.api("DELETE", f"/v1/admin/user_connections/{grant.id}")
+    assert status == 204
+    assert (await engine.store.grants.get(grant.id)).status == "revoked"
+    provider.revoke_status = 200
+    assert await engine.flows.revoke_grant(grant.id)
+    assert await engine.store.grants.get(grant.id) is None
