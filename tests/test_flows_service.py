@@ -278,7 +278,7 @@ async def test_form_encoded_answer(keyturn_engine: Any, provider: Provider) -> N
 
 
 async def test_custom_verifier(keyturn_engine: Any, provider: Provider) -> None:
-    """With a custom verifier: 303 to the app, no grant until confirm_user; a wrong user gets user_mismatch."""
+    """Custom verifier: 303 to the app, no grant until confirm_user; a wrong user gets user_mismatch."""
     sec = (
         "api_keys: ['test-api-key-0123456789abcdef'], "
         "user_verifier: {mode: custom, url: 'https://app.example/verify'}"
