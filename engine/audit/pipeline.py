@@ -1,0 +1,127 @@
+"""The audit pipeline: :class:`Auditor` runs a record through structlog processors into the sinks.
+
+    auditor = Auditor(config.audit, salt, database=store.audit.write)
+    auditor.emit("flow.started", outcome="success", user_id=user_id, provider="github")
+
+``salt`` is the installation's audit salt: the engine creates it once
+(:func:`engine.audit.processors.new_salt`), keeps it in its store and passes it in here.
+``emit`` returns whether at least one sink accepted the record; with ``audit.required: true`` it
+raises :class:`engine.errors.Unavailable` instead of returning False, so the action fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from engine.audit.processors import EventAllowlist, UserHasher
+from engine.audit.sinks import DatabaseSink, DatabaseWrite, FileSink, Sink, StdoutSink
+from engine.config.model import AuditConfig
+from engine.errors import ConfigError, Unavailable
+from engine.logs import Redactor
+
+
+class _FanOut:
+    """The pipeline's wrapped logger: hands the finished record to every sink."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.sinks = sinks
+
+    def msg(self, **record: Any) -> bool:
+        accepted = False
+        for sink in self.sinks:
+            accepted = sink.write(record) or accepted  # every sink gets it, even after one accepted
+        return accepted
+
+
+def _event_first(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    head = {k: event_dict.pop(k) for k in ("time", "event", "outcome") if k in event_dict}
+    return {**head, **event_dict}
+
+
+class Auditor:
+    """Emit audit events to the sinks ``config.sinks`` names.
+
+    ``sinks`` replaces the sinks built from the config (tests, embedding); ``database`` is the
+    store's coroutine writing one record (needed when ``config.sinks`` has ``database``, else
+    that sink is missing and, when it is the only one, every emit fails to be accepted).
+    """
+
+    def __init__(
+        self,
+        config: AuditConfig,
+        salt: bytes,
+        *,
+        database: DatabaseWrite | None = None,
+        sinks: Sequence[Sink] | None = None,
+        stdout: TextIO | None = None,
+    ) -> None:
+        self.config = config
+        self.sinks: list[Sink] = (
+            list(sinks) if sinks is not None else self._build_sinks(config, database, stdout)
+        )
+        self.processors: list[Processor] = [
+            EventAllowlist(),
+            structlog.contextvars.merge_contextvars,  # request_id bound by the API middleware
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            UserHasher(salt, include_user_id=config.include_user_id),
+            Redactor(),
+            _event_first,
+        ]
+        self._logger = structlog.wrap_logger(
+            _FanOut(self.sinks),
+            processors=self.processors,
+            wrapper_class=structlog.BoundLogger,
+            context_class=dict,
+            cache_logger_on_first_use=False,
+        )
+
+    @staticmethod
+    def _build_sinks(
+        config: AuditConfig, database: DatabaseWrite | None, stdout: TextIO | None
+    ) -> list[Sink]:
+        sinks: list[Sink] = []
+        for name in config.sinks:
+            if name == "stdout":
+                sinks.append(StdoutSink(stdout))
+            elif name == "file":
+                if not config.file:
+                    raise ConfigError("is required when sinks include file", path="audit.file")
+                try:
+                    sinks.append(FileSink(config.file))
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot open {config.file}: {exc.strerror}", path="audit.file"
+                    ) from None
+            elif name == "database" and database is not None:
+                sinks.append(DatabaseSink(database))
+        return sinks
+
+    def __repr__(self) -> str:
+        return f"Auditor(sinks={[s.name for s in self.sinks]}, required={self.config.required})"
+
+    def emit(self, event: str, *, outcome: str, **fields: Any) -> bool:
+        """Record ``event``; True when at least one sink accepted it.
+
+        Raises ``ValueError`` for an event not in ``engine.audit.events.EVENTS`` (or a bad outcome)
+        and :class:`Unavailable` when ``audit.required`` and no sink accepted it.
+        """
+        accepted = bool(self._logger.msg(event, outcome=outcome, **fields))
+        if not accepted and self.config.required:
+            raise Unavailable(
+                f"audit record {event} could not be written and audit.required is set", retry_after=5
+            )
+        return accepted
+
+    def reopen(self) -> None:
+        """Reopen file sinks (SIGHUP after logrotate)."""
+        for sink in self.sinks:
+            sink.reopen()
+
+    async def aclose(self) -> None:
+        """Write what the database sink still queues and close every sink."""
+        for sink in self.sinks:
+            await sink.aclose()

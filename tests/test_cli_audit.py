@@ -1,0 +1,58 @@
+"""engine.cli.cmd_audit: `keyturn audit hash USER` prints the user_ref for the installation salt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.audit import user_ref
+from engine.cli.main import main
+
+SALT = bytes(range(32))
+
+
+def test_hash_with_salt_from_env(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The salt from KEYTURN_AUDIT_SALT gives the same user_ref the audit records carry."""
+    monkeypatch.setenv("KEYTURN_AUDIT_SALT", SALT.hex())
+    assert main(["audit", "hash", "alice@example.com"]) == 0
+    assert capsys.readouterr().out.strip() == user_ref(SALT, "alice@example.com")
+
+
+def test_hash_with_salt_file_wins_over_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--salt-file is used even when the environment variable is set."""
+    monkeypatch.setenv("KEYTURN_AUDIT_SALT", "ff" * 32)
+    salt_file = tmp_path / "salt"
+    salt_file.write_text(SALT.hex() + "\n")
+    assert main(["audit", "hash", "--salt-file", str(salt_file), "bob"]) == 0
+    assert capsys.readouterr().out.strip() == user_ref(SALT, "bob")
+
+
+def test_missing_salt_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a salt the command exits 1 naming both ways to give one."""
+    monkeypatch.delenv("KEYTURN_AUDIT_SALT", raising=False)
+    assert main(["audit", "hash", "alice"]) == 1
+    err = capsys.readouterr().err
+    assert "--salt-file" in err and "KEYTURN_AUDIT_SALT" in err
+
+
+def test_bad_salt_errors_never_echo_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A non-hex or unreadable salt exits 1 naming the source, not the value."""
+    monkeypatch.setenv("KEYTURN_AUDIT_SALT", "not-a-hex-salt-value")
+    assert main(["audit", "hash", "alice"]) == 1
+    err = capsys.readouterr().err
+    assert "KEYTURN_AUDIT_SALT is not hex" in err and "not-a-hex-salt-value" not in err
+    assert main(["audit", "hash", "--salt-file", str(tmp_path / "nope"), "alice"]) == 1
+    assert "cannot read salt file" in capsys.readouterr().err
+
+
+def test_audit_without_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`keyturn audit` alone prints its help and exits 2."""
+    assert main(["audit"]) == 2
+    assert "hash" in capsys.readouterr().out
