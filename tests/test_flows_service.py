@@ -3,126 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-USER = "alice@example.test"
-
-
-class Provider:
-    """A small OAuth provider: redirects at once with a code, checks PKCE, records every call."""
-
-    def __init__(self) -> None:
-        self.codes: dict[str, dict[str, Any]] = {}
-        self.token_calls: list[dict[str, str]] = []
-        self.revocations: list[dict[str, str]] = []
-        self.authorize_params: list[dict[str, str]] = []
-        self.issued: list[str] = []
-        self.mode = "json"
-        self.revoke_status = 200
-        app = web.Application()
-        app.router.add_get("/authorize", self.authorize)
-        app.router.add_post("/token", self.token)
-        app.router.add_get("/userinfo", self.userinfo)
-        app.router.add_post("/revoke", self.revoke)
-        self.server = TestServer(app, host="127.0.0.1", port=0)
-
-    def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
-
-    async def authorize(self, request: web.Request) -> web.Response:
-        q = dict(request.query)
-        self.authorize_params.append(q)
-        if q.get("deny"):
-            target = (
-                q["redirect_uri"]
-                + "?"
-                + urlencode({"error": "access_denied", "state": q["state"], "error_description": "<b>no</b>"})
-            )
-            raise web.HTTPFound(target)
-        code = secrets.token_urlsafe(16)
-        self.codes[code] = {
-            "challenge": q.get("code_challenge"),
-            "redirect_uri": q["redirect_uri"],
-            "scope": q.get("scope", ""),
-            "used": False,
-        }
-        raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]}))
-
-    def _token(self) -> str:
-        value = "tok-" + secrets.token_urlsafe(24)
-        self.issued.append(value)
-        return value
-
-    async def token(self, request: web.Request) -> web.StreamResponse:
-        form = dict(await request.post())
-        self.token_calls.append(form)
-        if self.mode == "slow":
-            await asyncio.sleep(3)
-        if self.mode == "html":
-            return web.Response(text="<html>maintenance</html>", content_type="text/html")
-        if self.mode == "500":
-            return web.Response(status=500, text="oops")
-        if self.mode == "error200":
-            return web.json_response({"error": "bad_verification_code"})
-        if self.mode == "big":
-            return web.json_response({"access_token": self._token(), "pad": "x" * 70_000})
-        if form.get("grant_type") == "refresh_token":
-            return web.json_response(
-                {"access_token": self._token(), "expires_in": 3600, "token_type": "Bearer"}
-            )
-        info = self.codes.get(form.get("code", ""))
-        if info is None or info["used"]:
-            return web.json_response({"error": "invalid_grant"}, status=400)
-        info["used"] = True
-        verifier = form.get("code_verifier", "")
-        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        if digest != info["challenge"] or form.get("redirect_uri") != info["redirect_uri"]:
-            return web.json_response({"error": "invalid_grant", "error_description": "pkce"}, status=400)
-        access, refresh = self._token(), self._token()
-        if self.mode == "form":
-            body = urlencode(
-                {"access_token": access, "scope": info["scope"].replace(" ", ","), "token_type": "bearer"}
-            )
-            return web.Response(text=body, content_type="application/x-www-form-urlencoded")
-        return web.json_response(
-            {
-                "access_token": access,
-                "refresh_token": refresh,
-                "expires_in": 3600,
-                "token_type": "Bearer",
-                "scope": info["scope"],
-            }
-        )
-
-    async def userinfo(self, request: web.Request) -> web.Response:
-        return web.json_response({"sub": "u-123", "email": USER})
-
-    async def revoke(self, request: web.Request) -> web.Response:
-        self.revocations.append(dict(await request.post()))
-        return web.Response(status=self.revoke_status)
+from tests.plugins.mini_provider import USER, MiniProvider
 
 
 @pytest.fixture
-async def provider() -> AsyncIterator[Provider]:
-    p = Provider()
-    await p.server.start_server()
-    yield p
-    await p.server.close()
+def provider(mini_provider: MiniProvider) -> MiniProvider:
+    return mini_provider
 
 
-def config(p: Provider, extra: str = "", security: str = "") -> str:
+def config(p: MiniProvider, extra: str = "", security: str = "") -> str:
     sec = security or "api_keys: ['test-api-key-0123456789abcdef']"
     return f"""
 security: {{{sec}, next_uri_allowlist: ['https://app.example/']}}
@@ -161,7 +58,7 @@ async def click(engine: Any, url: str, **authorize_extra: str) -> Any:
     return await engine.browser.get(callback, allow_redirects=False)
 
 
-async def test_full_flow_and_grant_encrypted(keyturn_engine: Any, provider: Provider) -> None:
+async def test_full_flow_and_grant_encrypted(keyturn_engine: Any, provider: MiniProvider) -> None:
     """authorize -> click -> completed; the grant is stored and its tokens are not in the database file."""
     engine = await keyturn_engine(config(provider))
     status, body = await authorize(engine, ["read"])
@@ -185,7 +82,7 @@ async def test_full_flow_and_grant_encrypted(keyturn_engine: Any, provider: Prov
     assert grant.access_token.encode() not in raw[0] and grant.refresh_token.encode() not in raw[1]
 
 
-async def test_already_granted_completes_at_once(keyturn_engine: Any, provider: Provider) -> None:
+async def test_already_granted_completes_at_once(keyturn_engine: Any, provider: MiniProvider) -> None:
     """A user whose grant covers the scopes gets completed at once, without the token by default."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
@@ -194,7 +91,7 @@ async def test_already_granted_completes_at_once(keyturn_engine: Any, provider: 
     assert again["status"] == "completed" and again["context"] == {} and "url" not in again
 
 
-async def test_token_exposure_api(keyturn_engine: Any, provider: Provider) -> None:
+async def test_token_exposure_api(keyturn_engine: Any, provider: MiniProvider) -> None:
     """With token_exposure: api, a completed answer carries context.token."""
     engine = await keyturn_engine(
         config(provider, security="api_keys: ['test-api-key-0123456789abcdef'], token_exposure: api")
@@ -205,7 +102,7 @@ async def test_token_exposure_api(keyturn_engine: Any, provider: Provider) -> No
     assert again["context"]["token"] in provider.issued
 
 
-async def test_incremental_scopes(keyturn_engine: Any, provider: Provider) -> None:
+async def test_incremental_scopes(keyturn_engine: Any, provider: MiniProvider) -> None:
     """A second authorize with a new scope asks the provider for the union."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
@@ -216,7 +113,7 @@ async def test_incremental_scopes(keyturn_engine: Any, provider: Provider) -> No
     assert provider.authorize_params[-1]["scope"] == "read write"
 
 
-async def test_replayed_state_and_code_exchanged_once(keyturn_engine: Any, provider: Provider) -> None:
+async def test_replayed_state_and_code_exchanged_once(keyturn_engine: Any, provider: MiniProvider) -> None:
     """Replaying a callback shows the expired page; the code went to the token endpoint once."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
@@ -230,7 +127,7 @@ async def test_replayed_state_and_code_exchanged_once(keyturn_engine: Any, provi
     assert len([c for c in provider.token_calls if c.get("grant_type") == "authorization_code"]) == 1
 
 
-async def test_forged_state(keyturn_engine: Any, provider: Provider) -> None:
+async def test_forged_state(keyturn_engine: Any, provider: MiniProvider) -> None:
     """A state the engine never issued is refused and nothing is exchanged."""
     engine = await keyturn_engine(config(provider))
     async with engine.browser.get(engine.url + "/v1/oauth/callback?code=x&state=forged") as resp:
@@ -240,7 +137,7 @@ async def test_forged_state(keyturn_engine: Any, provider: Provider) -> None:
     assert provider.token_calls == []
 
 
-async def test_provider_error_escaped(keyturn_engine: Any, provider: Provider) -> None:
+async def test_provider_error_escaped(keyturn_engine: Any, provider: MiniProvider) -> None:
     """error=access_denied fails the flow with that word; the description is escaped on the page."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
@@ -254,7 +151,9 @@ async def test_provider_error_escaped(keyturn_engine: Any, provider: Provider) -
 
 
 @pytest.mark.parametrize("mode", ["html", "500", "error200", "big", "slow"])
-async def test_token_endpoint_faults_fail_cleanly(keyturn_engine: Any, provider: Provider, mode: str) -> None:
+async def test_token_endpoint_faults_fail_cleanly(
+    keyturn_engine: Any, provider: MiniProvider, mode: str
+) -> None:
     """HTML, 500, a 200 with error, an oversized body or a slow answer fail the flow and store nothing."""
     engine = await keyturn_engine(config(provider, extra="lifecycle: {refresh_timeout: 1s}"))
     provider.mode = mode
@@ -266,7 +165,7 @@ async def test_token_endpoint_faults_fail_cleanly(keyturn_engine: Any, provider:
     assert await engine.store.grants.find(USER, "acme") is None
 
 
-async def test_form_encoded_answer(keyturn_engine: Any, provider: Provider) -> None:
+async def test_form_encoded_answer(keyturn_engine: Any, provider: MiniProvider) -> None:
     """A GitHub-style form-encoded answer with comma scopes completes the flow."""
     engine = await keyturn_engine(config(provider))
     provider.mode = "form"
@@ -277,7 +176,7 @@ async def test_form_encoded_answer(keyturn_engine: Any, provider: Provider) -> N
     assert grant.scopes == ("read", "write") and grant.refresh_token is None
 
 
-async def test_custom_verifier(keyturn_engine: Any, provider: Provider) -> None:
+async def test_custom_verifier(keyturn_engine: Any, provider: MiniProvider) -> None:
     """Custom verifier: 303 to the app, no grant until confirm_user; a wrong user gets user_mismatch."""
     sec = (
         "api_keys: ['test-api-key-0123456789abcdef'], "
@@ -310,7 +209,7 @@ async def test_custom_verifier(keyturn_engine: Any, provider: Provider) -> None:
     assert (await engine.store.grants.find(USER, "acme")).scopes == ("read",)
 
 
-async def test_long_poll(keyturn_engine: Any, provider: Provider) -> None:
+async def test_long_poll(keyturn_engine: Any, provider: MiniProvider) -> None:
     """status?wait returns soon after completion; a timeout answers pending."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
@@ -325,7 +224,7 @@ async def test_long_poll(keyturn_engine: Any, provider: Provider) -> None:
     assert done["status"] == "completed" and time.monotonic() - clicked < 5
 
 
-async def test_api_key_required(keyturn_engine: Any, provider: Provider) -> None:
+async def test_api_key_required(keyturn_engine: Any, provider: MiniProvider) -> None:
     """/v1/auth/* without or with a wrong API key answers 401 JSON."""
     engine = await keyturn_engine(config(provider))
     async with engine.browser.post(engine.url + "/v1/auth/authorize", json={}) as resp:
@@ -336,7 +235,7 @@ async def test_api_key_required(keyturn_engine: Any, provider: Provider) -> None
         assert r.status == 401
 
 
-async def test_bad_requests(keyturn_engine: Any, provider: Provider) -> None:
+async def test_bad_requests(keyturn_engine: Any, provider: MiniProvider) -> None:
     """Unknown provider, bad JSON, missing user, disallowed next_uri and bad wait give clear 4xx errors."""
     engine = await keyturn_engine(config(provider))
     status, err = await engine.api(
@@ -357,7 +256,7 @@ async def test_bad_requests(keyturn_engine: Any, provider: Provider) -> None:
     assert status == 404
 
 
-async def test_rate_limited(keyturn_engine: Any, provider: Provider) -> None:
+async def test_rate_limited(keyturn_engine: Any, provider: MiniProvider) -> None:
     """More than max_auth_attempts new flows per user and provider answer 429 with Retry-After."""
     engine = await keyturn_engine(
         config(
@@ -374,7 +273,7 @@ async def test_rate_limited(keyturn_engine: Any, provider: Provider) -> None:
         assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
 
 
-async def test_admin_connections_and_revoke(keyturn_engine: Any, provider: Provider) -> None:
+async def test_admin_connections_and_revoke(keyturn_engine: Any, provider: MiniProvider) -> None:
     """Admin lists connections without tokens and DELETE revokes at the provider then removes the grant."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
@@ -392,7 +291,7 @@ async def test_admin_connections_and_revoke(keyturn_engine: Any, provider: Provi
     assert status == 404
 
 
-async def test_revoke_503_keeps_grant_unusable(keyturn_engine: Any, provider: Provider) -> None:
+async def test_revoke_503_keeps_grant_unusable(keyturn_engine: Any, provider: MiniProvider) -> None:
     """A 503 at revocation leaves the grant revoked (unusable) for a later retry."""
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])

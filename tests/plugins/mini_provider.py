@@ -1,0 +1,157 @@
+"""A small OAuth provider on 127.0.0.1 (port 0) for engine tests: `mini_provider` fixture.
+
+It redirects at once with a code, checks PKCE and redirect_uri, answers the token endpoint in the
+mode a test sets (``mode``) and refreshes as ``refresh_plan`` says (a list of behaviours consumed in
+order: "ok", "rotate", "500", "429", "invalid_grant", "slow", "no_refresh"). Every token it issues
+is in ``issued`` so tests can scan storage and logs for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+USER = "alice@example.test"
+
+
+class MiniProvider:
+    """A small OAuth provider: redirects at once with a code, checks PKCE, records every call."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_calls: list[dict[str, str]] = []
+        self.revocations: list[dict[str, str]] = []
+        self.authorize_params: list[dict[str, str]] = []
+        self.issued: list[str] = []
+        self.mode = "json"
+        self.revoke_status = 200
+        self.refresh_plan: list[str] = []
+        self.refresh_calls: list[str] = []  # refresh tokens presented, in order
+        self.refresh_delay = 0.0
+        self.valid_refresh: set[str] = set()
+        self.expires_in = 3600
+        app = web.Application()
+        app.router.add_get("/authorize", self.authorize)
+        app.router.add_post("/token", self.token)
+        app.router.add_get("/userinfo", self.userinfo)
+        app.router.add_post("/revoke", self.revoke)
+        self.server = TestServer(app, host="127.0.0.1", port=0)
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        q = dict(request.query)
+        self.authorize_params.append(q)
+        if q.get("deny"):
+            target = (
+                q["redirect_uri"]
+                + "?"
+                + urlencode({"error": "access_denied", "state": q["state"], "error_description": "<b>no</b>"})
+            )
+            raise web.HTTPFound(target)
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = {
+            "challenge": q.get("code_challenge"),
+            "redirect_uri": q["redirect_uri"],
+            "scope": q.get("scope", ""),
+            "used": False,
+        }
+        raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]}))
+
+    def _token(self) -> str:
+        value = "tok-" + secrets.token_urlsafe(24)
+        self.issued.append(value)
+        return value
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        form = dict(await request.post())
+        self.token_calls.append(form)
+        if self.mode == "slow":
+            await asyncio.sleep(3)
+        if self.mode == "html":
+            return web.Response(text="<html>maintenance</html>", content_type="text/html")
+        if self.mode == "500":
+            return web.Response(status=500, text="oops")
+        if self.mode == "error200":
+            return web.json_response({"error": "bad_verification_code"})
+        if self.mode == "big":
+            return web.json_response({"access_token": self._token(), "pad": "x" * 70_000})
+        if form.get("grant_type") == "refresh_token":
+            return web.json_response(
+                {"access_token": self._token(), "expires_in": 3600, "token_type": "Bearer"}
+            )
+        info = self.codes.get(form.get("code", ""))
+        if info is None or info["used"]:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        info["used"] = True
+        verifier = form.get("code_verifier", "")
+        digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if digest != info["challenge"] or form.get("redirect_uri") != info["redirect_uri"]:
+            return web.json_response({"error": "invalid_grant", "error_description": "pkce"}, status=400)
+        access, refresh = self._token(), self._token()
+        self.valid_refresh.add(refresh)
+        if self.mode == "form":
+            body = urlencode(
+                {"access_token": access, "scope": info["scope"].replace(" ", ","), "token_type": "bearer"}
+            )
+            return web.Response(text=body, content_type="application/x-www-form-urlencoded")
+        return web.json_response(
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": 3600,
+                "token_type": "Bearer",
+                "scope": info["scope"],
+            }
+        )
+
+    async def _refresh(self, form: dict[str, Any]) -> web.StreamResponse:
+        presented = str(form.get("refresh_token", ""))
+        self.refresh_calls.append(presented)
+        step = self.refresh_plan.pop(0) if self.refresh_plan else "ok"
+        if self.refresh_delay:
+            await asyncio.sleep(self.refresh_delay)
+        if step == "slow":
+            await asyncio.sleep(5)
+        if step == "500":
+            return web.Response(status=500, text="upstream down")
+        if step == "429":
+            return web.json_response({"error": "slow_down"}, status=429, headers={"Retry-After": "120"})
+        if step == "invalid_grant" or presented not in self.valid_refresh:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        body: dict[str, Any] = {
+            "access_token": self._token(),
+            "expires_in": self.expires_in,
+            "token_type": "Bearer",
+        }
+        if step == "rotate":
+            self.valid_refresh.discard(presented)
+            new = self._token()
+            self.valid_refresh.add(new)
+            body["refresh_token"] = new
+        return web.json_response(body)
+
+    async def userinfo(self, request: web.Request) -> web.Response:
+        return web.json_response({"sub": "u-123", "email": USER})
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        self.revocations.append(dict(await request.post()))
+        return web.Response(status=self.revoke_status)
+
+
+@pytest.fixture
+async def mini_provider() -> AsyncIterator[MiniProvider]:
+    p = MiniProvider()
+    await p.server.start_server()
+    yield p
+    await p.server.close()
