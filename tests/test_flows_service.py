@@ -12,29 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from tests.plugins.mini_provider import USER, MiniProvider
+from tests.plugins.mini_provider import acme_config as config
 
 
 @pytest.fixture
 def provider(mini_provider: MiniProvider) -> MiniProvider:
     return mini_provider
-
-
-def config(p: MiniProvider, extra: str = "", security: str = "") -> str:
-    sec = security or "api_keys: ['test-api-key-0123456789abcdef']"
-    return f"""
-security: {{{sec}, next_uri_allowlist: ['https://app.example/']}}
-auth:
-  providers:
-    - id: acme
-      client_id: cid
-      client_secret: csecret
-      oauth2:
-        authorization_request: {{endpoint: "{p.url("/authorize")}", params: {{response_type: code}}}}
-        token_request: {{endpoint: "{p.url("/token")}", auth_method: client_secret_post}}
-        revocation_request: {{endpoint: "{p.url("/revoke")}"}}
-        user_info: {{endpoint: "{p.url("/userinfo")}", method: GET}}
-{extra}
-"""
 
 
 async def authorize(engine: Any, scopes: list[str], **extra: Any) -> tuple[int, Any]:

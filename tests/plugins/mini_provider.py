@@ -87,9 +87,7 @@ class MiniProvider:
         if self.mode == "big":
             return web.json_response({"access_token": self._token(), "pad": "x" * 70_000})
         if form.get("grant_type") == "refresh_token":
-            return web.json_response(
-                {"access_token": self._token(), "expires_in": 3600, "token_type": "Bearer"}
-            )
+            return await self._refresh(form)
         info = self.codes.get(form.get("code", ""))
         if info is None or info["used"]:
             return web.json_response({"error": "invalid_grant"}, status=400)
@@ -109,7 +107,7 @@ class MiniProvider:
             {
                 "access_token": access,
                 "refresh_token": refresh,
-                "expires_in": 3600,
+                "expires_in": self.expires_in,
                 "token_type": "Bearer",
                 "scope": info["scope"],
             }
@@ -147,6 +145,24 @@ class MiniProvider:
     async def revoke(self, request: web.Request) -> web.Response:
         self.revocations.append(dict(await request.post()))
         return web.Response(status=self.revoke_status)
+
+
+def acme_config(p: MiniProvider, extra: str = "", security: str = "") -> str:
+    sec = security or "api_keys: ['test-api-key-0123456789abcdef']"
+    return f"""
+security: {{{sec}, next_uri_allowlist: ['https://app.example/']}}
+auth:
+  providers:
+    - id: acme
+      client_id: cid
+      client_secret: csecret
+      oauth2:
+        authorization_request: {{endpoint: "{p.url("/authorize")}", params: {{response_type: code}}}}
+        token_request: {{endpoint: "{p.url("/token")}", auth_method: client_secret_post}}
+        revocation_request: {{endpoint: "{p.url("/revoke")}"}}
+        user_info: {{endpoint: "{p.url("/userinfo")}", method: GET}}
+{extra}
+"""
 
 
 @pytest.fixture

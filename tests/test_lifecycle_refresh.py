@@ -1,0 +1,168 @@
+"""engine.lifecycle.refresh: single-flight refresh, rotation, failures, and the scheduler pass."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from engine.api.services import REFRESHER
+from engine.lifecycle.refresh import backoff, next_refresh_at
+from tests.plugins.mini_provider import USER, MiniProvider, acme_config
+
+
+async def make_grant(engine: Any, p: MiniProvider, *, user: str = USER, expires_in: float = -10) -> Any:
+    """A grant expiring in ``expires_in`` seconds, with a refresh token the provider knows."""
+    refresh = p._token()
+    p.valid_refresh.add(refresh)
+    expires = datetime.now(UTC) + timedelta(seconds=expires_in)
+    return await engine.store.grants.upsert(
+        user,
+        "acme",
+        access_token=p._token(),
+        refresh_token=refresh,
+        id_token=None,
+        token_type="Bearer",
+        expires_at=expires,
+        scopes=["read"],
+        subject="u-1",
+        user_info=None,
+        token_metadata={},
+        next_refresh_at=expires - timedelta(seconds=300),
+    )
+
+
+@pytest.fixture
+async def engine(keyturn_engine: Any, mini_provider: MiniProvider) -> Any:
+    return await keyturn_engine(
+        acme_config(mini_provider, extra="lifecycle: {backoff_base: 1s, refresh_timeout: 1s}")
+    )
+
+
+async def test_refresh_rotates_and_persists(engine: Any, mini_provider: MiniProvider) -> None:
+    """A rotating refresh replaces both tokens in one write; the old refresh token is dead at the provider."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["rotate"]
+    result = await engine.app[REFRESHER].refresh(grant.id)
+    assert result.outcome == "refreshed"
+    fresh = await engine.store.grants.get(grant.id)
+    assert fresh.refresh_token != grant.refresh_token and fresh.refresh_token in mini_provider.valid_refresh
+    assert grant.refresh_token not in mini_provider.valid_refresh
+    assert fresh.access_token != grant.access_token and fresh.version == grant.version + 1
+    assert fresh.expires_at > datetime.now(UTC) + timedelta(minutes=50)
+
+
+async def test_no_refresh_token_back_keeps_old(engine: Any, mini_provider: MiniProvider) -> None:
+    """An answer without refresh_token keeps the stored one."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["ok"]
+    await engine.app[REFRESHER].refresh(grant.id)
+    assert (await engine.store.grants.get(grant.id)).refresh_token == grant.refresh_token
+
+
+async def test_concurrent_readers_one_refresh(engine: Any, mini_provider: MiniProvider) -> None:
+    """100 concurrent token reads on one expired grant cause exactly one refresh call."""
+    await make_grant(engine, mini_provider)
+    mini_provider.refresh_delay = 0.2
+    refresher = engine.app[REFRESHER]
+    results = await asyncio.gather(*(refresher.usable_grant(USER, "acme") for _ in range(100)))
+    assert len(mini_provider.refresh_calls) == 1
+    assert len({g.access_token for g in results}) == 1
+
+
+async def test_500_then_success(engine: Any, mini_provider: MiniProvider) -> None:
+    """A 5xx keeps tokens, counts a failure and schedules a retry; the next attempt refreshes."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["500", "ok"]
+    refresher = engine.app[REFRESHER]
+    assert (await refresher.refresh(grant.id)).outcome == "retry"
+    failed = await engine.store.grants.get(grant.id)
+    assert failed.access_token == grant.access_token and failed.refresh_failures == 1
+    assert failed.last_error == "server_error" and failed.next_refresh_at > datetime.now(UTC)
+    assert (await refresher.refresh(grant.id, force=True)).outcome == "refreshed"
+    assert (await engine.store.grants.get(grant.id)).refresh_failures == 0
+
+
+async def test_429_retry_after_honoured(engine: Any, mini_provider: MiniProvider) -> None:
+    """429 with Retry-After: 120 puts the next attempt at least two minutes away."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["429"]
+    await engine.app[REFRESHER].refresh(grant.id)
+    after = await engine.store.grants.get(grant.id)
+    assert after.next_refresh_at >= datetime.now(UTC) + timedelta(seconds=115)
+
+
+async def test_invalid_grant_needs_reauth(engine: Any, mini_provider: MiniProvider) -> None:
+    """invalid_grant marks the grant needs_reauth, once, with no retry scheduled."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["invalid_grant"]
+    refresher = engine.app[REFRESHER]
+    assert (await refresher.refresh(grant.id)).outcome == "needs_reauth"
+    after = await engine.store.grants.get(grant.id)
+    assert after.status == "needs_reauth" and after.next_refresh_at is None
+    assert (await refresher.refresh(grant.id, force=True)).outcome == "skipped"
+    assert len(mini_provider.refresh_calls) == 1
+    assert await refresher.usable_grant(USER, "acme") is None
+
+
+async def test_timeout_keeps_tokens(engine: Any, mini_provider: MiniProvider) -> None:
+    """A refresh slower than refresh_timeout is retried later; tokens are unchanged."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["slow"]
+    assert (await engine.app[REFRESHER].refresh(grant.id)).outcome == "retry"
+    after = await engine.store.grants.get(grant.id)
+    assert after.access_token == grant.access_token and after.last_error == "timeout"
+
+
+async def test_lost_race_is_not_revocation(engine: Any, mini_provider: MiniProvider) -> None:
+    """invalid_grant after another writer rotated the refresh token is a lost race, not needs_reauth."""
+    grant = await make_grant(engine, mini_provider)
+    refresher = engine.app[REFRESHER]
+    original = refresher.d.oauth.refresh
+
+    async def rotate_meanwhile(provider: Any, refresh_token: str, **kw: Any) -> Any:
+        await engine.store.grants.update_tokens(
+            grant.id,
+            expected_version=grant.version,
+            access_token="other-at",
+            refresh_token="other-rt",
+            expires_at=None,
+            scopes=None,
+            id_token=None,
+            next_refresh_at=None,
+        )
+        mini_provider.refresh_plan = ["invalid_grant"]
+        return await original(provider, refresh_token, **kw)
+
+    refresher.d.oauth.refresh = rotate_meanwhile  # type: ignore[method-assign]
+    try:
+        result = await refresher.refresh(grant.id)
+    finally:
+        refresher.d.oauth.refresh = original  # type: ignore[method-assign]
+    assert result.outcome == "lost_race"
+    assert (await engine.store.grants.get(grant.id)).status == "active"
+
+
+async def test_refresh_pass_only_due(engine: Any, mini_provider: MiniProvider) -> None:
+    """A scheduler pass refreshes due grants and leaves the others alone."""
+    due = [await make_grant(engine, mini_provider, user=f"u{i}@x.test") for i in range(5)]
+    later = await make_grant(engine, mini_provider, user="later@x.test", expires_in=7200)
+    counts = await engine.app[REFRESHER].refresh_due()
+    assert counts == {"refreshed": 5}
+    assert len(mini_provider.refresh_calls) == 5
+    for g in due:
+        assert (await engine.store.grants.get(g.id)).next_refresh_at > datetime.now(UTC)
+    assert (await engine.store.grants.get(later.id)).version == later.version
+
+
+def test_backoff_and_schedule() -> None:
+    """Backoff grows, is capped, never undercuts Retry-After; next_refresh_at uses lead or max age."""
+    assert 15 <= backoff(1, 30, 3600, None) <= 30
+    assert backoff(20, 30, 3600, None) <= 3600
+    assert backoff(1, 30, 3600, 500) >= 500
+    now = datetime.now(UTC)
+    assert next_refresh_at(now + timedelta(hours=1), 300, None, now) == now + timedelta(minutes=55)
+    assert next_refresh_at(None, 300, 600, now) == now + timedelta(minutes=10)
+    assert next_refresh_at(None, 300, None, now) is None
