@@ -27,6 +27,10 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     app[SERVICES] = {}
     app.cleanup_ctx.append(http_session_ctx)
     app.router.add_routes(health.routes)
+    if settings.config.metrics.enabled:
+        from engine.metrics.http import setup_metrics
+
+        setup_metrics(app)  # /metrics (or its own listener) and the timing middleware, outermost
     if services:
         from engine.api import auth_routes, oauth_routes
         from engine.api.services import api_key_guard, services_ctx

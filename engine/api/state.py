@@ -12,6 +12,7 @@ from aiohttp import web
 
 from engine.api.clientip import ClientAddress
 from engine.config.model import Config
+from engine.metrics.registry import Metrics
 from engine.providers.model import Provider
 
 
@@ -52,3 +53,4 @@ SERVICES = web.AppKey("keyturn_services", dict[str, Any])
 # services opened by engine.api.services.services_ctx (typed loosely here to keep imports one-way)
 STORE: web.AppKey[Any] = web.AppKey("keyturn_store")  # engine.store.Store
 FLOWS: web.AppKey[Any] = web.AppKey("keyturn_flows")  # engine.flows.service.FlowService
+METRICS = web.AppKey("keyturn_metrics", Metrics)  # set by engine.metrics.http.setup_metrics
