@@ -44,9 +44,10 @@ def test_every_metric_has_the_prefix(metrics: Metrics) -> None:
     names = {m.name for m in metrics.registry.collect()}
     assert all(n.startswith("keyturn_") for n in names)
     assert {
-        "keyturn_http_requests", "keyturn_http_request_duration_seconds", "keyturn_flows", "keyturn_refresh",
-        "keyturn_refresh_duration_seconds", "keyturn_grants", "keyturn_refresh_lag_seconds",
-        "keyturn_tool_executions", "keyturn_provider_errors", "keyturn_build_info",
+        "keyturn_http_requests", "keyturn_http_request_duration_seconds", "keyturn_auth_flows",
+        "keyturn_token_refresh", "keyturn_token_refresh_duration_seconds", "keyturn_grants",
+        "keyturn_refresh_lag_seconds", "keyturn_tool_executions", "keyturn_provider_errors",
+        "keyturn_worker_up", "keyturn_build_info",
     } <= names  # fmt: skip
     assert sample(metrics, "keyturn_build_info", version=__version__) == 1
 
@@ -56,13 +57,15 @@ def test_hooks_count(metrics: Metrics) -> None:
     metrics.on_flow("github", "completed")
     metrics.observe_refresh("github", "success", 0.3)
     metrics.observe_refresh_lag(12.0)
-    metrics.tool_executed("success")
+    metrics.tool_executed("Github.ListRepos", "success")
+    metrics.set_worker_up("local", False)
     metrics.provider_error("github", "invalid_grant")
-    assert sample(metrics, "keyturn_flows_total", provider="github", outcome="completed") == 1
-    assert sample(metrics, "keyturn_refresh_total", provider="github", outcome="success") == 1
-    assert sample(metrics, "keyturn_refresh_duration_seconds_sum", provider="github") == pytest.approx(0.3)
-    assert sample(metrics, "keyturn_refresh_lag_seconds_count") == 1
-    assert sample(metrics, "keyturn_tool_executions_total", outcome="success") == 1
+    assert sample(metrics, "keyturn_auth_flows_total", provider="github", outcome="completed") == 1
+    assert sample(metrics, "keyturn_token_refresh_total", provider="github", outcome="success") == 1
+    assert sample(metrics, "keyturn_token_refresh_duration_seconds_sum", provider="github") == pytest.approx(0.3)
+    assert sample(metrics, "keyturn_refresh_lag_seconds") == 12.0
+    assert sample(metrics, "keyturn_worker_up", worker="local") == 0
+    assert sample(metrics, "keyturn_tool_executions_total", tool="Github.ListRepos", outcome="success") == 1
     assert sample(metrics, "keyturn_provider_errors_total", provider="github", kind="invalid_grant") == 1
 
 
@@ -84,8 +87,8 @@ def test_label_values_are_bounded(metrics: Metrics) -> None:
         metrics.on_flow(f"p{i}", "completed")
     assert sample(metrics, "keyturn_provider_errors_total", provider=OTHER, kind=OTHER) == 1
     assert sample(metrics, "keyturn_http_requests_total", route=OTHER, method=OTHER, status=OTHER) == 1
-    assert sample(metrics, "keyturn_flows_total", provider=OTHER, outcome="completed") == 5
-    flows = next(m for m in metrics.registry.collect() if m.name == "keyturn_flows")
+    assert sample(metrics, "keyturn_auth_flows_total", provider=OTHER, outcome="completed") == 5
+    flows = next(m for m in metrics.registry.collect() if m.name == "keyturn_auth_flows")
     assert len({s.labels["provider"] for s in flows.samples}) <= MAX_LABEL_VALUES + 1
 
 

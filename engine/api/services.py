@@ -7,6 +7,7 @@ the store is PostgreSQL), the flow service, the refresher and its scheduler, and
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,16 +17,19 @@ from aiohttp import web
 
 from engine.api.auth import api_key_middleware
 from engine.api.ratelimit import SlidingWindowLimiter
-from engine.api.state import FLOWS, HTTP_SESSION, READY_CHECKS, SERVICES, SETTINGS, STORE
+from engine.api.state import FLOWS, HTTP_SESSION, METRICS, READY_CHECKS, SERVICES, SETTINGS, STORE
+from engine.audit import Auditor, DatabaseSink
 from engine.crypto.keys import keyring_from_config
-from engine.flows.service import FlowDeps, FlowService
+from engine.flows.service import Emit, FlowDeps, FlowService
 from engine.flows.waiters import FlowWaiters, PgFlowListener
-from engine.lifecycle.refresh import RefreshDeps, Refresher
+from engine.lifecycle.refresh import RefreshDeps, Refresher, now_utc
 from engine.lifecycle.scheduler import Lifecycle
+from engine.metrics.registry import Metrics
 from engine.oauth.client import OAuthClient
 
 log = structlog.get_logger("keyturn.services")
 
+AUDITOR: web.AppKey[Auditor] = web.AppKey("keyturn_auditor", Auditor)
 REFRESHER: web.AppKey[Refresher] = web.AppKey("keyturn_refresher", Refresher)
 LIFECYCLE: web.AppKey[Lifecycle] = web.AppKey("keyturn_lifecycle", Lifecycle)
 WAITERS: web.AppKey[FlowWaiters] = web.AppKey("keyturn_waiters", FlowWaiters)
@@ -85,7 +89,17 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             return asyncio.ensure_future(_notify(flow_id))
 
     services: dict[str, Any] = app[SERVICES]
-    emit = services.get("emit") or _log_emit
+    auditor = Auditor(
+        config.audit,
+        await store.meta.installation_salt(),
+        database=store.audit.write if "database" in config.audit.sinks else None,
+    )
+    for sink in auditor.sinks:
+        if isinstance(sink, DatabaseSink):
+            sink.start()
+    app[AUDITOR] = auditor
+    metrics = app.get(METRICS)
+    emit = services.get("emit") or _emitter(auditor, metrics)
     flows = FlowService(
         FlowDeps(
             store=store,
@@ -96,6 +110,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             public_url=lambda: holder.current.public_url,
             emit=emit,
             notify=notify,
+            on_flow=metrics.on_flow if metrics is not None else None,
         )
     )
     app[FLOWS] = flows
@@ -106,10 +121,20 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             config=lambda: holder.current.config,
             providers=lambda: holder.current.providers,
             emit=emit,
+            observe=metrics.observe_refresh if metrics is not None else None,
         )
     )
     app[REFRESHER] = refresher
-    lifecycle = Lifecycle(refresher, retry_revocation=flows.revoke_grant)
+
+    async def gauges() -> None:
+        if metrics is None:
+            return
+        metrics.set_grants(await store.grants.count_by_status())
+        now = now_utc()
+        oldest = await store.grants.oldest_due(now)
+        metrics.observe_refresh_lag((now - oldest).total_seconds() if oldest else 0.0)
+
+    lifecycle = Lifecycle(refresher, retry_revocation=flows.revoke_grant, gauges=gauges)
     app[LIFECYCLE] = lifecycle
     if services.get("scheduler", True):
         lifecycle.start()
@@ -121,12 +146,22 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         if listener is not None:
             await listener.stop()
         waiters.notify_all()
+        await auditor.aclose()
         await store.close()
 
 
-def _log_emit(event: str, *, outcome: str, **fields: Any) -> None:
-    fields.pop("user_id", None)  # the audit pipeline hashes it; plain logs never carry it
-    log.info(event, outcome=outcome, **fields)
+def _emitter(auditor: Auditor, metrics: Metrics | None) -> Emit:
+    """Audit every event; count the provider errors it reports."""
+
+    def emit(event: str, *, outcome: str, **fields: Any) -> bool:
+        if metrics is not None and event in PROVIDER_ERROR_EVENTS and fields.get("provider"):
+            metrics.provider_error(str(fields["provider"]), str(fields.get("reason", "unknown")))
+        return auditor.emit(event, outcome=outcome, **fields)
+
+    return emit
+
+
+PROVIDER_ERROR_EVENTS = frozenset({"flow.failed", "grant.refresh_failed", "grant.needs_reauth"})
 
 
 def api_key_guard(app: web.Application) -> Any:
@@ -138,15 +173,14 @@ def api_key_guard(app: web.Application) -> Any:
     verifier = ApiKeys(app)
 
     async def denied(request: web.Request, reason: str) -> None:
-        log.info(
-            "api_key_denied",
-            route=request.path[:100],
-            reason=reason,
-            source_ip=app[SETTINGS].current.client_address.of(request),
-        )
+        auditor = app.get(AUDITOR)
+        source_ip = app[SETTINGS].current.client_address.of(request)
+        log.info("api_key_denied", route=request.path[:100], reason=reason, source_ip=source_ip)
+        if auditor is not None:
+            event = "rate_limited" if reason == "rate_limited" else "api_key.denied"
+            with contextlib.suppress(Exception):  # audit.required does not turn a 401 into a 503
+                auditor.emit(event, outcome="denied", reason=reason, source_ip=source_ip)
 
     return api_key_middleware(
         lambda _r: verifier, limiter, lambda r: app[SETTINGS].current.client_address.of(r), denied
     )
-
-

@@ -23,7 +23,9 @@ class Lifecycle:
         refresher: Refresher,
         *,
         retry_revocation: Callable[[str], Awaitable[bool]] | None = None,
+        gauges: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.gauges = gauges
         self.refresher = refresher
         self.retry_revocation = retry_revocation
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -49,7 +51,24 @@ class Lifecycle:
             coalesce=True,
             next_run_time=now_utc() + timedelta(seconds=5),
         )
+        if self.gauges is not None:
+            self.scheduler.add_job(
+                self._gauges,
+                "interval",
+                seconds=15,
+                id="gauges",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=now_utc(),
+            )
         self.scheduler.start()
+
+    async def _gauges(self) -> None:
+        assert self.gauges is not None
+        try:
+            await self.gauges()
+        except Exception as exc:
+            log.warning("gauges_failed", error=type(exc).__name__)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -26,12 +26,12 @@ MAX_LABEL_VALUES = 200
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _ROUTE = re.compile(r"^/[A-Za-z0-9_./{}:-]{0,199}$")
+_TOOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # Toolkit.ToolName
 
 GrantCounts = Mapping[tuple[str, str], int]  # (provider, status) -> number of grants
 
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REFRESH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-LAG_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
 class LabelGuard:
@@ -84,24 +84,30 @@ class Metrics:
             ["route"], buckets=HTTP_BUCKETS, registry=r,
         )  # fmt: skip
         self.flows = Counter(
-            "keyturn_flows",
+            "keyturn_auth_flows",
             "Authorization flows by provider and outcome.",
             ["provider", "outcome"],
             registry=r,
         )
         self.refreshes = Counter(
-            "keyturn_refresh", "Token refreshes by provider and outcome.", ["provider", "outcome"], registry=r
+            "keyturn_token_refresh",
+            "Token refreshes by provider and outcome.",
+            ["provider", "outcome"],
+            registry=r,
         )
         self.refresh_duration = Histogram(
-            "keyturn_refresh_duration_seconds", "Token refresh latency by provider.",
+            "keyturn_token_refresh_duration_seconds", "Token refresh latency by provider.",
             ["provider"], buckets=REFRESH_BUCKETS, registry=r,
         )  # fmt: skip
-        self.refresh_lag = Histogram(
-            "keyturn_refresh_lag_seconds", "How late a refresh ran after it was due (0 when on time).",
-            buckets=LAG_BUCKETS, registry=r,
+        self.refresh_lag = Gauge(
+            "keyturn_refresh_lag_seconds", "How late the oldest due grant is (0 when none is overdue).",
+            registry=r,
         )  # fmt: skip
         self.tool_executions = Counter(
-            "keyturn_tool_executions", "Tool executions by outcome.", ["outcome"], registry=r
+            "keyturn_tool_executions", "Tool executions by tool and outcome.", ["tool", "outcome"], registry=r
+        )
+        self.worker_up = Gauge(
+            "keyturn_worker_up", "1 when a worker answered its last health check.", ["worker"], registry=r
         )
         self.provider_errors = Counter(
             "keyturn_provider_errors",
@@ -121,6 +127,7 @@ class Metrics:
         self.routes = LabelGuard(pattern=_ROUTE)
         self.providers = LabelGuard()
         self.words = LabelGuard()  # outcomes, statuses, error kinds
+        self.tools = LabelGuard(pattern=_TOOL)
 
     # ---- hooks -------------------------------------------------------------------------------
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -142,10 +149,13 @@ class Metrics:
         self.refresh_duration.labels(provider=p).observe(max(seconds, 0.0))
 
     def observe_refresh_lag(self, seconds: float) -> None:
-        self.refresh_lag.observe(max(seconds, 0.0))
+        self.refresh_lag.set(max(seconds, 0.0))
 
-    def tool_executed(self, outcome: str) -> None:
-        self.tool_executions.labels(outcome=self.words(outcome)).inc()
+    def tool_executed(self, tool: str, outcome: str) -> None:
+        self.tool_executions.labels(tool=self.tools(tool), outcome=self.words(outcome)).inc()
+
+    def set_worker_up(self, worker: str, up: bool) -> None:
+        self.worker_up.labels(worker=self.providers(worker)).set(1 if up else 0)
 
     def provider_error(self, provider: str, kind: str) -> None:
         self.provider_errors.labels(provider=self.providers(provider), kind=self.words(kind)).inc()
