@@ -85,7 +85,7 @@ def test_wrong_key_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             nonce=None,
             redirect_uri="http://x",
             next_uri=None,
-            expires_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
+            expires_at=datetime.now(UTC),
         )
         await store.close()
 

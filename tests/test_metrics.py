@@ -62,7 +62,9 @@ def test_hooks_count(metrics: Metrics) -> None:
     metrics.provider_error("github", "invalid_grant")
     assert sample(metrics, "keyturn_auth_flows_total", provider="github", outcome="completed") == 1
     assert sample(metrics, "keyturn_token_refresh_total", provider="github", outcome="success") == 1
-    assert sample(metrics, "keyturn_token_refresh_duration_seconds_sum", provider="github") == pytest.approx(0.3)
+    assert sample(metrics, "keyturn_token_refresh_duration_seconds_sum", provider="github") == pytest.approx(
+        0.3
+    )
     assert sample(metrics, "keyturn_refresh_lag_seconds") == 12.0
     assert sample(metrics, "keyturn_worker_up", worker="local") == 0
     assert sample(metrics, "keyturn_tool_executions_total", tool="Github.ListRepos", outcome="success") == 1
