@@ -4,6 +4,11 @@ It redirects at once with a code, checks PKCE and redirect_uri, answers the toke
 mode a test sets (``mode``) and refreshes as ``refresh_plan`` says (a list of behaviours consumed in
 order: "ok", "rotate", "500", "429", "invalid_grant", "slow", "no_refresh"). Every token it issues
 is in ``issued`` so tests can scan storage and logs for them.
+
+OpenID Connect: ``/.well-known/openid-configuration`` and ``/jwks`` are served; when the flow asks
+for ``openid`` the token answer carries an id_token signed with ``signing_key`` (and spoiled as
+``id_token_fault`` says: "bad_sig", "nonce", "aud", "exp", "none", "new_kid"); ``iss_mode`` sets the
+callback's ``iss`` ("ok", "wrong", "missing").
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +26,8 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
 
 USER = "alice@example.test"
 
@@ -39,7 +48,16 @@ class MiniProvider:
         self.refresh_delay = 0.0
         self.valid_refresh: set[str] = set()
         self.expires_in = 3600
+        self.id_token_fault = ""
+        self.iss_mode = "ok"
+        self.userinfo_sub = ""
+        self.subject = "u-123"
+        self.signing_key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+        self.published = [self.signing_key]
+        self.jwks_fetches = 0
         app = web.Application()
+        app.router.add_get("/.well-known/openid-configuration", self.discovery)
+        app.router.add_get("/jwks", self.jwks)
         app.router.add_get("/authorize", self.authorize)
         app.router.add_post("/token", self.token)
         app.router.add_get("/userinfo", self.userinfo)
@@ -48,6 +66,51 @@ class MiniProvider:
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
+
+    @property
+    def issuer(self) -> str:
+        return self.url("/").rstrip("/")
+
+    async def discovery(self, request: web.Request) -> web.Response:
+        return web.json_response({
+            "issuer": self.issuer, "authorization_endpoint": self.url("/authorize"),
+            "token_endpoint": self.url("/token"), "userinfo_endpoint": self.url("/userinfo"),
+            "jwks_uri": self.url("/jwks"), "revocation_endpoint": self.url("/revoke"),
+            "authorization_response_iss_parameter_supported": True,
+        })  # fmt: skip
+
+    async def jwks(self, request: web.Request) -> web.Response:
+        self.jwks_fetches += 1
+        return web.json_response(KeySet(self.published).as_dict(private=False))
+
+    def id_token(self, nonce: str | None) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": self.subject,
+            "aud": "cid",
+            "iat": now,
+            "exp": now + 300,
+            "nonce": nonce,
+        }
+        fault = self.id_token_fault
+        if fault == "nonce":
+            claims["nonce"] = "not-the-flow-nonce"
+        if fault == "aud":
+            claims["aud"] = "someone-else"
+        if fault == "exp":
+            claims["exp"] = now - 3600
+        key = self.signing_key
+        if fault == "new_kid":
+            key = RSAKey.generate_key(2048, parameters={"kid": "k2"})
+            self.published = [self.signing_key, key]
+        if fault == "none":
+            head = base64.urlsafe_b64encode(json.dumps({"alg": "none"}).encode()).rstrip(b"=").decode()
+            body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+            return f"{head}.{body}."
+        if fault == "bad_sig":
+            key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
+        return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
 
     async def authorize(self, request: web.Request) -> web.Response:
         q = dict(request.query)
@@ -64,9 +127,15 @@ class MiniProvider:
             "challenge": q.get("code_challenge"),
             "redirect_uri": q["redirect_uri"],
             "scope": q.get("scope", ""),
+            "nonce": q.get("nonce"),
             "used": False,
         }
-        raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode({"code": code, "state": q["state"]}))
+        answer = {"code": code, "state": q["state"]}
+        if self.iss_mode == "ok":
+            answer["iss"] = self.issuer
+        elif self.iss_mode == "wrong":
+            answer["iss"] = "https://evil.example"
+        raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode(answer))
 
     def _token(self) -> str:
         value = "tok-" + secrets.token_urlsafe(24)
@@ -103,15 +172,16 @@ class MiniProvider:
                 {"access_token": access, "scope": info["scope"].replace(" ", ","), "token_type": "bearer"}
             )
             return web.Response(text=body, content_type="application/x-www-form-urlencoded")
-        return web.json_response(
-            {
-                "access_token": access,
-                "refresh_token": refresh,
-                "expires_in": self.expires_in,
-                "token_type": "Bearer",
-                "scope": info["scope"],
-            }
-        )
+        answer: dict[str, Any] = {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": self.expires_in,
+            "token_type": "Bearer",
+            "scope": info["scope"],
+        }
+        if "openid" in info["scope"].split():
+            answer["id_token"] = self.id_token(info["nonce"])
+        return web.json_response(answer)
 
     async def _refresh(self, form: dict[str, Any]) -> web.StreamResponse:
         presented = str(form.get("refresh_token", ""))
@@ -140,7 +210,7 @@ class MiniProvider:
         return web.json_response(body)
 
     async def userinfo(self, request: web.Request) -> web.Response:
-        return web.json_response({"sub": "u-123", "email": USER})
+        return web.json_response({"sub": self.userinfo_sub or self.subject, "email": USER})
 
     async def revoke(self, request: web.Request) -> web.Response:
         self.revocations.append(dict(await request.post()))
@@ -161,6 +231,24 @@ auth:
         token_request: {{endpoint: "{p.url("/token")}", auth_method: client_secret_post}}
         revocation_request: {{endpoint: "{p.url("/revoke")}"}}
         user_info: {{endpoint: "{p.url("/userinfo")}", method: GET}}
+{extra}
+"""
+
+
+def oidc_config(p: MiniProvider, extra: str = "") -> str:
+    """An OpenID provider entry found by discovery (issuer only)."""
+    return f"""
+security: {{api_keys: ['test-api-key-0123456789abcdef']}}
+auth:
+  providers:
+    - id: acme
+      client_id: cid
+      client_secret: csecret
+      oauth2:
+        issuer: "{p.issuer}"
+        discovery: true
+        default_scopes: [openid]
+        token_request: {{auth_method: client_secret_basic}}
 {extra}
 """
 
