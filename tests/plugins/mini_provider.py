@@ -29,6 +29,8 @@ from aiohttp.test_utils import TestServer
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from tests.plugins.token_scan import remember
+
 USER = "alice@example.test"
 
 
@@ -138,7 +140,7 @@ class MiniProvider:
         raise web.HTTPFound(q["redirect_uri"] + "?" + urlencode(answer))
 
     def _token(self) -> str:
-        value = "tok-" + secrets.token_urlsafe(24)
+        value = remember("tok-" + secrets.token_urlsafe(24))
         self.issued.append(value)
         return value
 
