@@ -77,7 +77,10 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
 
     async def run_until_stopped(self) -> None:
-        await self.start()
+        # handlers first: a SIGTERM that arrives while starting stops the daemon once it has started
         self.install_signal_handlers()
-        await self.stopping.wait()
-        await self.stop()
+        try:
+            await self.start()
+            await self.stopping.wait()
+        finally:
+            await self.stop()

@@ -82,7 +82,11 @@ async def test_serve_answers_ping_and_stops_on_sigterm(served: Served) -> None:
         async with session.get(served.url + "/v1/health") as resp:
             assert (await resp.json()) == {"healthy": True}
     served.proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+    try:
+        code = await asyncio.wait_for(served.proc.wait(), 15)
+    except TimeoutError:
+        raise AssertionError(f"no exit after SIGTERM; log: {served.lines}") from None
+    assert code == 0
     await served.wait_for("stopped")
 
 
