@@ -42,6 +42,7 @@ class Daemon:
         for sock in getattr(server, "sockets", None) or ():
             addr = sock.getsockname()
             self.bound.append((str(addr[0]), int(addr[1])))
+        self._audit("config.loaded", "success", providers=len(self.settings.providers))
         log.info(
             "started",
             listen=[f"{h}:{p}" for h, p in self.bound],
@@ -53,15 +54,35 @@ class Daemon:
         """Swap in a freshly read config; keep the old one (and say why) when the new one is invalid."""
         if self.reload_fn is None:
             return False
+        self._reopen_audit()
         try:
             new = self.reload_fn()
         except ConfigError as exc:
             log.error("config_reload_rejected", error=str(exc))
+            self._audit("config.reload_rejected", "failure", reason=exc.path or "config")
             return False
         await self.app[SETTINGS].swap(new)
         self.settings = new
         log.info("config_reloaded", source=new.source)
+        self._audit("config.reloaded", "success", providers=len(new.providers))
         return True
+
+    def _reopen_audit(self) -> None:
+        from engine.api.services import AUDITOR
+
+        auditor = self.app.get(AUDITOR)
+        if auditor is not None:
+            auditor.reopen()  # logrotate moved the file: start a new one
+
+    def _audit(self, event: str, outcome: str, **fields: object) -> None:
+        from engine.api.services import AUDITOR
+
+        auditor = self.app.get(AUDITOR)
+        if auditor is not None:
+            try:
+                auditor.emit(event, outcome=outcome, **fields)
+            except Exception as exc:  # an audit sink problem must not stop a reload
+                log.error("audit_failed", audit_event=event, error=type(exc).__name__)
 
     async def stop(self) -> None:
         if self.runner is not None:

@@ -108,6 +108,29 @@ async def test_sighup_with_broken_config_keeps_running(served: Served, tmp_path:
     assert await asyncio.wait_for(served.proc.wait(), 15) == 0
 
 
+async def test_sighup_applies_a_valid_config(served: Served, tmp_path: Path) -> None:
+    """A SIGHUP with a valid new provider makes it usable without a restart; audit says config.reloaded."""
+    provider = (
+        "auth:\n  providers:\n    - id: newco\n      client_id: c\n      client_secret: s\n      oauth2:\n"
+        "        authorization_request: {endpoint: 'http://127.0.0.1:1/authorize'}\n"
+        "        token_request: {endpoint: 'http://127.0.0.1:1/token'}\n"
+    )
+    (tmp_path / "engine.yaml").write_text(
+        "api: {development: true, port: 0}\nsecurity: {api_keys: [k-0123456789abcdef]}\n" + provider
+    )
+    served.proc.send_signal(signal.SIGHUP)
+    await served.wait_for("config.reloaded")
+    body = {"user_id": "u1", "auth_requirement": {"provider_id": "newco", "oauth2": {"scopes": ["a"]}}}
+    headers = {"Authorization": "Bearer k-0123456789abcdef"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(served.url + "/v1/auth/authorize", json=body, headers=headers) as resp,
+    ):
+        assert resp.status == 200 and (await resp.json())["status"] == "pending"
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+
+
 async def test_bad_config_exits_1_without_traceback(tmp_path: Path) -> None:
     """`keyturn serve` on an invalid file prints file:line: path: message and exits 1, no traceback."""
     config = tmp_path / "engine.yaml"
