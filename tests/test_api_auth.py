@@ -62,6 +62,13 @@ async def test_valid_key_passes(aiohttp_client: Any) -> None:
     assert await resp.json() == {"who": "test"}
 
 
+async def test_bare_key_accepted_other_schemes_not(aiohttp_client: Any) -> None:
+    """A bare key (what arcadepy sends) is accepted; another scheme such as Basic is not."""
+    client = await aiohttp_client(_app([]))
+    assert (await client.get("/v1/thing", headers={"Authorization": GOOD})).status == 200
+    assert (await client.get("/v1/thing", headers={"Authorization": f"Basic {GOOD}"})).status == 401
+
+
 async def test_missing_and_wrong_keys_are_401_json_and_audited(aiohttp_client: Any) -> None:
     """No key and a wrong key answer 401 JSON with a stable error word; the key is never echoed."""
     denied: list[str] = []

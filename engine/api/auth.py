@@ -46,8 +46,11 @@ def needs_api_key(path: str) -> bool:
 
 
 def bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+    """The API key: ``Authorization: Bearer <key>``, or the bare key, which is what arcadepy sends."""
+    header = request.headers.get("Authorization", "").strip()
+    scheme, sep, value = header.partition(" ")
+    if not sep:
+        return header or None
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
