@@ -266,8 +266,12 @@ async def test_admin_connections_and_revoke(keyturn_engine: Any, provider: MiniP
     item = page["items"][0]
     assert item["provider_id"] == "acme" and item["connection_status"] == "active"
     assert not any(t in json.dumps(page) for t in provider.issued)
+    status, cached = await engine.api("GET", f"/v1/auth/status?id={item['id']}")
+    assert status == 200 and cached["status"] == "completed"
     status, _ = await engine.api("DELETE", f"/v1/admin/user_connections/{item['id']}")
     assert status == 204
+    status, _ = await engine.api("GET", f"/v1/auth/status?id={item['id']}")
+    assert status == 404  # the remembered answer was dropped with the grant
     assert [r["token_type_hint"] for r in provider.revocations] == ["refresh_token", "access_token"]
     assert await engine.store.grants.find(USER, "acme") is None
     status, _ = await engine.api("DELETE", f"/v1/admin/user_connections/{item['id']}")

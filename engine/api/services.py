@@ -114,13 +114,19 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         )
     )
     app[FLOWS] = flows
+
+    def emit_and_forget(event: str, *, outcome: str, **fields: Any) -> Any:
+        if event in ("grant.needs_reauth", "grant.revoked"):
+            flows._answers.clear()  # a remembered "completed" answer is no longer true
+        return emit(event, outcome=outcome, **fields)
+
     refresher = Refresher(
         RefreshDeps(
             store=store,
             oauth=oauth,
             config=lambda: holder.current.config,
             providers=lambda: holder.current.providers,
-            emit=emit,
+            emit=emit_and_forget,
             observe=metrics.observe_refresh if metrics is not None else None,
         )
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +32,9 @@ from engine.providers.model import Provider
 log = structlog.get_logger("keyturn.flows")
 
 PENDING_STATES = ("pending", "verifying")
+# seconds a finished status answer is served from memory (other replicas see a change at most this late)
+ANSWER_CACHE_TTL = 5.0
+ANSWER_CACHE_SIZE = 100_000
 
 
 class Emit(Protocol):
@@ -81,6 +85,8 @@ class FlowService:
         self.d = deps
         rl = deps.config().security.rate_limiting
         self.limiter = SlidingWindowLimiter(rl.max_auth_attempts, rl.window_minutes * 60.0)
+        # finished status answers (completed/failed), by id, for ANSWER_CACHE_TTL seconds
+        self._answers: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # ---- providers -------------------------------------------------------------------------
     def find_provider(self, requirement: Mapping[str, Any]) -> Provider:
@@ -196,7 +202,23 @@ class FlowService:
             await self.d.waiters.wait(auth_id, remaining)
 
     async def _status_once(self, auth_id: str) -> dict[str, Any]:
-        flow = await self.d.store.flows.get(auth_id)
+        cached = self._answers.get(auth_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return dict(cached[1])
+        answer = await self._status_uncached(auth_id)
+        if answer["status"] != "pending" and "token" not in answer["context"]:
+            self._remember(auth_id, answer)
+        return answer
+
+    def _remember(self, auth_id: str, answer: dict[str, Any]) -> None:
+        """Keep a finished answer for a moment: agents poll status in tight loops."""
+        if len(self._answers) >= ANSWER_CACHE_SIZE:
+            self._answers.clear()
+        self._answers[auth_id] = (time.monotonic() + ANSWER_CACHE_TTL, answer)
+
+    async def _status_uncached(self, auth_id: str) -> dict[str, Any]:
+        # ids say what they are (fl_/gr_): one query instead of two for a grant id
+        flow = None if auth_id.startswith("gr_") else await self.d.store.flows.get(auth_id)
         if flow is None:
             grant = await self.d.store.grants.get(auth_id)
             if grant is None:
@@ -367,6 +389,7 @@ class FlowService:
         next_refresh = (
             expires_at - timedelta(seconds=float(lead)) if expires_at and tokens.refresh_token else None
         )
+        self._answers.clear()
         return await self.d.store.grants.upsert(
             flow.user_id,
             provider.id,
@@ -381,6 +404,10 @@ class FlowService:
             token_metadata=dict(tokens.metadata),
             next_refresh_at=next_refresh,
         )
+
+    def _forget_grant(self, grant_id: str) -> None:
+        """A grant changed: drop every remembered answer (flows that led to it name it only indirectly)."""
+        self._answers.clear()
 
     def _completed(self, flow: Any, provider: Provider) -> None:
         self.d.emit(
@@ -436,6 +463,7 @@ class FlowService:
         if grant is None:
             return False
         await self.d.store.grants.set_status(grant.id, "revoked")
+        self._forget_grant(grant.id)
         provider = self.d.providers().get(grant.provider_id)
         if provider is not None:
             try:

@@ -8,6 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+READ_ONLY = "keyturn_read_only"  # execution option: a read that needs no write lock
+
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
@@ -20,6 +22,10 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 10) -
             url,
             connect_args={"timeout": busy_timeout},
             isolation_level=None,  # we issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred)
+            # every write goes through engine.begin(), which commits or rolls back itself; reads run
+            # without a transaction: a rollback on each return would only cost a thread round trip
+            pool_reset_on_return=None,
+            pool_size=pool_size,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -33,6 +39,8 @@ def create_engine(url: str, *, busy_timeout: float = 5.0, pool_size: int = 10) -
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
+            if conn.get_execution_options().get(READ_ONLY):
+                return  # plain reads run without a transaction: WAL gives each statement a snapshot
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine

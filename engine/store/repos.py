@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from engine.errors import Conflict, NotFound, StorageError
 from engine.store import models as m
+from engine.store.db import READ_ONLY
 from engine.store.records import ApiKeyRecord, FlowRecord, GrantRecord
 from engine.store.store import aware, new_id, now_utc
 
@@ -29,6 +30,17 @@ if TYPE_CHECKING:
 class Repo:
     def __init__(self, store: Store) -> None:
         self.s = store
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one or more SELECTs (no write lock on SQLite)."""
+        try:
+            async with self.s.engine.connect() as conn:
+                yield await conn.execution_options(**{READ_ONLY: True})
+        except (DBAPIError, OSError) as exc:
+            raise StorageError(
+                f"database error: {type(getattr(exc, 'orig', exc)).__name__}", retry_after=1
+            ) from None
 
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[AsyncConnection]:
@@ -75,12 +87,12 @@ class GrantRepo(Repo):
         )
 
     async def get(self, grant_id: str) -> GrantRecord | None:
-        async with self.tx() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
         return self._row(row) if row else None
 
     async def find(self, user_id: str, provider_id: str) -> GrantRecord | None:
-        async with self.tx() as conn:
+        async with self.read() as conn:
             row = (
                 await conn.execute(
                     sa.select(self.t).where(self.t.c.user_id == user_id, self.t.c.provider_id == provider_id)
@@ -98,7 +110,7 @@ class GrantRepo(Repo):
             q = q.where(self.t.c.provider_id == provider_id)
         if status is not None:
             q = q.where(self.t.c.status == status)
-        async with self.tx() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(q)).all()
         return [self._row(r) for r in rows]
 
@@ -261,7 +273,7 @@ class GrantRepo(Repo):
             .order_by(self.t.c.next_refresh_at)
             .limit(limit)
         )
-        async with self.tx() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(q)).all()
         return [self._row(r) for r in rows]
 
@@ -269,7 +281,7 @@ class GrantRepo(Repo):
         q = sa.select(sa.func.min(self.t.c.next_refresh_at)).where(
             self.t.c.status == "active", self.t.c.next_refresh_at <= before
         )
-        async with self.tx() as conn:
+        async with self.read() as conn:
             return aware((await conn.execute(q)).scalar())
 
     async def delete(self, grant_id: str) -> bool:
@@ -281,7 +293,7 @@ class GrantRepo(Repo):
         q = sa.select(self.t.c.provider_id, self.t.c.status, sa.func.count()).group_by(
             self.t.c.provider_id, self.t.c.status
         )
-        async with self.tx() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(q)).all()
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
@@ -355,7 +367,7 @@ class FlowRepo(Repo):
     async def get(self, flow_id: str) -> FlowRecord | None:
         if len(flow_id) > 40:
             return None
-        async with self.tx() as conn:
+        async with self.read() as conn:
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == flow_id))).first()
         return self._row(row) if row else None
 
@@ -543,7 +555,7 @@ class ApiKeyRepo(Repo):
         key_id, secret = parts[1], parts[2]
         cached = self._cache.get(key_id)
         if cached is None or cached[0] < time.monotonic():
-            async with self.tx() as conn:
+            async with self.read() as conn:
                 row = (await conn.execute(sa.select(self.t).where(self.t.c.id == key_id))).first()
             if row is None or row.revoked_at is not None:
                 self._cache.pop(key_id, None)
@@ -570,7 +582,7 @@ class ApiKeyRepo(Repo):
         return record
 
     async def list(self) -> builtins.list[ApiKeyRecord]:
-        async with self.tx() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(sa.select(self.t).order_by(self.t.c.created_at))).all()
         return [self._record(r) for r in rows]
 
@@ -657,7 +669,7 @@ class AuditRepo(Repo):
             q = q.where(self.t.c.time < until)
         if user_ref is not None:
             q = q.where(self.t.c.user_ref == user_ref)
-        async with self.tx() as conn:
+        async with self.read() as conn:
             rows = (await conn.execute(q)).all()
         out = []
         for r in rows:
@@ -672,7 +684,7 @@ class MetaRepo(Repo):
     t = m.meta
 
     async def get(self, key: str) -> str | None:
-        async with self.tx() as conn:
+        async with self.read() as conn:
             return (await conn.execute(sa.select(self.t.c.value).where(self.t.c.key == key))).scalar()
 
     async def set(self, key: str, value: str) -> None:

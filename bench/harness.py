@@ -1,0 +1,99 @@
+"""Shared by the benchmarks: start processes, wait for them, run the load generator, summarize runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """A child process (engine, fake provider, baseline app) stopped with SIGTERM at the end."""
+
+    def __init__(self, argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> None:
+        self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(list(argv), cwd=cwd, env={**os.environ, **(env or {})},
+                                      stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        if self.log is not subprocess.DEVNULL:
+            self.log.close()
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def load(urls: Sequence[str], *, concurrency: int, duration: float, headers: dict[str, str] | None = None,
+         method: str = "GET", body: str | None = None, url_file: Path | None = None) -> dict[str, float]:
+    argv = [PY, str(ROOT / "bench" / "load.py"), "--concurrency", str(concurrency), "--duration", str(duration),
+            "--method", method]
+    for url in urls:
+        argv += ["--url", url]
+    for k, v in (headers or {}).items():
+        argv += ["--header", f"{k}:{v}"]
+    if body is not None:
+        argv += ["--body", body]
+    if url_file is not None:
+        argv += ["--url-file", str(url_file)]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def median_of(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    return f"{platform.machine()}, {cpus} cores, Python {platform.python_version()}"
+
+
+def report(name: str, result: dict[str, Any]) -> None:
+    result = {"benchmark": name, "machine": machine(), "date": time.strftime("%Y-%m-%d"), **result}
+    print(json.dumps(result, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")

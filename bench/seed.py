@@ -1,0 +1,76 @@
+"""Write an engine.yaml for a benchmark and fill its database with grants (sealed like real ones)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from engine.config.loader import load_config
+from engine.crypto.keys import keyring_from_config
+from engine.store import models as m
+from engine.store.store import Store, new_id
+
+API_KEY = "bench-api-key-" + "0" * 24
+
+
+def write_config(workdir: Path, *, port: int, storage: str, provider_url: str = "http://127.0.0.1:1",
+                 extra: str = "") -> Path:
+    key = base64.b64encode(os.urandom(32)).decode()
+    cfg = workdir / "engine.yaml"
+    cfg.write_text(f"""
+api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}"}}
+storage: {{url: "{storage}"}}
+security:
+  root_keys: [{{id: k1, default: true, value: "{key}"}}]
+  api_keys: ["{API_KEY}"]
+auth:
+  providers:
+    - id: acme
+      client_id: cid
+      client_secret: csecret
+      oauth2:
+        authorization_request: {{endpoint: "{provider_url}/authorize"}}
+        token_request: {{endpoint: "{provider_url}/token", auth_method: client_secret_post}}
+audit: {{sinks: []}}
+logging: {{level: warning}}
+{extra}
+""")
+    return cfg
+
+
+async def seed(cfg: Path, count: int, *, due: bool = False, batch: int = 2000) -> list[str]:
+    """Insert ``count`` active grants with sealed tokens; ``due`` makes them all due for refresh now."""
+    loaded = load_config(cfg)
+    keyring = keyring_from_config(loaded.config, loaded.base_dir)
+    store = await Store.open(loaded.config.storage.url or "", keyring)
+    ids: list[str] = []
+    now = datetime.now(UTC)
+    try:
+        for start in range(0, count, batch):
+            rows = []
+            for i in range(start, min(count, start + batch)):
+                gid = new_id("gr")
+                ids.append(gid)
+                expires = now + (timedelta(seconds=30) if due else timedelta(hours=1))
+                rows.append({
+                    "id": gid, "user_id": f"user{i:07d}@bench.test", "provider_id": "acme", "status": "active",
+                    "scopes": ["read"],
+                    "access_token": keyring.encrypt_str(f"at-{secrets.token_hex(16)}", table="grants",
+                                                        column="access_token", row_id=gid),
+                    "refresh_token": keyring.encrypt_str(f"rt-{i}", table="grants", column="refresh_token",
+                                                         row_id=gid),
+                    "token_type": "Bearer", "expires_at": expires, "token_metadata": {}, "created_at": now,
+                    "updated_at": now, "next_refresh_at": now - timedelta(seconds=1) if due else None,
+                    "refresh_failures": 0, "version": 1,
+                })  # fmt: skip
+            async with store.engine.begin() as conn:
+                await conn.execute(sa.insert(m.grants), rows)
+    finally:
+        await store.close()
+    return ids
