@@ -29,11 +29,18 @@ def free_port() -> int:
 class Proc:
     """A child process (engine, fake provider, baseline app) stopped with SIGTERM at the end."""
 
-    def __init__(self, argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-                 log: Path | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+    ) -> None:
         self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(list(argv), cwd=cwd, env={**os.environ, **(env or {})},
-                                      stdout=self.log, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(
+            list(argv), cwd=cwd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -59,17 +66,33 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1):
                 return
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def load(urls: Sequence[str], *, concurrency: int, duration: float, headers: dict[str, str] | None = None,
-         method: str = "GET", body: str | None = None, url_file: Path | None = None) -> dict[str, float]:
-    argv = [PY, str(ROOT / "bench" / "load.py"), "--concurrency", str(concurrency), "--duration", str(duration),
-            "--method", method]
+def load(
+    urls: Sequence[str],
+    *,
+    concurrency: int,
+    duration: float,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: str | None = None,
+    url_file: Path | None = None,
+) -> dict[str, float]:
+    argv = [
+        PY,
+        str(ROOT / "bench" / "load.py"),
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--method",
+        method,
+    ]
     for url in urls:
         argv += ["--url", url]
     for k, v in (headers or {}).items():

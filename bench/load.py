@@ -17,8 +17,9 @@ import time
 import aiohttp
 
 
-async def run(urls: list[str], concurrency: int, duration: float, headers: dict[str, str], method: str,
-              body: str | None) -> dict[str, float]:
+async def run(
+    urls: list[str], concurrency: int, duration: float, headers: dict[str, str], method: str, body: str | None
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration
@@ -50,8 +51,12 @@ async def run(urls: list[str], concurrency: int, duration: float, headers: dict[
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
 
     return {
-        "requests": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
-        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+        "requests": len(latencies),
+        "errors": errors,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
         "mean_ms": statistics.fmean(latencies) * 1000 if latencies else 0.0,
     }
 

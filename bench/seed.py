@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import secrets
@@ -19,8 +18,9 @@ from engine.store.store import Store, new_id
 API_KEY = "bench-api-key-" + "0" * 24
 
 
-def write_config(workdir: Path, *, port: int, storage: str, provider_url: str = "http://127.0.0.1:1",
-                 extra: str = "") -> Path:
+def write_config(
+    workdir: Path, *, port: int, storage: str, provider_url: str = "http://127.0.0.1:1", extra: str = ""
+) -> Path:
     key = base64.b64encode(os.urandom(32)).decode()
     cfg = workdir / "engine.yaml"
     cfg.write_text(f"""
@@ -58,17 +58,29 @@ async def seed(cfg: Path, count: int, *, due: bool = False, batch: int = 2000) -
                 gid = new_id("gr")
                 ids.append(gid)
                 expires = now + (timedelta(seconds=30) if due else timedelta(hours=1))
-                rows.append({
-                    "id": gid, "user_id": f"user{i:07d}@bench.test", "provider_id": "acme", "status": "active",
-                    "scopes": ["read"],
-                    "access_token": keyring.encrypt_str(f"at-{secrets.token_hex(16)}", table="grants",
-                                                        column="access_token", row_id=gid),
-                    "refresh_token": keyring.encrypt_str(f"rt-{i}", table="grants", column="refresh_token",
-                                                         row_id=gid),
-                    "token_type": "Bearer", "expires_at": expires, "token_metadata": {}, "created_at": now,
-                    "updated_at": now, "next_refresh_at": now - timedelta(seconds=1) if due else None,
-                    "refresh_failures": 0, "version": 1,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "id": gid,
+                        "user_id": f"user{i:07d}@bench.test",
+                        "provider_id": "acme",
+                        "status": "active",
+                        "scopes": ["read"],
+                        "access_token": keyring.encrypt_str(
+                            f"at-{secrets.token_hex(16)}", table="grants", column="access_token", row_id=gid
+                        ),
+                        "refresh_token": keyring.encrypt_str(
+                            f"rt-{i}", table="grants", column="refresh_token", row_id=gid
+                        ),
+                        "token_type": "Bearer",
+                        "expires_at": expires,
+                        "token_metadata": {},
+                        "created_at": now,
+                        "updated_at": now,
+                        "next_refresh_at": now - timedelta(seconds=1) if due else None,
+                        "refresh_failures": 0,
+                        "version": 1,
+                    }
+                )
             async with store.engine.begin() as conn:
                 await conn.execute(sa.insert(m.grants), rows)
     finally:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import PY, Proc, free_port, load, median_of, report, wait_http  # noqa: E402
-from bench.seed import API_KEY, seed, write_config  # noqa: E402
+from bench.harness import PY, Proc, free_port, load, median_of, report, wait_http
+from bench.seed import API_KEY, seed, write_config
 
 
 def main() -> None:
@@ -41,10 +41,18 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{hello_port}/")
             engine_runs, hello_runs, ratios = [], [], []
             for _ in range(args.runs):
-                e = load([], concurrency=args.concurrency, duration=args.duration,
-                         headers={"Authorization": f"Bearer {API_KEY}"}, url_file=urls)
-                h = load([f"http://127.0.0.1:{hello_port}/v1/auth/status?id=x"], concurrency=args.concurrency,
-                         duration=args.duration)
+                e = load(
+                    [],
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                    url_file=urls,
+                )
+                h = load(
+                    [f"http://127.0.0.1:{hello_port}/v1/auth/status?id=x"],
+                    concurrency=args.concurrency,
+                    duration=args.duration,
+                )
                 engine_runs.append(e)
                 hello_runs.append(h)
                 ratios.append(e["rps"] / h["rps"] if h["rps"] else 0.0)
@@ -53,14 +61,23 @@ def main() -> None:
             engine.stop()
             hello.stop()
     errors = sum(r["errors"] for r in engine_runs)
-    report("status", {
-        "runs": args.runs, "duration_s": args.duration, "concurrency": args.concurrency, "grants": args.grants,
-        "engine_rps_median": round(median_of(engine_runs, "rps")), "hello_rps_median": round(median_of(hello_runs, "rps")),
-        "ratio_median": round(statistics.median(ratios), 3), "target_ratio": 0.4,
-        "engine_p50_ms": round(median_of(engine_runs, "p50_ms"), 2),
-        "engine_p99_ms": round(median_of(engine_runs, "p99_ms"), 2), "engine_errors": errors,
-        "engine_rss_mb": round(rss, 1),
-    })  # fmt: skip
+    report(
+        "status",
+        {
+            "runs": args.runs,
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "grants": args.grants,
+            "engine_rps_median": round(median_of(engine_runs, "rps")),
+            "hello_rps_median": round(median_of(hello_runs, "rps")),
+            "ratio_median": round(statistics.median(ratios), 3),
+            "target_ratio": 0.4,
+            "engine_p50_ms": round(median_of(engine_runs, "p50_ms"), 2),
+            "engine_p99_ms": round(median_of(engine_runs, "p99_ms"), 2),
+            "engine_errors": errors,
+            "engine_rss_mb": round(rss, 1),
+        },
+    )
 
 
 if __name__ == "__main__":
