@@ -17,7 +17,7 @@ from aiohttp import web
 
 from engine.api.auth import api_key_middleware
 from engine.api.ratelimit import SlidingWindowLimiter
-from engine.api.state import FLOWS, HTTP_SESSION, METRICS, READY_CHECKS, SERVICES, SETTINGS, STORE
+from engine.api.state import FLOWS, HTTP_SESSION, METRICS, READY_CHECKS, SERVICES, SETTINGS, STORE, TOOLS
 from engine.audit import Auditor, DatabaseSink
 from engine.crypto.keys import keyring_from_config
 from engine.flows.service import Emit, FlowDeps, FlowService
@@ -26,6 +26,8 @@ from engine.lifecycle.refresh import RefreshDeps, Refresher, now_utc
 from engine.lifecycle.scheduler import Lifecycle
 from engine.metrics.registry import Metrics
 from engine.oauth.client import OAuthClient
+from engine.tools.registry import ToolRegistry
+from engine.tools.runner import ToolRunner
 
 log = structlog.get_logger("keyturn.services")
 
@@ -140,6 +142,21 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         oldest = await store.grants.oldest_due(now)
         metrics.observe_refresh_lag((now - oldest).total_seconds() if oldest else 0.0)
 
+    registry = ToolRegistry(
+        lambda: holder.current.config,
+        app[HTTP_SESSION],
+        on_worker=metrics.set_worker_up if metrics is not None else None,
+    )
+    app[TOOLS] = ToolRunner(
+        registry,
+        flows,
+        refresher,
+        lambda: holder.current.config,
+        emit=emit,
+        count=metrics.tool_executed if metrics is not None else None,
+    )
+    if services.get("scheduler", True):
+        registry.start()
     lifecycle = Lifecycle(refresher, retry_revocation=flows.revoke_grant, gauges=gauges)
     app[LIFECYCLE] = lifecycle
     if services.get("scheduler", True):
@@ -149,6 +166,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await lifecycle.stop()
+        await registry.stop()
         if listener is not None:
             await listener.stop()
         waiters.notify_all()

@@ -54,3 +54,4 @@ SERVICES = web.AppKey("keyturn_services", dict[str, Any])
 STORE: web.AppKey[Any] = web.AppKey("keyturn_store")  # engine.store.Store
 FLOWS: web.AppKey[Any] = web.AppKey("keyturn_flows")  # engine.flows.service.FlowService
 METRICS = web.AppKey("keyturn_metrics", Metrics)  # set by engine.metrics.http.setup_metrics
+TOOLS: web.AppKey[Any] = web.AppKey("keyturn_tools")  # engine.tools.runner.ToolRunner

@@ -53,6 +53,8 @@ class MiniProvider:
         self.id_token_fault = ""
         self.iss_mode = "ok"
         self.userinfo_sub = ""
+        self.userinfo_tokens: list[str] = []
+        self.userinfo_status = 200
         self.subject = "u-123"
         self.signing_key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
         self.published = [self.signing_key]
@@ -212,6 +214,9 @@ class MiniProvider:
         return web.json_response(body)
 
     async def userinfo(self, request: web.Request) -> web.Response:
+        self.userinfo_tokens.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if self.userinfo_status != 200:
+            return web.json_response({"error": "invalid_token"}, status=self.userinfo_status)
         return web.json_response({"sub": self.userinfo_sub or self.subject, "email": USER})
 
     async def revoke(self, request: web.Request) -> web.Response:

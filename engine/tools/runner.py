@@ -1,0 +1,172 @@
+"""The execute path, shared by ``/v1/tools/execute`` and MCP ``tools/call``.
+
+Validate the input against the tool's schema; when the tool needs authorization, find the user's
+usable grant (refreshed on demand) or answer with the pending authorization; add the configured
+secrets; call the worker; on an upstream auth error refresh once and retry; audit and count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+
+from engine.config.model import Config
+from engine.errors import BadRequest, Unavailable, ValidationFailed
+from engine.flows.service import Emit, FlowService, _noop_emit
+from engine.lifecycle.refresh import Refresher
+from engine.tools.formats import input_json_schema
+from engine.tools.registry import Tool, ToolRegistry
+
+
+@dataclasses.dataclass
+class ToolRunner:
+    registry: ToolRegistry
+    flows: FlowService
+    refresher: Refresher
+    config: Callable[[], Config]
+    emit: Emit = _noop_emit
+    count: Callable[[str, str], None] | None = None  # (tool, outcome) -> metrics
+
+    async def authorize(self, name: str, user_id: str, next_uri: str | None = None) -> dict[str, Any]:
+        """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
+        tool = await self.registry.get(name)
+        requirement = tool.auth
+        if requirement is None:
+            return {"status": "completed", "user_id": user_id, "scopes": [], "context": {}}
+        return await self.flows.authorize(
+            user_id=user_id, requirement=requirement, scopes=_scopes(requirement), next_uri=next_uri
+        )
+
+    async def execute(self, name: str, inputs: Mapping[str, Any], user_id: str | None) -> dict[str, Any]:
+        started = time.monotonic()
+        tool = await self.registry.get(name)
+        validate_input(tool, inputs)
+        execution_id = f"ex_{secrets.token_urlsafe(12)}"
+        context: dict[str, Any] = {"user_id": user_id}
+        grant = None
+        requirement = tool.auth
+        if requirement is not None:
+            if not user_id:
+                raise BadRequest(
+                    f"tool {tool.name} needs authorization: user_id is required", error="user_required"
+                )
+            provider = self.flows.find_provider(requirement)
+            grant = await self.refresher.usable_grant(user_id, provider.id)
+            if grant is None or not set(_scopes(requirement)) <= set(grant.scopes):
+                pending = await self.flows.authorize(
+                    user_id=user_id, requirement=requirement, scopes=_scopes(requirement), next_uri=None
+                )
+                if pending["status"] != "completed":
+                    self._done(tool, "authorization_required", user_id, started)
+                    return _response(execution_id, started, success=False, output={"authorization": pending})
+                grant = await self.refresher.usable_grant(user_id, provider.id)
+                if grant is None:
+                    raise Unavailable("the user's authorization is not usable yet; try again", retry_after=1)
+            context["authorization"] = {"token": grant.access_token, "user_info": dict(grant.user_info or {})}
+        needed = [s["key"] for s in (tool.definition.get("requirements") or {}).get("secrets") or []]
+        if needed:
+            available = self.config().tools.secrets
+            missing = [k for k in needed if k not in available]
+            if missing:
+                error = {
+                    "kind": "TOOL_REQUIREMENTS_NOT_MET",
+                    "can_retry": False,
+                    "message": f"tool {tool.name} needs secrets that tools.secrets does not set: "
+                    + ", ".join(missing),
+                }
+                self._done(tool, "failed", user_id, started)
+                return _response(execution_id, started, success=False, output={"error": error})
+            context["secrets"] = [{"key": k, "value": available[k]} for k in needed]
+        request = {
+            "execution_id": execution_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "tool": {
+                "name": tool.definition["name"],
+                "toolkit": tool.definition["toolkit"]["name"],
+                "version": tool.definition["toolkit"].get("version"),
+            },
+            "inputs": dict(inputs),
+            "context": context,
+        }
+        answer = await tool.worker.invoke(request)
+        if grant is not None and _upstream_auth_error(answer):
+            # the token was refused upstream (revoked or expired early): refresh once and retry
+            result = await self.refresher.refresh(grant.id, force=True)
+            if result.outcome == "refreshed" and result.grant is not None:
+                context["authorization"] = {
+                    "token": result.grant.access_token,
+                    "user_info": dict(result.grant.user_info or {}),
+                }
+                answer = await tool.worker.invoke(request)
+        success = bool(answer.get("success"))
+        output = answer.get("output") or {}
+        clean: dict[str, Any] = {}
+        for key in ("value", "error", "logs"):
+            if output.get(key) is not None:
+                clean[key] = output[key]
+        if isinstance(clean.get("error"), dict):
+            clean["error"].pop("stacktrace", None)
+        self._done(tool, "success" if success else "failed", user_id, started)
+        return _response(execution_id, started, success=success, output=clean)
+
+    def _done(self, tool: Tool, outcome: str, user_id: str | None, started: float) -> None:
+        duration = round(time.monotonic() - started, 4)
+        event = "tool.denied" if outcome == "authorization_required" else "tool.executed"
+        self.emit(
+            event,
+            outcome="denied"
+            if event == "tool.denied"
+            else ("success" if outcome == "success" else "failure"),
+            tool=tool.name,
+            user_id=user_id,
+            duration=duration,
+            worker=tool.worker.worker_id,
+        )
+        if self.count is not None:
+            self.count(tool.name, outcome)
+
+
+def _scopes(requirement: Mapping[str, Any]) -> tuple[str, ...]:
+    oauth2 = requirement.get("oauth2") or {}
+    scopes = oauth2.get("scopes") if isinstance(oauth2, Mapping) else None
+    return tuple(scopes or ())
+
+
+def _upstream_auth_error(answer: Mapping[str, Any]) -> bool:
+    error = (answer.get("output") or {}).get("error") or {}
+    return isinstance(error, Mapping) and (
+        error.get("kind") == "UPSTREAM_RUNTIME_AUTH_ERROR" or error.get("status_code") == 401
+    )
+
+
+def validate_input(tool: Tool, inputs: Mapping[str, Any]) -> None:
+    """Check ``inputs`` against the tool's parameters; the error names the parameter."""
+    schema = input_json_schema(tool.definition)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(dict(inputs)), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.path) or "input"
+        if first.validator == "additionalProperties":
+            known = ", ".join(sorted(schema["properties"])) or "none"
+            raise ValidationFailed(f"{tool.name}: {first.message} (parameters: {known})")
+        raise ValidationFailed(f"{tool.name}: input.{where}: {first.message}"[:500])
+
+
+def _response(execution_id: str, started: float, *, success: bool, output: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": execution_id,
+        "execution_id": execution_id,
+        "execution_type": "immediate",
+        "finished_at": datetime.now(UTC).isoformat(),
+        "duration": round((time.monotonic() - started) * 1000, 3),
+        "status": "success" if success else "failed",
+        "success": success,
+        "output": output,
+    }
