@@ -32,7 +32,8 @@ class KeyturnEngine:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"})
-        self.browser = aiohttp.ClientSession()  # no API key: what a user's browser has
+        # no API key, cookies kept (also for 127.0.0.1): what a user's browser has
+        self.browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
     @property
     def store(self) -> Any:
@@ -46,6 +47,19 @@ class KeyturnEngine:
         async with self.session.request(method, self.url + path, **kw) as resp:
             body = await resp.json(content_type=None) if resp.content_length != 0 else None
             return resp.status, body
+
+    def reconfigure(self, body: str, *, env: dict[str, str] | None = None) -> None:
+        """Apply a new engine.yaml body (as SIGHUP would), keeping the bound port and public_url."""
+        holder = self.app[SETTINGS]
+        current = holder.current
+        loaded = load_text(
+            engine_yaml(body, current.base_dir),
+            source="engine.yaml",
+            base_dir=current.base_dir,
+            env=env or {},
+        )
+        config = dataclasses.replace(loaded.config, api=current.config.api)
+        holder.current = dataclasses.replace(current, config=config, providers=dict(loaded.providers))
 
     async def close(self) -> None:
         await self.session.close()
