@@ -269,9 +269,9 @@ class Refresher:
         jitter = float(lifecycle.refresh_jitter)
 
         async def one(grant: Any) -> None:
+            if jitter > 0:  # spread the starts; the semaphore bounds how many run at once
+                await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
             async with semaphore:
-                if jitter > 0:
-                    await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
                 try:
                     outcome = (await self.refresh(grant.id)).outcome
                 except Exception as exc:  # one bad grant must not stop the pass
