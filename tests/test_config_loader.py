@@ -256,3 +256,19 @@ def test_shipped_engine_yaml_loads() -> None:
     loaded = load_config(root / "engine.yaml", env={})
     assert loaded.config.api.development is True
     assert loaded.config.api.host == "127.0.0.1"
+
+
+def test_mcp_auth_none_only_on_loopback() -> None:
+    """mcp.auth none is refused on a public bind outside development mode."""
+    key = KEY
+    err = error(
+        f"api: {{host: 0.0.0.0, public_url: 'https://k.example.com'}}\n"
+        f"security: {{root_keys: [{{id: k, value: '{key}'}}], user_verifier: {{mode: custom, url: 'https://a.example/v'}}}}\n"
+        "mcp: {auth: none, default_user: alice}\n"
+    )
+    assert err.path == "mcp.auth"
+    ok = load(
+        "api: {development: false, host: 127.0.0.1}\n"
+        f"security: {{root_keys: [{{id: k, value: '{key}'}}]}}\nmcp: {{auth: none, default_user: alice}}\n"
+    )
+    assert ok.config.mcp.auth == "none"

@@ -40,6 +40,10 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
         app.router.add_routes(auth_routes.routes)
         app.router.add_routes(oauth_routes.routes)
         app.router.add_routes(tool_routes.routes)
+        if settings.config.mcp.enabled:
+            from engine.mcp.server import McpServer
+
+            McpServer().setup(app)
     return app
 
 

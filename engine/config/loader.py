@@ -216,6 +216,13 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
                 f"security.next_uri_allowlist[{i}]",
                 None,
             )
+    if config.mcp.auth == "none" and not api.development and not _is_loopback_bind(api.host):
+        raise ctx.error(
+            "none serves /mcp without an API key; it is allowed only when api.host is a loopback address "
+            "or api.development is true",
+            "mcp.auth",
+            _line(data, "mcp", "auth"),
+        )
     if config.audit.sinks and "file" in config.audit.sinks and not config.audit.file:
         raise ctx.error("is required when sinks include file", "audit.file", _line(data, "audit"))
     return dataclasses.replace(config, api=api, storage=storage)
@@ -230,6 +237,12 @@ def check_root_key(value: str, path: str, line: int | None, ctx: Context) -> byt
     if len(raw) != 32:
         raise ctx.error(f"must decode to 32 bytes for AES-256, got {len(raw)}", path, line)
     return raw
+
+
+def _is_loopback_bind(host: str) -> bool:
+    from engine.providers.catalog import _is_loopback
+
+    return _is_loopback(host)
 
 
 def _url_host(host: str) -> str:
