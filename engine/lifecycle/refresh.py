@@ -81,6 +81,17 @@ class Refresher:
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, asyncio.Task[RefreshOutcome]] = {}
 
+    async def drain(self, grace: float) -> None:
+        """Let in-flight refreshes finish (or cancel them after ``grace`` seconds): used on shutdown."""
+        tasks = [t for t in self._inflight.values() if not t.done()]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+
     def lead_for(self, provider: Provider) -> float:
         lead = (
             provider.refresh_lead

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -30,6 +31,8 @@ class Lifecycle:
         self.retry_revocation = retry_revocation
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.passes = 0
+        self._running: set[asyncio.Task[Any]] = set()
+        self.stop_grace = 5.0  # seconds a running pass may take to finish on shutdown
 
     def start(self) -> None:
         lifecycle = self.refresher.d.config().lifecycle
@@ -65,16 +68,33 @@ class Lifecycle:
 
     async def _gauges(self) -> None:
         assert self.gauges is not None
+        self._track()
         try:
             await self.gauges()
         except Exception as exc:
             log.warning("gauges_failed", error=type(exc).__name__)
 
     async def stop(self) -> None:
+        """Stop scheduling; let running passes finish within ``stop_grace``, then cancel them."""
         with contextlib.suppress(Exception):
             self.scheduler.shutdown(wait=False)
+        running = [t for t in self._running if not t.done()]
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self.stop_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=self.stop_grace)
+        await self.refresher.drain(self.stop_grace)
+
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def refresh_pass(self) -> dict[str, int]:
+        self._track()
         try:
             counts = await self.refresher.refresh_due()
         except Exception as exc:  # the next pass tries again; the reason is logged
@@ -87,6 +107,7 @@ class Lifecycle:
 
     async def reap(self) -> dict[str, int]:
         """Expire unfinished flows, delete old flows and long-dead grants, retry pending revocations."""
+        self._track()
         store = self.refresher.d.store
         lifecycle = self.refresher.d.config().lifecycle
         emit = self.refresher.d.emit
