@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError
 
 from engine.cli.main import config_argument, load
+from engine.errors import StorageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -28,16 +34,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     cur.set_defaults(func=run_current)
 
 
-def run_upgrade(args: argparse.Namespace) -> int:
+def _engine(args: argparse.Namespace) -> AsyncEngine:
     from engine.store.db import create_engine
+
+    storage = load(args).config.storage
+    return create_engine(storage.url or "", busy_timeout=float(storage.busy_timeout), pool_size=1)
+
+
+def run_upgrade(args: argparse.Namespace) -> int:
     from engine.store.schema import upgrade
 
-    config = load(args).config
+    engine = _engine(args)
 
     async def go() -> str:
-        engine = create_engine(config.storage.url or "")
         try:
             return await upgrade(engine)
+        except (OSError, DBAPIError) as exc:
+            raise StorageError(f"cannot use the database: {_reason(exc)}") from None
         finally:
             await engine.dispose()
 
@@ -46,15 +59,15 @@ def run_upgrade(args: argparse.Namespace) -> int:
 
 
 def run_current(args: argparse.Namespace) -> int:
-    from engine.store.db import create_engine
     from engine.store.schema import current_revision, head_revision
 
-    config = load(args).config
+    engine = _engine(args)
 
     async def go() -> str | None:
-        engine = create_engine(config.storage.url or "")
         try:
             return await current_revision(engine)
+        except (OSError, DBAPIError) as exc:
+            raise StorageError(f"cannot use the database: {_reason(exc)}") from None
         finally:
             await engine.dispose()
 
@@ -62,3 +75,8 @@ def run_current(args: argparse.Namespace) -> int:
     head = head_revision()
     print(f"database: {current or 'empty'}\ncode:     {head}")
     return 0 if current == head else 1
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0][:200] if str(orig) else ''}"

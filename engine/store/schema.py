@@ -44,10 +44,25 @@ def _upgrade(conn: sa.Connection) -> None:
 
 
 async def upgrade(engine: AsyncEngine) -> str:
-    """Bring the database to the code's schema; returns the revision reached."""
+    """Bring the database to the code's schema; returns the revision reached.
+
+    A database migrated by a newer Keyturn is refused, not touched.
+    """
+    _refuse_newer(await current_revision(engine))
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
     return head_revision()
+
+
+def _refuse_newer(current: str | None) -> None:
+    if current is None:
+        return
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current not in known:
+        raise StorageError(
+            f"database schema is at revision {current}, which is newer than this Keyturn "
+            f"({head_revision()}): upgrade Keyturn, or restore a backup made for this version"
+        )
 
 
 def _has_tables(conn: sa.Connection) -> bool:
@@ -60,13 +75,7 @@ async def check_schema(engine: AsyncEngine) -> None:
     head = head_revision()
     if current == head:
         return
-    script = ScriptDirectory.from_config(alembic_config())
-    known = {rev.revision for rev in script.walk_revisions()}
-    if current is not None and current not in known:
-        raise StorageError(
-            f"database schema is at revision {current}, which is newer than this Keyturn ({head}): "
-            "upgrade Keyturn, or restore a backup made for this version"
-        )
+    _refuse_newer(current)
     raise StorageError(
         f"database schema is at revision {current or 'none'} but this Keyturn needs {head}: "
         "run `keyturn db upgrade -c engine.yaml`"

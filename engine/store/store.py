@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
 from engine.store import models as m
-from engine.store.db import create_engine, is_sqlite
-from engine.store.schema import ensure_schema
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_urlsafe(16)}"
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive: they were written as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+from engine.store.base import aware, new_id, now_utc
+from engine.store.db import READ_ONLY, create_engine, is_sqlite
+from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
+from engine.store.schema import check_schema, ensure_schema
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
-        from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
+    """The database engine, the keyring, and one repository per table (``grants``, ``flows``, ...)."""
 
+    def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
         self.engine = engine
         self.keyring = keyring
         self.url = url
@@ -65,8 +48,6 @@ class Store:
             if migrate:
                 await ensure_schema(engine)
             else:
-                from engine.store.schema import check_schema
-
                 await check_schema(engine)
             await store.check_keys()
         except (OSError, DBAPIError) as exc:
@@ -83,6 +64,7 @@ class Store:
     async def ping(self) -> None:
         try:
             async with self.engine.connect() as conn:
+                conn = await conn.execution_options(**{READ_ONLY: True})
                 await conn.execute(sa.text("SELECT 1"))
         except (OSError, DBAPIError) as exc:
             raise StorageError(f"database unreachable: {type(exc).__name__}") from None
@@ -93,6 +75,7 @@ class Store:
 
         known = self.keyring.key_ids
         async with self.engine.connect() as conn:
+            conn = await conn.execution_options(**{READ_ONLY: True})
             for table_name, columns in m.ENCRYPTED.items():
                 table = m.metadata.tables[table_name]
                 for column in columns:
@@ -130,6 +113,4 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
-RETRYABLE = (OperationalError,)
-
-__all__: list[Any] = ["Store", "aware", "new_id", "now_utc"]
+__all__ = ["Store", "aware", "new_id", "now_utc"]

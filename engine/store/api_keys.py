@@ -1,0 +1,120 @@
+"""API keys managed with ``keyturn api-keys``: ``kt_<id>_<secret>``, stored as HMAC-SHA256(salt, secret)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from engine.errors import Conflict, StorageError
+from engine.store import models as m
+from engine.store.base import Repo, aware, now_utc
+from engine.store.records import ApiKeyRecord
+
+if TYPE_CHECKING:
+    from engine.store.store import Store
+
+KEY_PREFIX = "kt"
+VERIFY_CACHE_TTL = 10.0
+TOUCH_EVERY = timedelta(minutes=1)
+
+
+def _hash(salt: bytes, secret: str) -> bytes:
+    return hmac.new(salt, secret.encode("utf-8"), hashlib.sha256).digest()
+
+
+class ApiKeyRepo(Repo):
+    t = m.api_keys
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._cache: dict[str, tuple[float, bytes, bytes, ApiKeyRecord]] = {}
+
+    @staticmethod
+    def _record(row: Any) -> ApiKeyRecord:
+        return ApiKeyRecord(
+            id=row.id,
+            name=row.name,
+            created_at=aware(row.created_at) or now_utc(),
+            last_used_at=aware(row.last_used_at),
+            revoked_at=aware(row.revoked_at),
+        )
+
+    async def create(self, name: str) -> tuple[ApiKeyRecord, str]:
+        """A new key; the plaintext ``kt_<id>_<secret>`` is returned once and never stored."""
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise Conflict("an API key name must be 1-128 characters")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        try:
+            async with self.tx() as conn:
+                await conn.execute(
+                    sa.insert(self.t).values(
+                        id=key_id, name=name, salt=salt, key_hash=_hash(salt, secret), created_at=now_utc()
+                    )
+                )
+                row = (await conn.execute(sa.select(self.t).where(self.t.c.id == key_id))).one()
+        except IntegrityError:
+            raise Conflict(f"an API key named {name!r} already exists") from None
+        return self._record(row), f"{KEY_PREFIX}_{key_id}_{secret}"
+
+    async def verify(self, presented: str) -> ApiKeyRecord | None:
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
+            return None
+        key_id, secret = parts[1], parts[2]
+        cached = self._cache.get(key_id)
+        if cached is None or cached[0] < time.monotonic():
+            async with self.read() as conn:
+                row = (await conn.execute(sa.select(self.t).where(self.t.c.id == key_id))).first()
+            if row is None or row.revoked_at is not None:
+                self._cache.pop(key_id, None)
+                return None
+            cached = (
+                time.monotonic() + VERIFY_CACHE_TTL,
+                bytes(row.salt),
+                bytes(row.key_hash),
+                self._record(row),
+            )
+            self._cache[key_id] = cached
+        _, salt, expected, record = cached
+        if not hmac.compare_digest(_hash(salt, secret), expected):
+            return None
+        if record.last_used_at is None or record.last_used_at < now_utc() - TOUCH_EVERY:
+            now = now_utc()
+            with contextlib.suppress(StorageError):
+                async with self.tx() as conn:
+                    await conn.execute(
+                        sa.update(self.t).where(self.t.c.id == key_id).values(last_used_at=now)
+                    )
+            record = ApiKeyRecord(record.id, record.name, record.created_at, now, record.revoked_at)
+            self._cache[key_id] = (cached[0], salt, expected, record)
+        return record
+
+    async def list(self) -> builtins.list[ApiKeyRecord]:
+        async with self.read() as conn:
+            rows = (await conn.execute(sa.select(self.t).order_by(self.t.c.created_at))).all()
+        return [self._record(r) for r in rows]
+
+    async def revoke(self, id_or_name: str) -> bool:
+        async with self.tx() as conn:
+            result = await conn.execute(
+                sa.update(self.t)
+                .where(
+                    sa.or_(self.t.c.id == id_or_name, self.t.c.name == id_or_name),
+                    self.t.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=now_utc())
+            )
+        self._cache.clear()
+        return bool(result.rowcount)

@@ -1,0 +1,268 @@
+"""Grants: a user's tokens for one provider, sealed at rest; every token write bumps ``version``."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from engine.errors import StorageError
+from engine.store import models as m
+from engine.store.base import Repo, aware, new_id, now_utc
+from engine.store.records import GrantRecord
+
+
+class GrantRepo(Repo):
+    t = m.grants
+
+    def _row(self, row: Any) -> GrantRecord:
+        gid = row.id
+        info = self.s.open_value("grants", "user_info", gid, row.user_info)
+        return GrantRecord(
+            id=gid,
+            user_id=row.user_id,
+            provider_id=row.provider_id,
+            status=row.status,
+            scopes=tuple(row.scopes or ()),
+            access_token=self.s.open_value("grants", "access_token", gid, row.access_token) or "",
+            refresh_token=self.s.open_value("grants", "refresh_token", gid, row.refresh_token),
+            id_token=self.s.open_value("grants", "id_token", gid, row.id_token),
+            user_info=json.loads(info) if info else None,
+            token_type=row.token_type,
+            expires_at=aware(row.expires_at),
+            subject=row.subject,
+            token_metadata=row.token_metadata or {},
+            created_at=aware(row.created_at) or now_utc(),
+            updated_at=aware(row.updated_at) or now_utc(),
+            refreshed_at=aware(row.refreshed_at),
+            next_refresh_at=aware(row.next_refresh_at),
+            refresh_failures=row.refresh_failures,
+            last_error=row.last_error,
+            version=row.version,
+        )
+
+    async def get(self, grant_id: str) -> GrantRecord | None:
+        async with self.read() as conn:
+            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
+        return self._row(row) if row else None
+
+    async def find(self, user_id: str, provider_id: str) -> GrantRecord | None:
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self.t).where(self.t.c.user_id == user_id, self.t.c.provider_id == provider_id)
+                )
+            ).first()
+        return self._row(row) if row else None
+
+    async def list(
+        self, *, user_id: str | None = None, provider_id: str | None = None, status: str | None = None
+    ) -> builtins.list[GrantRecord]:
+        q = sa.select(self.t).order_by(self.t.c.created_at, self.t.c.id)
+        if user_id is not None:
+            q = q.where(self.t.c.user_id == user_id)
+        if provider_id is not None:
+            q = q.where(self.t.c.provider_id == provider_id)
+        if status is not None:
+            q = q.where(self.t.c.status == status)
+        async with self.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return [self._row(r) for r in rows]
+
+    async def upsert(
+        self,
+        user_id: str,
+        provider_id: str,
+        *,
+        access_token: str,
+        refresh_token: str | None,
+        id_token: str | None,
+        token_type: str,
+        expires_at: datetime | None,
+        scopes: Sequence[str],
+        subject: str | None,
+        user_info: Mapping[str, Any] | None,
+        token_metadata: Mapping[str, Any],
+        next_refresh_at: datetime | None,
+    ) -> GrantRecord:
+        """Store a completed flow's tokens: a new grant, or the user's existing one made active again."""
+        for _attempt in range(3):
+            try:
+                return await self._upsert_once(
+                    user_id,
+                    provider_id,
+                    access_token=access_token,
+                    refresh_token=refresh_token,
+                    id_token=id_token,
+                    token_type=token_type,
+                    expires_at=expires_at,
+                    scopes=scopes,
+                    subject=subject,
+                    user_info=user_info,
+                    token_metadata=token_metadata,
+                    next_refresh_at=next_refresh_at,
+                )
+            except IntegrityError:
+                continue  # a concurrent insert for the same user and provider: update it instead
+        raise StorageError("could not store the grant: concurrent writes kept conflicting", retry_after=1)
+
+    async def _upsert_once(self, user_id: str, provider_id: str, **v: Any) -> GrantRecord:
+        now = now_utc()
+        async with self.tx() as conn:
+            existing = (
+                await conn.execute(
+                    sa.select(self.t.c.id, self.t.c.version).where(
+                        self.t.c.user_id == user_id, self.t.c.provider_id == provider_id
+                    )
+                )
+            ).first()
+            gid = existing.id if existing else new_id("gr")
+            values: dict[str, Any] = {
+                "status": "active",
+                "scopes": list(v["scopes"]),
+                "access_token": self.s.seal("grants", "access_token", gid, v["access_token"]),
+                "id_token": self.s.seal("grants", "id_token", gid, v["id_token"]),
+                "user_info": self.s.seal("grants", "user_info", gid, json.dumps(dict(v["user_info"])))
+                if v["user_info"]
+                else None,
+                "token_type": v["token_type"],
+                "expires_at": v["expires_at"],
+                "subject": v["subject"],
+                "token_metadata": dict(v["token_metadata"]),
+                "updated_at": now,
+                "refreshed_at": None,
+                "next_refresh_at": v["next_refresh_at"],
+                "refresh_failures": 0,
+                "last_error": None,
+            }
+            if v["refresh_token"] is not None or existing is None:
+                values["refresh_token"] = self.s.seal("grants", "refresh_token", gid, v["refresh_token"])
+            if existing:
+                values["version"] = existing.version + 1
+                await conn.execute(sa.update(self.t).where(self.t.c.id == gid).values(**values))
+            else:
+                values.update(id=gid, user_id=user_id, provider_id=provider_id, created_at=now, version=1)
+                await conn.execute(sa.insert(self.t).values(**values))
+            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == gid))).one()
+        return self._row(row)
+
+    async def update_tokens(
+        self,
+        grant_id: str,
+        *,
+        expected_version: int,
+        access_token: str,
+        refresh_token: str | None,
+        expires_at: datetime | None,
+        scopes: Sequence[str] | None,
+        id_token: str | None,
+        next_refresh_at: datetime | None,
+    ) -> GrantRecord | None:
+        """A refresh's result, written only if nobody else wrote since ``expected_version`` (else None)."""
+        now = now_utc()
+        values: dict[str, Any] = {
+            "access_token": self.s.seal("grants", "access_token", grant_id, access_token),
+            "expires_at": expires_at,
+            "refreshed_at": now,
+            "updated_at": now,
+            "next_refresh_at": next_refresh_at,
+            "refresh_failures": 0,
+            "last_error": None,
+            "version": expected_version + 1,
+        }
+        if refresh_token is not None:  # rotation; none sent back keeps the old one
+            values["refresh_token"] = self.s.seal("grants", "refresh_token", grant_id, refresh_token)
+        if scopes is not None:
+            values["scopes"] = list(scopes)
+        if id_token is not None:
+            values["id_token"] = self.s.seal("grants", "id_token", grant_id, id_token)
+        async with self.tx() as conn:
+            result = await conn.execute(
+                sa.update(self.t)
+                .where(
+                    self.t.c.id == grant_id, self.t.c.version == expected_version, self.t.c.status == "active"
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return None
+            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).one()
+        return self._row(row)
+
+    async def set_status(self, grant_id: str, status: str, *, last_error: str | None = None) -> bool:
+        async with self.tx() as conn:
+            result = await conn.execute(
+                sa.update(self.t)
+                .where(self.t.c.id == grant_id)
+                .values(
+                    status=status,
+                    last_error=last_error,
+                    updated_at=now_utc(),
+                    version=self.t.c.version + 1,
+                    next_refresh_at=None,
+                )
+            )
+        return bool(result.rowcount)
+
+    async def record_failure(self, grant_id: str, *, error: str, next_refresh_at: datetime) -> None:
+        async with self.tx() as conn:
+            await conn.execute(
+                sa.update(self.t)
+                .where(self.t.c.id == grant_id)
+                .values(
+                    refresh_failures=self.t.c.refresh_failures + 1,
+                    last_error=error[:64],
+                    next_refresh_at=next_refresh_at,
+                    updated_at=now_utc(),
+                )
+            )
+
+    async def due(self, before: datetime, limit: int = 1000) -> builtins.list[GrantRecord]:
+        q = (
+            sa.select(self.t)
+            .where(
+                self.t.c.status == "active",
+                self.t.c.next_refresh_at.is_not(None),
+                self.t.c.next_refresh_at <= before,
+            )
+            .order_by(self.t.c.next_refresh_at)
+            .limit(limit)
+        )
+        async with self.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return [self._row(r) for r in rows]
+
+    async def oldest_due(self, before: datetime) -> datetime | None:
+        q = sa.select(sa.func.min(self.t.c.next_refresh_at)).where(
+            self.t.c.status == "active", self.t.c.next_refresh_at <= before
+        )
+        async with self.read() as conn:
+            return aware((await conn.execute(q)).scalar())
+
+    async def delete(self, grant_id: str) -> bool:
+        async with self.tx() as conn:
+            result = await conn.execute(sa.delete(self.t).where(self.t.c.id == grant_id))
+        return bool(result.rowcount)
+
+    async def count_by_status(self) -> dict[tuple[str, str], int]:
+        q = sa.select(self.t.c.provider_id, self.t.c.status, sa.func.count()).group_by(
+            self.t.c.provider_id, self.t.c.status
+        )
+        async with self.read() as conn:
+            rows = (await conn.execute(q)).all()
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def delete_revoked_before(self, ts: datetime) -> int:
+        """Remove grants revoked or needing re-authorization since before ``ts`` (retention)."""
+        async with self.tx() as conn:
+            result = await conn.execute(
+                sa.delete(self.t).where(
+                    self.t.c.status.in_(("revoked", "needs_reauth")), self.t.c.updated_at < ts
+                )
+            )
+        return int(result.rowcount or 0)
