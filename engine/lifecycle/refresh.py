@@ -30,6 +30,7 @@ from engine.flows.service import Emit, _noop_emit
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
 from engine.providers.model import Provider
+from engine.store import claims
 
 log = structlog.get_logger("keyturn.lifecycle")
 
@@ -108,11 +109,19 @@ class Refresher:
         )
         return float(age) if age is not None else None
 
-    async def refresh(self, grant_id: str, *, force: bool = False) -> RefreshOutcome:
-        """Refresh one grant (single-flight: concurrent callers share one provider call)."""
+    async def refresh(self, grant_id: str, *, force: bool = False, leased: bool = False) -> RefreshOutcome:
+        """Refresh one grant (single-flight: concurrent callers share one provider call).
+
+        ``leased``: the caller already holds the grant's lease (a scheduler pass claims in bulk).
+        """
         task = self._inflight.get(grant_id)
         if task is None:
-            task = asyncio.ensure_future(self._refresh(grant_id, force=force))
+            work = (
+                self._refresh_leased(grant_id, force=force)
+                if leased
+                else self._refresh(grant_id, force=force)
+            )
+            task = asyncio.ensure_future(work)
             self._inflight[grant_id] = task
             task.add_done_callback(lambda _t: self._inflight.pop(grant_id, None))
         return await asyncio.shield(task)
@@ -276,6 +285,14 @@ class Refresher:
         horizon = now_utc()
         due = await self.d.store.grants.due(horizon, limit)
         counts: dict[str, int] = {}
+        if not due:
+            return counts
+        ttl = float(lifecycle.lease_ttl)
+        names = {f"grant:{g.id}": g for g in due}
+        held = await claims.claim(self.d.store, list(names), self.d.owner, ttl)
+        due = [names[n] for n in names if n in held]
+        if len(held) < len(names):
+            counts["busy"] = len(names) - len(held)  # another replica is on them
         semaphore = asyncio.Semaphore(max(1, lifecycle.refresh_concurrency))
         jitter = float(lifecycle.refresh_jitter)
 
@@ -284,13 +301,27 @@ class Refresher:
                 await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
             async with semaphore:
                 try:
-                    outcome = (await self.refresh(grant.id)).outcome
+                    outcome = (await self.refresh(grant.id, leased=True)).outcome
                 except Exception as exc:  # one bad grant must not stop the pass
                     log.error("refresh_error", grant_id=grant.id, error=type(exc).__name__)
                     outcome = "error"
                 counts[outcome] = counts.get(outcome, 0) + 1
 
-        await asyncio.gather(*(one(g) for g in due))
+        async def keep_leases() -> None:
+            while True:
+                await asyncio.sleep(max(ttl / 3, 0.5))
+                with contextlib.suppress(Exception):
+                    await claims.renew(self.d.store, list(held), self.d.owner, ttl)
+
+        keeper = asyncio.create_task(keep_leases())
+        try:
+            await asyncio.gather(*(one(g) for g in due))
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(Exception):
+                await claims.release(self.d.store, list(held), self.d.owner)
         return counts
 
 
