@@ -1,164 +1,344 @@
-"""engine.mcp.server: /mcp with the official MCP Python client (streamable HTTP) and raw HTTP edge cases."""
+"""engine.mcp.server: /mcp over a small test backend, with the official MCP client and raw HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx2
 import mcp_types as types
 import pytest
+from aiohttp import web
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 
-from tests.plugins.keyturn_engine import API_KEY
-from tests.plugins.mini_provider import USER, MiniProvider, acme_config
+from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
+from engine.api.ratelimit import SlidingWindowLimiter
+from engine.mcp.backend import NeedsAuthorization, ToolNotFound
+from engine.mcp.server import McpServer
+
+LINK = "http://127.0.0.1:1/v1/oauth/start/fl_test"
+KEY = "mcp-test-key"
+
+
+class FlagBackend:
+    """Two tools: ``echo`` runs at once; ``whoami`` needs authorization until ``complete`` is called."""
+
+    def __init__(self) -> None:
+        self.authorized = False
+        self.done = asyncio.Event()
+        self.waits = 0
+
+    async def list_tools(self, user_id: str | None) -> list[dict[str, Any]]:
+        schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+        return [
+            {"name": "echo", "description": "Say it back", "inputSchema": schema},
+            {"name": "whoami", "description": "The user", "inputSchema": {"type": "object"}},
+        ]
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], user_id: str | None
+    ) -> dict[str, Any] | NeedsAuthorization:
+        if name == "echo":
+            return {"content": [{"type": "text", "text": str(arguments.get("text"))}], "isError": False}
+        if name != "whoami":
+            raise ToolNotFound(name)
+        if not self.authorized:
+            return NeedsAuthorization(LINK, "fl_test", "acme", "Authorize access to acme to continue.")
+        return {"content": [{"type": "text", "text": f"you are {user_id}"}], "isError": False}
+
+    async def wait_flow(self, flow_id: str, timeout: float) -> str:
+        self.waits += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout)
+        return "completed" if self.done.is_set() else "pending"
+
+    def complete(self) -> None:
+        self.authorized = True
+        self.done.set()
+
+
+Serve = Callable[..., Awaitable[tuple[str, FlagBackend]]]
 
 
 @pytest.fixture
-async def engine(keyturn_engine: Any, mini_provider: MiniProvider, echo_worker: Any) -> Any:
-    worker = await echo_worker(mini_provider.url("/userinfo"))
-    return await keyturn_engine(acme_config(mini_provider, extra=worker.yaml()))
+def mcp_serve(aiohttp_server: Any) -> Serve:
+    """Start an aiohttp app on 127.0.0.1 (port 0) with McpServer over a fresh FlagBackend."""
+
+    async def serve(middlewares: tuple[Any, ...] = (), **kw: Any) -> tuple[str, FlagBackend]:
+        backend = FlagBackend()
+        options: dict[str, Any] = {"require_api_key": False, "default_user": "alice", "version": "9.9"}
+        options |= kw
+        app = web.Application(middlewares=list(middlewares))
+        McpServer(backend, **options).setup(app)
+        server = await aiohttp_server(app, host="127.0.0.1", port=0)
+        return str(server.make_url("/mcp")), backend
+
+    return serve
 
 
 @contextlib.asynccontextmanager
-async def mcp_session(
-    engine: Any,
-    *,
-    user: str | None = USER,
-    elicit: Any = None,
-    messages: list[Any] | None = None,
-    api_key: str = API_KEY,
+async def client(
+    url: str, *, headers: dict[str, str] | None = None, elicit: Any = None, messages: list[Any] | None = None
 ) -> AsyncIterator[ClientSession]:
-    headers = {"Authorization": f"Bearer {api_key}"}
-    if user:
-        headers["Keyturn-User-Id"] = user
-
     async def on_message(message: Any) -> None:
         if messages is not None:
             messages.append(message)
 
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        streamable_http_client(engine.url + "/mcp", http_client=http) as streams,
+        httpx2.AsyncClient(headers=headers or {}, timeout=30) as http,
+        streamable_http_client(url, http_client=http) as streams,
         ClientSession(
             streams[0], streams[1], elicitation_callback=elicit, message_handler=on_message
         ) as session,
     ):
-        await session.initialize()
         yield session
 
 
-async def test_list_and_call(engine: Any) -> None:
-    """initialize, tools/list with every worker tool, and a tools/call that needs no authorization."""
-    async with mcp_session(engine) as session:
+async def test_initialize_list_call_ping(mcp_serve: Serve) -> None:
+    """The official client initializes (2025-11-25), lists tools, calls one, pings; unknown tool -32602."""
+    url, _ = await mcp_serve()
+    async with client(url) as session:
+        init = await session.initialize()
+        assert init.protocol_version == "2025-11-25"
+        assert init.server_info.name == "keyturn" and init.server_info.version == "9.9"
         tools = await session.list_tools()
-        assert {t.name for t in tools.tools} == {"Echo_Say", "Echo_WhoAmI", "Echo_Secret"}
-        say = next(t for t in tools.tools if t.name == "Echo_Say")
-        assert say.input_schema["required"] == ["text"]
-        result = await session.call_tool("Echo_Say", {"text": "over mcp"})
+        assert [t.name for t in tools.tools] == ["echo", "whoami"]
+        assert tools.tools[0].input_schema["required"] == ["text"]
+        result = await session.call_tool("echo", {"text": "over mcp"})
         assert not result.is_error and result.content[0].text == "over mcp"
-        bad = await session.call_tool("Echo_Say", {})
-        assert bad.is_error and "text" in bad.content[0].text
         await session.send_ping()
+        with pytest.raises(MCPError) as info:
+            await session.call_tool("nope", {})
+        assert info.value.code == -32602
 
 
-async def test_url_elicitation_then_retry(engine: Any) -> None:
-    """URL elicitation: -32042 with the flow link, then elicitation/complete; the retried call works."""
+async def test_url_elicitation_then_complete_then_retry(mcp_serve: Serve) -> None:
+    """URL elicitation: -32042 (mode url, the link), elicitation/complete after the flow, retry works."""
+    url, backend = await mcp_serve()
     messages: list[Any] = []
 
     async def elicit(context: Any, params: Any) -> types.ElicitResult:
         return types.ElicitResult(action="accept")
 
-    async with mcp_session(engine, elicit=elicit, messages=messages) as session:
+    def completes() -> list[Any]:
+        return [m for m in messages if isinstance(m, types.ElicitCompleteNotification)]
+
+    async with client(url, elicit=elicit, messages=messages) as session:
+        await session.initialize()
         with pytest.raises(MCPError) as info:
-            await session.call_tool("Echo_WhoAmI", {})
+            await session.call_tool("whoami", {})
         assert info.value.code == -32042
-        elicitation = info.value.data["elicitations"][0]
-        assert elicitation["mode"] == "url" and elicitation["url"].startswith(engine.url + "/v1/oauth/start/")
-        async with engine.browser.get(elicitation["url"]) as resp:
-            assert resp.status == 200
-        for _ in range(100):
-            if any("elicitation/complete" in json.dumps(_plain(m)) for m in messages):
+        seen = UrlElicitationRequiredError.from_error(info.value.error).elicitations
+        assert [(e.mode, e.url) for e in seen] == [("url", LINK)]
+        elicitation_id = seen[0].elicitation_id
+        assert elicitation_id and seen[0].message.startswith("Authorize access to acme")
+        for _ in range(200):  # the server is waiting on the flow before it completes
+            if backend.waits:
                 break
-            await asyncio.sleep(0.05)
-        assert any(elicitation["elicitationId"] in json.dumps(_plain(m)) for m in messages)
-        result = await session.call_tool("Echo_WhoAmI", {})
-        assert not result.is_error, result
-        grant = await engine.store.grants.find(USER, "acme")
-        assert grant.access_token not in json.dumps([_plain(m) for m in messages]) + str(result)
+            await asyncio.sleep(0.02)
+        assert backend.waits and not completes()
+        backend.complete()
+        for _ in range(500):
+            if completes():
+                break
+            await asyncio.sleep(0.02)
+        assert [m.params.elicitation_id for m in completes()] == [elicitation_id]
+        result = await session.call_tool("whoami", {})
+        assert not result.is_error and result.content[0].text == "you are alice"
 
 
-async def test_link_in_result_without_url_capability(engine: Any) -> None:
-    """A client without URL elicitation gets an isError result whose text carries the link."""
-    async with mcp_session(engine) as session:
-        result = await session.call_tool("Echo_WhoAmI", {})
-        assert result.is_error and (engine.url + "/v1/oauth/start/") in result.content[0].text
+async def test_link_in_result_without_url_capability(mcp_serve: Serve) -> None:
+    """A client without elicitation.url gets an isError result with the link and a retry hint."""
+    url, _ = await mcp_serve()
+    async with client(url, headers={"Keyturn-User-Id": "bob"}) as session:
+        await session.initialize()
+        result = await session.call_tool("whoami", {})
+        assert result.is_error
+        text = result.content[0].text
+        assert LINK in text and "call this tool again" in text
 
 
-async def test_api_key_required(engine: Any) -> None:
-    """Without a valid API key /mcp answers 401."""
-    async with httpx2.AsyncClient() as http:
-        resp = await http.post(engine.url + "/mcp", json=_init(), headers={"Authorization": "Bearer nope"})
-        assert resp.status_code == 401
+async def test_user_headers(mcp_serve: Serve) -> None:
+    """Keyturn-User-Id, then Arcade-User-ID, then default_user names the end user."""
+    url, backend = await mcp_serve()
+    backend.complete()
+    for headers, user in (
+        ({"Keyturn-User-Id": "bob"}, "bob"),
+        ({"Arcade-User-ID": "carol"}, "carol"),
+        ({}, "alice"),
+    ):
+        async with client(url, headers=headers) as session:
+            await session.initialize()
+            assert (await session.call_tool("whoami", {})).content[0].text == f"you are {user}"
 
 
-async def test_http_edge_cases(engine: Any) -> None:
-    """Bad Origin 403, bad JSON -32700, missing/unknown session 400/404, DELETE, unknown method."""
-    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json, text/event-stream"}
-    async with httpx2.AsyncClient(headers=headers) as http:
-        url = engine.url + "/mcp"
-        assert (
-            await http.post(url, json=_init(), headers={"Origin": "https://evil.example"})
-        ).status_code == 403
-        assert (
-            await http.post(url, json=_init(), headers={"Origin": "http://localhost:3000"})
-        ).status_code == 200
-        bad = await http.post(url, content=b"{nope", headers={"Content-Type": "application/json"})
-        assert bad.status_code == 400 and bad.json()["error"]["code"] == -32700
-        init = await http.post(url, json=_init())
-        sid = init.headers["Mcp-Session-Id"]
-        assert init.json()["result"]["protocolVersion"] == "2025-11-25"
-        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-        assert (await http.post(url, json=ping)).status_code == 400
-        assert (await http.post(url, json=ping, headers={"Mcp-Session-Id": "nope"})).status_code == 404
-        ok = await http.post(url, json=ping, headers={"Mcp-Session-Id": sid})
-        assert ok.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
-        unknown = await http.post(
-            url, json={"jsonrpc": "2.0", "id": 3, "method": "nope/nope"}, headers={"Mcp-Session-Id": sid}
-        )
-        assert unknown.json()["error"]["code"] == -32601
-        note = await http.post(
-            url,
-            json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-            headers={"Mcp-Session-Id": sid},
-        )
-        assert note.status_code == 202
-        assert (await http.delete(url, headers={"Mcp-Session-Id": sid})).status_code == 200
-        assert (await http.post(url, json=ping, headers={"Mcp-Session-Id": sid})).status_code == 404
-        old = await http.post(
-            url, json={**_init(), "params": {**_init()["params"], "protocolVersion": "2025-06-18"}}
-        )
-        assert old.json()["result"]["protocolVersion"] == "2025-06-18"
-
-
-def _init() -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
+def _init(version: str = "2025-11-25", capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+    params = {
+        "protocolVersion": version,
+        "capabilities": capabilities or {},
+        "clientInfo": {"name": "t", "version": "1"},
     }
+    return {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
 
 
-def _plain(message: Any) -> Any:
-    dump = getattr(message, "model_dump", None)
-    return dump(mode="json", by_alias=True) if dump else str(message)
+JSON_SSE = {"Accept": "application/json, text/event-stream"}
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: Any, **headers: str) -> tuple[int, Any, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    hdrs = {"Content-Type": "application/json", **JSON_SSE, **headers}
+    async with http.post(url, data=data, headers=hdrs) as resp:
+        text = await resp.text()
+        return (
+            resp.status,
+            (json.loads(text) if text and resp.content_type == "application/json" else text),
+            resp.headers,
+        )
+
+
+async def test_origin_and_host_checks(mcp_serve: Serve) -> None:
+    """DNS rebinding: a foreign Origin or Host answers 403; loopback and allowed origins are served."""
+    url, _ = await mcp_serve(allowed_origins=["https://app.example"])
+    async with aiohttp.ClientSession() as http:
+        assert (await _post(http, url, _init(), Origin="https://evil.example"))[0] == 403
+        assert (await _post(http, url, _init(), Host="evil.example.com"))[0] == 403
+        assert (await _post(http, url, _init(), Host="evil.example.com", Origin="http://evil.example.com"))[
+            0
+        ] == 403
+        assert (await _post(http, url, _init(), Origin="http://localhost:3000"))[0] == 200
+        assert (await _post(http, url, _init(), Origin="http://[::1]:3000"))[0] == 200
+        assert (await _post(http, url, _init(), Origin="https://app.example"))[0] == 200
+        assert (await _post(http, url, _init(), Host="app.example"))[0] == 200
+        async with http.get(
+            url, headers={"Origin": "https://evil.example", "Accept": "text/event-stream"}
+        ) as resp:
+            assert resp.status == 403
+
+
+async def test_sessions_and_errors_raw(mcp_serve: Serve) -> None:
+    """Session header rules (400/404), version negotiation, 202s, -32700/-32600/-32601/-32602, DELETE."""
+    url, _ = await mcp_serve()
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    async with aiohttp.ClientSession() as http:
+        status, body, headers = await _post(http, url, _init())
+        sid = headers["Mcp-Session-Id"]
+        assert status == 200 and body["result"]["protocolVersion"] == "2025-11-25" and len(sid) >= 40
+        for asked, got in (
+            ("2025-06-18", "2025-06-18"),
+            ("2025-03-26", "2025-03-26"),
+            ("1999-01-01", "2025-11-25"),
+        ):
+            status, body, headers = await _post(http, url, _init(asked))
+            assert body["result"]["protocolVersion"] == got and headers["Mcp-Session-Id"] != sid
+        assert (await _post(http, url, ping))[0] == 400
+        status, body, _ = await _post(http, url, ping, **{"Mcp-Session-Id": "nope"})
+        assert status == 404 and body["error"]["code"] == -32600
+        status, body, _ = await _post(http, url, ping, **{"Mcp-Session-Id": sid})
+        assert (status, body) == (200, {"jsonrpc": "2.0", "id": 2, "result": {}})
+        versioned = {"Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+        assert (await _post(http, url, ping, **versioned))[0] == 200
+        assert (await _post(http, url, ping, **{**versioned, "MCP-Protocol-Version": "2099-01-01"}))[0] == 400
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await _post(http, url, note, **{"Mcp-Session-Id": sid}))[0] == 202
+        reply = {"jsonrpc": "2.0", "id": "s1", "result": {}}
+        assert (await _post(http, url, reply, **{"Mcp-Session-Id": sid}))[0] == 202
+        status, body, _ = await _post(http, url, b"{nope", **{"Mcp-Session-Id": sid})
+        assert status == 400 and body["error"]["code"] == -32700
+        for bad in (
+            {"jsonrpc": "1.0", "id": 3, "method": "ping"},
+            [ping],
+            {"jsonrpc": "2.0", "id": 3, "method": 5},
+        ):
+            status, body, _ = await _post(http, url, bad, **{"Mcp-Session-Id": sid})
+            assert status == 400 and body["error"]["code"] == -32600
+        unknown = {"jsonrpc": "2.0", "id": 4, "method": "nope/nope"}
+        assert (await _post(http, url, unknown, **{"Mcp-Session-Id": sid}))[1]["error"]["code"] == -32601
+        call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": 7}}
+        assert (await _post(http, url, call, **{"Mcp-Session-Id": sid}))[1]["error"]["code"] == -32602
+        async with http.delete(url, headers={"Mcp-Session-Id": sid}) as resp:
+            assert resp.status == 200
+        assert (await _post(http, url, ping, **{"Mcp-Session-Id": sid}))[0] == 404
+        async with http.delete(url, headers={"Mcp-Session-Id": sid}) as resp:
+            assert resp.status == 404
+
+
+async def test_get_stream_queues_notifications_raw(mcp_serve: Serve) -> None:
+    """GET opens the SSE stream: keepalive comments, a queued elicitation/complete, end on DELETE."""
+    url, backend = await mcp_serve(keepalive=0.2)
+    caps = {"elicitation": {"url": {}}}
+    async with aiohttp.ClientSession() as http:
+        _, _, headers = await _post(http, url, _init(capabilities=caps))
+        sid = headers["Mcp-Session-Id"]
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "whoami", "arguments": {}},
+        }
+        _, body, _ = await _post(http, url, call, **{"Mcp-Session-Id": sid})
+        elicitation = body["error"]["data"]["elicitations"][0]
+        assert body["error"]["code"] == -32042 and elicitation["mode"] == "url" and elicitation["url"] == LINK
+        backend.complete()  # before any stream is open: the notification waits in the queue
+        async with http.get(url, headers={"Mcp-Session-Id": sid}) as resp:
+            assert resp.status == 406
+        async with http.get(url, headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream"}) as resp:
+            assert resp.status == 200 and resp.content_type == "text/event-stream"
+            seen = b""
+            while b"elicitation/complete" not in seen or b": keepalive" not in seen:
+                seen += await asyncio.wait_for(resp.content.readline(), 10)
+            data = next(line for line in seen.splitlines() if line.startswith(b"data: "))
+            note = json.loads(data[6:])
+            assert note == {
+                "jsonrpc": "2.0",
+                "method": "notifications/elicitation/complete",
+                "params": {"elicitationId": elicitation["elicitationId"]},
+            }
+            async with http.delete(url, headers={"Mcp-Session-Id": sid}) as gone:
+                assert gone.status == 200
+            await asyncio.wait_for(resp.content.read(), 10)  # the stream ends with the session
+
+
+async def test_sse_answer_when_only_sse_accepted(mcp_serve: Serve) -> None:
+    """A client accepting only text/event-stream gets its answer as one SSE event."""
+    url, _ = await mcp_serve()
+    async with aiohttp.ClientSession() as http:
+        status, body, headers = await _post(http, url, _init(), Accept="text/event-stream")
+        assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
+        assert '"protocolVersion":"2025-11-25"' in body and body.startswith("event: message\ndata: ")
+
+
+async def test_api_key_required(mcp_serve: Serve) -> None:
+    """require_api_key fails closed without the middleware; with it, /mcp needs the key (unless auth none)."""
+    url, _ = await mcp_serve(require_api_key=True)
+    async with aiohttp.ClientSession() as http:
+        assert (await _post(http, url, _init()))[0] == 401
+
+    class Keys:
+        async def verify(self, presented: str) -> Any | None:
+            return {"kind": "test"} if presented == KEY else None
+
+    guard = api_key_middleware(
+        lambda _r: Keys(),
+        SlidingWindowLimiter(100, 60.0),
+        lambda _r: "127.0.0.1",
+        needs_key=lambda path: needs_api_key_or_mcp(path, mcp_auth="api_key"),
+    )
+    url, _ = await mcp_serve(middlewares=(guard,), require_api_key=True)
+    async with aiohttp.ClientSession() as http:
+        assert (await _post(http, url, _init(), Authorization="Bearer wrong"))[0] == 401
+        assert (await _post(http, url, _init(), Authorization=f"Bearer {KEY}"))[0] == 200
+    async with client(url, headers={"Authorization": f"Bearer {KEY}"}) as session:
+        await session.initialize()
+        assert [t.name for t in (await session.list_tools()).tools] == ["echo", "whoami"]
+    assert needs_api_key_or_mcp("/mcp", mcp_auth="api_key") and not needs_api_key_or_mcp(
+        "/mcp", mcp_auth="none"
+    )
+    assert needs_api_key_or_mcp("/v1/tools", mcp_auth="none") and not needs_api_key_or_mcp(
+        "/ping", mcp_auth="api_key"
+    )

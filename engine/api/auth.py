@@ -45,6 +45,13 @@ def needs_api_key(path: str) -> bool:
     return not (len(parts) == 5 and parts[2] == "oauth" and parts[4] == "callback")
 
 
+def needs_api_key_or_mcp(path: str, *, mcp_auth: str, mcp_path: str = "/mcp") -> bool:
+    """``needs_api_key`` plus the MCP endpoint, which needs the key unless ``mcp.auth: none``."""
+    if path == mcp_path:
+        return mcp_auth != "none"
+    return needs_api_key(path)
+
+
 def bearer(request: web.Request) -> str | None:
     """The API key: ``Authorization: Bearer <key>``, or the bare key, which is what arcadepy sends."""
     header = request.headers.get("Authorization", "").strip()
@@ -61,10 +68,14 @@ def api_key_middleware(
     failures: SlidingWindowLimiter,
     client_ip: Callable[[web.Request], str],
     on_denied: Denied | None = None,
+    *,
+    needs_key: Callable[[str], bool] = needs_api_key,
 ) -> Any:
+    """Check the API key on every path for which ``needs_key(path)`` is true (default ``needs_api_key``)."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not needs_api_key(request.path):
+        if not needs_key(request.path):
             return await handler(request)
         ip = client_ip(request)
         wait = failures.retry_after(ip)

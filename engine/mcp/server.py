@@ -1,27 +1,30 @@
-"""``/mcp``: a streamable-HTTP MCP server (2025-11-25; 2025-06-18, 2025-03-26 and 2024-11-05 clients too).
+"""``/mcp``: a streamable-HTTP MCP server (2025-11-25; 2025-06-18 and 2025-03-26 clients too).
 
-POST carries one JSON-RPC message; requests are answered with ``application/json``; notifications
-and responses get 202. ``initialize`` opens a session (``Mcp-Session-Id``); GET opens the session's
-server-to-client SSE stream; DELETE ends it. ``Origin`` is checked (DNS rebinding). The caller is
-an application with an API key (unless ``mcp.auth: none``); the end user is named by
-``Keyturn-User-Id`` (``Arcade-User-ID`` accepted) or ``mcp.default_user``.
+POST carries one JSON-RPC message: requests are answered with ``application/json`` (or one SSE
+event when the client accepts only ``text/event-stream``); notifications and responses get 202.
+``initialize`` negotiates the version and opens a session (``Mcp-Session-Id``, random); later
+messages need that header (400 without, 404 unknown or ended). GET with ``Accept:
+text/event-stream`` opens the session's server-to-client stream; DELETE ends the session.
+``Origin`` and, on a loopback listener, ``Host`` are checked (DNS rebinding): 403.
 
-``tools/call`` runs through the same execute path as ``/v1/tools/execute``. When the user must
-authorize first, a client that declared ``elicitation.url`` gets error -32042 with the flow link and,
-once the flow completes, ``notifications/elicitation/complete`` on its stream; any other client gets a
-tool result with ``isError: true`` whose text carries the link.
+The caller's API key is checked by the app's middleware (``engine.api.auth``); with
+``require_api_key`` this server also refuses a request the middleware did not authenticate, so a
+missing wire-up fails closed. The end user is ``Keyturn-User-Id`` (``Arcade-User-ID``) or
+``default_user``. Tools come from a ``ToolBackend``; a call that needs authorization becomes
+URL-mode elicitation (-32042, then ``notifications/elicitation/complete`` on the session's stream)
+for a client that declared ``elicitation.url``, and an ``isError`` result carrying the link otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import json
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,362 +32,336 @@ import structlog
 from aiohttp import web
 
 from engine import __version__
-from engine.api.auth import bearer
-from engine.api.state import FLOWS, SETTINGS, TOOLS
-from engine.errors import KeyturnError, NotFound, ValidationFailed
-from engine.tools.formats import input_json_schema
+from engine.api.auth import IDENTITY
+from engine.errors import KeyturnError
+from engine.mcp import protocol as p
+from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
 
 log = structlog.get_logger("keyturn.mcp")
 
-PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
-LATEST = PROTOCOL_VERSIONS[0]
-MAX_SESSIONS = 10_000
-MAX_BODY = 4 * 1024 * 1024
-URL_ELICITATION_REQUIRED = -32042
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = (
-    -32700,
-    -32600,
-    -32601,
-    -32602,
-    -32603,
-)
 USER_HEADERS = ("Keyturn-User-Id", "Arcade-User-ID")
-_CLOSED: dict[str, Any] = {}  # queued to end a session's stream
+MAX_BODY = 4 * 1024 * 1024
 
-
-@dataclasses.dataclass
-class Session:
-    id: str
-    protocol_version: str
-    capabilities: dict[str, Any]
-    client_info: dict[str, Any]
-    queue: asyncio.Queue[dict[str, Any]] = dataclasses.field(default_factory=asyncio.Queue)
-    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
-    last_seen: float = dataclasses.field(default_factory=time.monotonic)
-
-    @property
-    def url_elicitation(self) -> bool:
-        elicitation = self.capabilities.get("elicitation")
-        return isinstance(elicitation, dict) and isinstance(elicitation.get("url"), dict)
-
-
-class RpcError(Exception):
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-def _is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+Origins = Iterable[str] | Callable[[], Iterable[str]]
 
 
 class McpServer:
-    def __init__(self) -> None:
-        self.sessions: OrderedDict[str, Session] = OrderedDict()
+    """The MCP endpoint over a ``ToolBackend``; ``setup(app)`` mounts it (POST/GET/DELETE ``/mcp``).
+
+    ``backend=None`` serves the engine's own tools (``engine.mcp.engine_backend``), configured from
+    the app's settings at ``setup`` time; the other arguments are then ignored.
+    """
+
+    def __init__(
+        self,
+        backend: ToolBackend | None = None,
+        *,
+        allowed_origins: Origins = (),
+        require_api_key: bool = True,
+        default_user: str | None = None,
+        server_name: str = "keyturn",
+        version: str = __version__,
+        max_sessions: int = 10_000,
+        session_idle: float = 24 * 3600.0,
+        keepalive: float = 15.0,
+        elicitation_timeout: float = 600.0,
+    ) -> None:
+        self.backend = backend
+        self.allowed_origins = allowed_origins
+        self.require_api_key = require_api_key
+        self.default_user = default_user
+        self.server_name = server_name
+        self.version = version
+        self.max_sessions = max_sessions
+        self.session_idle = session_idle
+        self.keepalive = keepalive
+        self.elicitation_timeout = elicitation_timeout
+        self.sessions: OrderedDict[str, p.Session] = OrderedDict()
+
+    # ---- mounting --------------------------------------------------------------------------------
+    def routes(self, path: str = "/mcp") -> list[web.RouteDef]:
+        return [web.post(path, self.post), web.get(path, self.get), web.delete(path, self.delete)]
 
     def setup(self, app: web.Application, path: str = "/mcp") -> None:
-        app.router.add_post(path, self.post)
-        app.router.add_get(path, self.get)
-        app.router.add_delete(path, self.delete)
+        if self.backend is None:  # the engine's own tools
+            from engine.mcp.engine_backend import engine_mcp_server
+
+            engine_mcp_server(app, path).setup(app, path)
+            return
+        app.router.add_routes(self.routes(path))
         app.on_shutdown.append(self._shutdown)
 
     async def _shutdown(self, app: web.Application) -> None:
+        self.close_all()
+
+    def close_all(self) -> None:
         for session in list(self.sessions.values()):
-            self._close(session)
+            self._end(session)
 
-    # ---- checks ---------------------------------------------------------------------------------
-    def _check_origin(self, request: web.Request) -> None:
+    # ---- checks ----------------------------------------------------------------------------------
+    def _check_request(self, request: web.Request) -> None:
+        local = _is_loopback(_sock_host(request))
+        allowed = {o.rstrip("/").lower() for o in _origins(self.allowed_origins)}
         origin = request.headers.get("Origin")
-        if not origin:
-            return
-        settings = request.app[SETTINGS].current
-        allowed = {o.rstrip("/") for o in settings.config.mcp.allowed_origins}
-        public = urlsplit(settings.public_url)
-        allowed.add(f"{public.scheme}://{public.netloc}")
-        parts = urlsplit(origin)
-        if origin.rstrip("/") in allowed:
-            return
-        if _is_loopback_host(parts.hostname) and _is_loopback_host(public.hostname):
-            return
-        raise web.HTTPForbidden(
-            text=json.dumps({"error": "origin_not_allowed", "msg": "Origin is not allowed"}),
-            content_type="application/json",
-        )
-
-    async def _check_caller(self, request: web.Request) -> None:
-        config = request.app[SETTINGS].current.config
-        if config.mcp.auth == "none":
-            return
-        from engine.api.services import ApiKeys
-
-        presented = bearer(request)
-        identity = await ApiKeys(request.app).verify(presented) if presented else None
-        if identity is None:
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"code": 401, "error": "unauthorized", "msg": "missing or invalid API key"}),
-                content_type="application/json",
+        if origin is not None:
+            host = urlsplit(origin).hostname
+            if origin.rstrip("/").lower() not in allowed and not (local and _is_loopback(host)):
+                raise _http(web.HTTPForbidden, "origin_not_allowed", "Origin is not allowed for /mcp")
+        if local:  # a loopback listener answers only loopback names (and allowed origins' hosts)
+            host = request.url.host
+            allowed_hosts = {urlsplit(o).hostname for o in allowed}
+            if not _is_loopback(host) and host not in allowed_hosts:
+                raise _http(web.HTTPForbidden, "host_not_allowed", "Host is not allowed for /mcp")
+        if self.require_api_key and request.get(IDENTITY) is None:
+            raise _http(
+                web.HTTPUnauthorized,
+                "unauthorized",
+                "missing API key: send Authorization: Bearer <key>",
                 headers={"WWW-Authenticate": 'Bearer realm="keyturn"'},
             )
 
-    def _user(self, request: web.Request) -> str | None:
-        for header in USER_HEADERS:
-            value = request.headers.get(header, "").strip()
-            if value:
-                return value[:256]
-        return request.app[SETTINGS].current.config.mcp.default_user
-
-    def _session(self, request: web.Request) -> Session:
+    def _session(self, request: web.Request) -> p.Session:
         sid = request.headers.get("Mcp-Session-Id")
         if not sid:
-            raise web.HTTPBadRequest(
-                text=_dumps(_error(None, INVALID_REQUEST, "Mcp-Session-Id header is required")),
-                content_type="application/json",
-            )
+            raise _rpc_http(web.HTTPBadRequest, "Bad Request: Mcp-Session-Id header is required")
         session = self.sessions.get(sid)
         if session is None:
-            raise web.HTTPNotFound(
-                text=_dumps(_error(None, INVALID_REQUEST, "unknown or terminated session")),
-                content_type="application/json",
-            )
+            raise _rpc_http(web.HTTPNotFound, "Session not found: unknown or terminated Mcp-Session-Id")
         version = request.headers.get("MCP-Protocol-Version")
-        if version and version not in PROTOCOL_VERSIONS:
-            raise web.HTTPBadRequest(
-                text=_dumps(
-                    _error(None, INVALID_REQUEST, f"unsupported MCP-Protocol-Version {version[:20]}")
-                ),
-                content_type="application/json",
+        if version is not None and version not in p.PROTOCOL_VERSIONS:
+            supported = ", ".join(p.PROTOCOL_VERSIONS)
+            raise _rpc_http(
+                web.HTTPBadRequest,
+                f"Bad Request: unsupported MCP-Protocol-Version {version[:32]!r} (supported: {supported})",
             )
         session.last_seen = time.monotonic()
         self.sessions.move_to_end(sid)
         return session
 
+    def user(self, request: web.Request) -> str | None:
+        """The end user: ``Keyturn-User-Id``, ``Arcade-User-ID``, else ``default_user``."""
+        for header in USER_HEADERS:
+            value = request.headers.get(header, "").strip()
+            if value:
+                return value[:256]
+        return self.default_user
+
     # ---- HTTP ------------------------------------------------------------------------------------
     async def post(self, request: web.Request) -> web.StreamResponse:
-        self._check_origin(request)
-        await self._check_caller(request)
+        self._check_request(request)
         raw = await request.content.read(MAX_BODY + 1)
         if len(raw) > MAX_BODY:
-            return web.json_response(_error(None, INVALID_REQUEST, "message too large"), status=413)
+            return _json(p.error(None, p.INVALID_REQUEST, "Invalid Request: message too large"), 413)
         try:
             message = json.loads(raw)
         except ValueError:
-            return web.json_response(
-                _error(None, PARSE_ERROR, "Parse error: the body is not JSON"), status=400
-            )
-        if isinstance(message, list):
-            return web.json_response(
-                _error(None, INVALID_REQUEST, "JSON-RPC batches are not supported"), status=400
-            )
-        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
-            return web.json_response(_error(None, INVALID_REQUEST, "not a JSON-RPC 2.0 message"), status=400)
-        method = message.get("method")
+            return _json(p.error(None, p.PARSE_ERROR, "Parse error: the body is not valid JSON"), 400)
+        try:
+            p.check_message(message)
+        except p.RpcError as exc:
+            msg_id = message.get("id") if isinstance(message, dict) else None
+            return _json(p.error(msg_id, exc.code, exc.message), 400)
+        method, msg_id = message.get("method"), message.get("id")
         if method == "initialize":
-            return await self._initialize(request, message)
+            if "id" not in message:
+                return _json(p.error(None, p.INVALID_REQUEST, "Invalid Request: initialize needs an id"), 400)
+            return self._initialize(request, message)
         session = self._session(request)
-        if not isinstance(method, str):  # a response or error from the client
+        if method is None or "id" not in message:  # a response or a notification
             return web.Response(status=202)
-        if "id" not in message:  # a notification
-            return web.Response(status=202)
-        msg_id = message.get("id")
         try:
             result = await self._dispatch(request, session, method, message.get("params") or {})
-            answer = {"jsonrpc": "2.0", "id": msg_id, "result": result}
-        except RpcError as exc:
-            answer = _error(msg_id, exc.code, exc.message, exc.data)
-        return self._reply(request, answer)
+            answer: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "result": result}
+        except p.RpcError as exc:
+            answer = p.error(msg_id, exc.code, exc.message, exc.data)
+        return _reply(request, answer)
 
-    def _reply(self, request: web.Request, answer: dict[str, Any]) -> web.StreamResponse:
-        accept = request.headers.get("Accept", "*/*")
-        if "application/json" in accept or "*/*" in accept or "text/event-stream" not in accept:
-            return web.json_response(answer)
-        body = f"event: message\ndata: {_dumps(answer)}\n\n"
-        return web.Response(text=body, content_type="text/event-stream")
-
-    async def _initialize(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+    def _initialize(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
         params = message.get("params") or {}
-        if not isinstance(params, dict):
-            return web.json_response(_error(message.get("id"), INVALID_PARAMS, "params must be an object"))
-        asked = params.get("protocolVersion")
-        version = asked if asked in PROTOCOL_VERSIONS else LATEST
-        sid = secrets.token_urlsafe(24)
-        raw_caps, raw_info = params.get("capabilities"), params.get("clientInfo")
-        caps: dict[str, Any] = raw_caps if isinstance(raw_caps, dict) else {}
-        info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
-        self.sessions[sid] = Session(sid, version, caps, info)
-        while len(self.sessions) > MAX_SESSIONS:
-            _, old = self.sessions.popitem(last=False)
-            self._close(old)
+        version = p.negotiate(params.get("protocolVersion"))
+        caps, info = params.get("capabilities"), params.get("clientInfo")
+        self._prune()
+        sid = secrets.token_urlsafe(32)
+        self.sessions[sid] = p.Session(
+            sid, version, caps if isinstance(caps, dict) else {}, info if isinstance(info, dict) else {}
+        )
         result = {
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": False}},
-            "serverInfo": {"name": "keyturn", "version": __version__},
+            "serverInfo": {"name": self.server_name, "version": self.version},
             "instructions": "Tools run as the user named by the Keyturn-User-Id header; "
             "tokens never leave Keyturn.",
         }
-        response = web.json_response({"jsonrpc": "2.0", "id": message.get("id"), "result": result})
+        response = _reply(request, {"jsonrpc": "2.0", "id": message["id"], "result": result})
         response.headers["Mcp-Session-Id"] = sid
         return response
 
+    def _prune(self) -> None:
+        idle_before = time.monotonic() - self.session_idle
+        while self.sessions:
+            oldest = next(iter(self.sessions.values()))
+            if len(self.sessions) < self.max_sessions and oldest.last_seen >= idle_before:
+                break
+            self._end(oldest)
+
     async def get(self, request: web.Request) -> web.StreamResponse:
-        self._check_origin(request)
-        await self._check_caller(request)
+        self._check_request(request)
         if "text/event-stream" not in request.headers.get("Accept", ""):
-            raise web.HTTPMethodNotAllowed("GET", ["POST", "DELETE"])
+            raise _http(web.HTTPNotAcceptable, "not_acceptable", "GET /mcp needs Accept: text/event-stream")
         session = self._session(request)
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "Mcp-Session-Id": session.id,
+            }
         )
-        response.headers["Mcp-Session-Id"] = session.id
         await response.prepare(request)
+        session.streams += 1
         try:
-            while session.id in self.sessions:
+            await response.write(b": stream open\n\n")
+            while not session.closed:
                 try:
-                    event = await asyncio.wait_for(session.queue.get(), 15)
+                    event = await asyncio.wait_for(session.queue.get(), self.keepalive)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     continue
-                if event is _CLOSED:  # the session ended
+                if event is None:  # the session ended
                     break
-                await response.write(f"event: message\ndata: {_dumps(event)}\n\n".encode())
-        except (ConnectionResetError, asyncio.CancelledError):
+                try:
+                    await response.write(p.sse_event(event))
+                except (ConnectionError, RuntimeError):
+                    session.queue.put_nowait(event)  # not delivered: the next stream takes it
+                    raise
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
+        finally:
+            session.streams -= 1
         return response
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
-        self._check_origin(request)
-        await self._check_caller(request)
-        session = self._session(request)
-        self._close(session)
+        self._check_request(request)
+        self._end(self._session(request))
         return web.Response(status=200)
 
-    def _close(self, session: Session) -> None:
+    def _end(self, session: p.Session) -> None:
         self.sessions.pop(session.id, None)
-        for task in session.tasks:
-            task.cancel()
-        session.queue.put_nowait(_CLOSED)  # ends an open GET stream at once
+        session.close()
 
     # ---- methods ---------------------------------------------------------------------------------
-    async def _dispatch(self, request: web.Request, session: Session, method: str, params: Any) -> Any:
-        if not isinstance(params, dict):
-            raise RpcError(INVALID_PARAMS, "params must be an object")
+    async def _dispatch(
+        self, request: web.Request, session: p.Session, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
         if method == "ping":
             return {}
         if method == "tools/list":
-            return {"tools": await self._tools(request)}
+            return {"tools": await self._backend.list_tools(self.user(request))}
         if method == "tools/call":
             return await self._call(request, session, params)
-        raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
+        raise p.RpcError(p.METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
 
-    async def _tools(self, request: web.Request) -> list[dict[str, Any]]:
-        out = []
-        for tool in await request.app[TOOLS].registry.all():
-            d = tool.definition
-            entry: dict[str, Any] = {
-                "name": f"{d['toolkit']['name']}_{d['name']}",
-                "title": f"{d['toolkit']['name']}.{d['name']}",
-                "description": d.get("description") or "",
-                "inputSchema": input_json_schema(d),
-            }
-            out.append(entry)
-        return out
+    @property
+    def _backend(self) -> ToolBackend:
+        assert self.backend is not None  # setup() replaces a None backend
+        return self.backend
 
-    async def _call(self, request: web.Request, session: Session, params: dict[str, Any]) -> dict[str, Any]:
-        name = params.get("name")
-        arguments = params.get("arguments") or {}
+    async def _call(self, request: web.Request, session: p.Session, params: dict[str, Any]) -> dict[str, Any]:
+        name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, dict):
-            raise RpcError(INVALID_PARAMS, "tools/call needs name (string) and arguments (object)")
-        runner = request.app[TOOLS]
-        user = self._user(request)
-        try:
-            answer = await runner.execute(name, arguments, user)
-        except NotFound as exc:
-            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:128]}") from exc
-        except ValidationFailed as exc:
-            return _text_result(exc.msg, error=True)
-        except KeyturnError as exc:
-            return _text_result(f"{exc.error}: {exc.msg}", error=True)
-        output = answer.get("output") or {}
-        pending = output.get("authorization")
-        if pending and pending.get("url"):
-            return self._needs_authorization(request, session, pending)
-        if not answer.get("success"):
-            error = output.get("error") or {}
-            return _text_result(str(error.get("message") or "the tool failed"), error=True)
-        value = output.get("value")
-        result = _text_result(value if isinstance(value, str) else _dumps(value))
-        if isinstance(value, dict):
-            result["structuredContent"] = value
-        return result
-
-    def _needs_authorization(
-        self, request: web.Request, session: Session, pending: dict[str, Any]
-    ) -> dict[str, Any]:
-        url = pending["url"]
-        provider = pending.get("provider_id") or "the provider"
-        message = f"Authorize access to {provider} to continue."
-        if not session.url_elicitation:
-            return _text_result(
-                f"Authorization required: open {url} to connect your {provider} account, "
-                "then call this tool again.",
-                error=True,
+            raise p.RpcError(
+                p.INVALID_PARAMS, "tools/call needs params.name (string) and params.arguments (object)"
             )
-        elicitation_id = f"el_{secrets.token_urlsafe(12)}"
-        task = asyncio.create_task(self._complete_later(request.app, session, pending["id"], elicitation_id))
+        try:
+            answer = await self._backend.call_tool(name, arguments, self.user(request))
+        except ToolNotFound as exc:
+            raise p.RpcError(p.INVALID_PARAMS, f"Unknown tool: {name[:128]}") from exc
+        except KeyturnError as exc:
+            return p.text_result(f"{exc.error}: {exc.msg}", is_error=True)
+        if isinstance(answer, NeedsAuthorization):
+            return self._needs_authorization(session, answer)
+        return answer
+
+    def _needs_authorization(self, session: p.Session, needed: NeedsAuthorization) -> dict[str, Any]:
+        if not session.url_elicitation:
+            return p.text_result(
+                f"Authorization required: {needed.message} Open {needed.url} to connect your "
+                f"{needed.provider_id} account, then call this tool again.",
+                is_error=True,
+            )
+        elicitation_id = f"el_{secrets.token_urlsafe(16)}"
+        task = asyncio.create_task(self._complete_later(session, needed.flow_id, elicitation_id))
         session.tasks.add(task)
         task.add_done_callback(session.tasks.discard)
-        raise RpcError(
-            URL_ELICITATION_REQUIRED,
-            "URL elicitation required",
-            {
-                "elicitations": [
-                    {"mode": "url", "elicitationId": elicitation_id, "url": url, "message": message}
-                ]
-            },
+        elicitation = {
+            "mode": "url",
+            "elicitationId": elicitation_id,
+            "url": needed.url,
+            "message": needed.message,
+        }
+        raise p.RpcError(
+            p.URL_ELICITATION_REQUIRED, "URL elicitation required", {"elicitations": [elicitation]}
         )
 
-    async def _complete_later(
-        self, app: web.Application, session: Session, flow_id: str, elicitation_id: str
-    ) -> None:
-        flows = app[FLOWS]
-        deadline = time.monotonic() + float(app[SETTINGS].current.config.security.flow_ttl)
+    async def _complete_later(self, session: p.Session, flow_id: str, elicitation_id: str) -> None:
+        """Wait for the flow; when it completes, send ``notifications/elicitation/complete``."""
+        deadline = time.monotonic() + self.elicitation_timeout
         with contextlib.suppress(asyncio.CancelledError):
-            while time.monotonic() < deadline and session.id in self.sessions:
+            while not session.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
                 try:
-                    answer = await flows.status(flow_id, 50)
-                except KeyturnError:
+                    outcome = await self._backend.wait_flow(flow_id, min(left, 50.0))
+                except Exception as exc:  # a lost waiter must not take the server down
+                    log.warning("mcp_elicitation_wait_failed", error=type(exc).__name__)
                     return
-                if answer["status"] == "completed":
-                    await session.queue.put(
-                        {
-                            "jsonrpc": "2.0",
-                            "method": "notifications/elicitation/complete",
-                            "params": {"elicitationId": elicitation_id},
-                        }
-                    )
+                if outcome == "completed":
+                    session.notify(p.ELICITATION_COMPLETE, {"elicitationId": elicitation_id})
                     return
-                if answer["status"] == "failed":
+                if outcome == "failed":
                     return
 
 
-def _text_result(text: str, *, error: bool = False) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": text}], "isError": error}
+def _origins(value: Origins) -> Iterable[str]:
+    return value() if callable(value) else value
 
 
-def _error(msg_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "id": msg_id, "error": err}
+def _sock_host(request: web.Request) -> str | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple) and sockname:
+        return str(sockname[0])
+    return None
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), default=str)
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.lower().strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _reply(request: web.Request, answer: dict[str, Any]) -> web.Response:
+    accept = request.headers.get("Accept", "")
+    if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
+        return web.Response(body=p.sse_event(answer), content_type="text/event-stream")
+    return _json(answer)
+
+
+def _json(data: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(text=p.dumps(data), status=status, content_type="application/json")
+
+
+def _http(
+    kind: type[web.HTTPException], word: str, msg: str, headers: dict[str, str] | None = None
+) -> web.HTTPException:
+    body = p.dumps({"code": kind.status_code, "error": word, "msg": msg})
+    return kind(text=body, content_type="application/json", headers=headers)
+
+
+def _rpc_http(kind: type[web.HTTPException], msg: str) -> web.HTTPException:
+    return kind(text=p.dumps(p.error(None, p.INVALID_REQUEST, msg)), content_type="application/json")
