@@ -1,0 +1,62 @@
+"""engine.store.api_keys on SQLite and PostgreSQL: shown once, stored as salted hashes, verify and revoke."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from engine.errors import Conflict
+from engine.store.store import Store
+
+
+async def test_create_and_verify(store_opened: Store) -> None:
+    """A created key has the kt_<id>_<secret> form and verifies; only a salted hash is stored."""
+    record, plain = await store_opened.api_keys.create("ci")
+    prefix, key_id, secret = plain.split("_", 2)
+    assert (prefix, key_id) == ("kt", record.id) and len(secret) >= 43  # 32 random bytes, url-safe
+    assert (await store_opened.api_keys.verify(plain)) == (await store_opened.api_keys.list())[0]
+    async with store_opened.engine.connect() as conn:
+        row = (await conn.execute(sa.text("SELECT salt, key_hash FROM api_keys"))).one()
+    assert secret.encode() not in bytes(row.key_hash) and len(bytes(row.salt)) >= 16
+    assert record.name == "ci" and "secret" not in repr(record).lower()
+
+
+async def test_wrong_keys_refused(store_opened: Store) -> None:
+    """A changed secret, an unknown id and malformed strings do not verify."""
+    _, plain = await store_opened.api_keys.create("ci")
+    flipped = plain[:-1] + ("A" if plain[-1] != "A" else "B")
+    for presented in (flipped, f"kt_nope_{plain.split('_', 2)[2]}", "kt__x", "", "Bearer x", plain + "x"):
+        assert await store_opened.api_keys.verify(presented) is None
+
+
+async def test_revoke(store_opened: Store) -> None:
+    """A revoked key stops verifying at once; revoking twice reports nothing to revoke; list keeps it."""
+    record, plain = await store_opened.api_keys.create("ci")
+    assert await store_opened.api_keys.verify(plain) is not None
+    assert await store_opened.api_keys.revoke(record.id)
+    assert await store_opened.api_keys.verify(plain) is None
+    assert not await store_opened.api_keys.revoke("ci")
+    [listed] = await store_opened.api_keys.list()
+    assert listed.revoked_at is not None
+
+
+async def test_last_used_touched_once_a_minute(store_opened: Store) -> None:
+    """verify records last_used_at, but not again within a minute."""
+    record, plain = await store_opened.api_keys.create("ci")
+    assert record.last_used_at is None
+    first = await store_opened.api_keys.verify(plain)
+    second = await store_opened.api_keys.verify(plain)
+    assert first is not None and second is not None and first.last_used_at is not None
+    assert second.last_used_at == first.last_used_at
+    assert first.last_used_at > datetime.now(UTC) - timedelta(minutes=1)
+
+
+async def test_duplicate_name_refused(store_opened: Store) -> None:
+    """A second key with the same name is a Conflict naming it; blank names are refused."""
+    await store_opened.api_keys.create("ci")
+    with pytest.raises(Conflict, match="'ci'"):
+        await store_opened.api_keys.create("ci")
+    with pytest.raises(Conflict):
+        await store_opened.api_keys.create("  ")
