@@ -1,0 +1,75 @@
+"""engine.store.schema on SQLite and PostgreSQL: migrate an empty database, refuse older or newer schemas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.errors import StorageError
+from engine.store.db import create_engine
+from engine.store.models import metadata
+from engine.store.schema import check_schema, current_revision, ensure_schema, head_revision, upgrade
+
+
+@pytest.fixture
+async def schema_engine(store_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(store_url)
+    yield engine
+    await engine.dispose()
+
+
+async def set_revision(engine: AsyncEngine, revision: str | None) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DELETE FROM alembic_version"))
+        if revision is not None:
+            await conn.execute(sa.text("INSERT INTO alembic_version VALUES (:r)"), {"r": revision})
+
+
+async def test_empty_database_is_migrated(schema_engine: AsyncEngine) -> None:
+    """ensure_schema creates every table in an empty database and stamps the code's revision."""
+    assert await current_revision(schema_engine) is None
+    await ensure_schema(schema_engine)
+    assert await current_revision(schema_engine) == head_revision()
+    await check_schema(schema_engine)
+    assert await upgrade(schema_engine) == head_revision()  # a second upgrade is a no-op
+
+
+async def test_migration_matches_models(schema_engine: AsyncEngine) -> None:
+    """The tables the migrations build are the tables the code's models describe."""
+    await upgrade(schema_engine)
+
+    def diff(conn: sa.Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    async with schema_engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_stale_schema_refused(schema_engine: AsyncEngine) -> None:
+    """A database behind the code is refused with the revisions and the command to run; upgrade fixes it."""
+    await upgrade(schema_engine)
+    await set_revision(schema_engine, None)
+    message = (
+        f"database schema is at revision none but this Keyturn needs {head_revision()}: "
+        "run `keyturn db upgrade -c engine.yaml`"
+    )
+    with pytest.raises(StorageError) as caught:
+        await ensure_schema(schema_engine)  # not empty: checked, never migrated implicitly
+    assert message in str(caught.value)
+    await set_revision(schema_engine, head_revision())
+    await check_schema(schema_engine)
+
+
+async def test_newer_schema_refused(schema_engine: AsyncEngine) -> None:
+    """A database migrated by a newer Keyturn is refused by check and by upgrade, and left unchanged."""
+    await upgrade(schema_engine)
+    await set_revision(schema_engine, "9999_future")
+    for attempt in (check_schema, upgrade):
+        with pytest.raises(StorageError, match="9999_future, which is newer than this Keyturn"):
+            await attempt(schema_engine)
+    assert await current_revision(schema_engine) == "9999_future"
