@@ -82,6 +82,7 @@ def load(
     method: str = "GET",
     body: str | None = None,
     url_file: Path | None = None,
+    body_file: Path | None = None,
 ) -> dict[str, float]:
     argv = [
         PY,
@@ -101,6 +102,8 @@ def load(
         argv += ["--body", body]
     if url_file is not None:
         argv += ["--url-file", str(url_file)]
+    if body_file is not None:
+        argv += ["--body-file", str(body_file)]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 

@@ -18,7 +18,13 @@ import aiohttp
 
 
 async def run(
-    urls: list[str], concurrency: int, duration: float, headers: dict[str, str], method: str, body: str | None
+    urls: list[str],
+    concurrency: int,
+    duration: float,
+    headers: dict[str, str],
+    method: str,
+    body: str | None,
+    bodies: list[str] | None = None,
 ) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
@@ -31,10 +37,11 @@ async def run(
             i = offset
             while time.perf_counter() < deadline:
                 url = urls[i % len(urls)]
+                data = bodies[i % len(bodies)] if bodies else body
                 i += concurrency
                 started = time.perf_counter()
                 try:
-                    async with session.request(method, url, data=body) as resp:
+                    async with session.request(method, url, data=data) as resp:
                         await resp.read()
                         if resp.status >= 400:
                             errors += 1
@@ -70,6 +77,9 @@ def main() -> None:
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body", default=None)
     parser.add_argument("--url-file", default=None, help="a file with one URL per line (added to --url)")
+    parser.add_argument(
+        "--body-file", default=None, help="a file with one request body per line, used in turn"
+    )
     args = parser.parse_args()
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
@@ -77,7 +87,11 @@ def main() -> None:
     if args.url_file:
         with open(args.url_file, encoding="utf-8") as fh:
             urls += [line.strip() for line in fh if line.strip()]
-    result = asyncio.run(run(urls, args.concurrency, args.duration, headers, args.method, args.body))
+    bodies = None
+    if args.body_file:
+        with open(args.body_file, encoding="utf-8") as fh:
+            bodies = [line.strip() for line in fh if line.strip()]
+    result = asyncio.run(run(urls, args.concurrency, args.duration, headers, args.method, args.body, bodies))
     print(json.dumps(result))
 
 

@@ -7,6 +7,7 @@ Tools (toolkit ``Echo``):
 - ``Echo.WhoAmI()``: needs the ``acme`` OAuth provider (scope ``read``); calls the provider's user info
   endpoint (``ACME_USERINFO_URL``) with the user's token and returns what it says, plus a short hash
   of the token so a test can tell which token the engine sent (never the token itself).
+- ``Echo.Ping()``: needs the ``acme`` provider but calls nothing: the benchmark's no-op tool.
 - ``Echo.Secret()``: needs the ``GREETING`` secret from the engine's ``tools.secrets``.
 
 Prints ``{"port": PORT}`` on stdout once it listens.
@@ -49,6 +50,12 @@ async def who_am_i(context: ToolContext) -> dict[str, str]:
     }
 
 
+@tool(requires_auth=OAuth2(id="acme", scopes=["read"]))
+def ping(context: ToolContext) -> str:
+    """Answer pong; needs the user's acme authorization but calls nothing (the benchmark's no-op tool)."""
+    return "pong" if context.get_auth_token_or_empty() else "no token"
+
+
 @tool(requires_secrets=["GREETING"])
 def secret(context: ToolContext) -> str:
     """The greeting the engine passes as a secret."""
@@ -57,7 +64,7 @@ def secret(context: ToolContext) -> str:
 
 def build_app() -> FastAPI:
     catalog = ToolCatalog()
-    for func in (say, who_am_i, secret):
+    for func in (say, who_am_i, ping, secret):
         catalog.add_tool(func, "Echo")
     app = FastAPI()
     worker = FastAPIWorker(app, secret=os.environ["ARCADE_WORKER_SECRET"])
