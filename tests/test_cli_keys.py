@@ -1,11 +1,10 @@
-"""keyturn keys / db / api-keys commands against a real SQLite database."""
+"""keyturn keys generate|rotate against a real SQLite database."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from engine.cli.main import main
 from engine.crypto.cipher import Keyring, generate_key
 from engine.store.store import Store
+from tests.plugins.store import store_flow, store_grant
 
 
 def write_config(tmp_path: Path, keys: str) -> Path:
@@ -25,47 +25,40 @@ def write_config(tmp_path: Path, keys: str) -> Path:
 
 
 def test_keys_generate(capsys: pytest.CaptureFixture[str]) -> None:
-    """keys generate prints base64 of 32 random bytes."""
+    """keys generate prints base64 of 32 random bytes, different each time."""
     assert main(["keys", "generate"]) == 0
-    assert len(base64.b64decode(capsys.readouterr().out.strip())) == 32
-
-
-def test_db_upgrade_and_current(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """db current on an empty database exits 1; after db upgrade it matches the code."""
-    main(["keys", "generate"])
-    key = capsys.readouterr().out.strip()
-    cfg = write_config(tmp_path, f"{{id: k1, value: '{key}'}}")
-    assert main(["db", "current", "-c", str(cfg)]) == 1
-    assert main(["db", "upgrade", "-c", str(cfg)]) == 0
-    assert main(["db", "upgrade", "-c", str(cfg)]) == 0
-    assert main(["db", "current", "-c", str(cfg)]) == 0
-
-
-def test_api_keys_cycle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """api-keys create shows the key once; list never shows it; revoke by name works once."""
-    main(["keys", "generate"])
-    key = capsys.readouterr().out.strip()
-    cfg = write_config(tmp_path, f"{{id: k1, value: '{key}'}}")
-    assert main(["api-keys", "create", "ci", "-c", str(cfg)]) == 0
-    plain = capsys.readouterr().out.splitlines()[0]
-    assert plain.startswith("kt_")
-    assert main(["api-keys", "list", "-c", str(cfg)]) == 0
-    listing = capsys.readouterr().out
-    assert "ci" in listing and plain not in listing and "active" in listing
-    assert main(["api-keys", "revoke", "ci", "-c", str(cfg)]) == 0
-    assert main(["api-keys", "revoke", "ci", "-c", str(cfg)]) == 1
+    assert main(["keys", "generate"]) == 0
+    first, second = capsys.readouterr().out.split()
+    assert len(base64.b64decode(first)) == 32 and first != second
 
 
 def test_keys_rotate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """keys rotate with a new default key re-encrypts and reports nothing left."""
-    main(["keys", "generate"])
-    main(["keys", "generate"])
-    k1, k2 = capsys.readouterr().out.split()
-    cfg = write_config(tmp_path, f"{{id: k1, value: '{k1}'}}")
-    assert main(["api-keys", "create", "x", "-c", str(cfg)]) == 0
+    """keys rotate with a new default key re-encrypts every value; the old key can then be dropped."""
+    k1, k2 = generate_key(), generate_key()
+    url = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+
+    async def seed() -> None:
+        store = await Store.open(url, Keyring({"k1": base64.b64decode(k1)}, "k1"))
+        for i in range(3):
+            await store_grant(store, f"u{i}", access_token=f"at-{i}")
+        await store.close()
+
+    asyncio.run(seed())
     cfg = write_config(tmp_path, f"{{id: k1, value: '{k1}'}}, {{id: k2, default: true, value: '{k2}'}}")
-    assert main(["keys", "rotate", "-c", str(cfg)]) == 0
-    assert "0 left" in capsys.readouterr().out
+    assert main(["keys", "rotate", "--batch-size", "2", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "re-encrypted 9 values under key 'k2'; 0 left" in out
+
+    async def read_with_k2_only() -> str:
+        store = await Store.open(url, Keyring({"k2": base64.b64decode(k2)}, "k2"))
+        try:
+            g = await store.grants.find("u2", "p")
+            assert g is not None
+            return g.access_token
+        finally:
+            await store.close()
+
+    assert asyncio.run(read_with_k2_only()) == "at-2"
 
 
 def test_wrong_key_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,19 +70,11 @@ def test_wrong_key_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         store = await Store.open(
             f"sqlite+aiosqlite:///{tmp_path}/kt.db", Keyring({"old": os.urandom(32)}, "old")
         )
-        await store.flows.create(
-            user_id="u",
-            provider_id="p",
-            scopes=[],
-            code_verifier="v",
-            nonce=None,
-            redirect_uri="http://x",
-            next_uri=None,
-            expires_at=datetime.now(UTC),
-        )
+        await store_flow(store)
         await store.close()
 
     asyncio.run(seal())
     cfg = write_config(tmp_path, f"{{id: new, value: '{generate_key()}'}}")
-    assert main(["api-keys", "list", "-c", str(cfg)]) == 1
-    assert "'old'" in capsys.readouterr().err
+    assert main(["keys", "rotate", "-c", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "'old'" in err and "Traceback" not in err
