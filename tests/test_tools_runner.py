@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from arcadepy import AsyncArcade
 
+from engine.errors import ValidationFailed
 from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
@@ -159,3 +160,60 @@ async def test_worker_down(keyturn_engine: Any, mini_provider: MiniProvider) -> 
     assert status == 200 and page["items"] == []
     status, _ = await engine.api("POST", "/v1/tools/execute", json={"tool_name": "Echo.Say", "input": {}})
     assert status == 404
+
+
+async def test_upstream_401_twice_asks_for_authorization(setup: tuple[Any, MiniProvider]) -> None:
+    """A token refused again after one refresh marks the grant needs_reauth and answers with a new flow."""
+    engine, provider = setup
+    _, auth = await engine.api(
+        "POST", "/v1/tools/authorize", json={"tool_name": "Echo.WhoAmI", "user_id": USER}
+    )
+    await grant_via_flow(engine, auth["url"])
+    provider.userinfo_status = 401
+    provider.refresh_plan = ["rotate"]
+    status, out = await engine.api(
+        "POST", "/v1/tools/execute", json={"tool_name": "Echo.WhoAmI", "input": {}, "user_id": USER}
+    )
+    assert status == 200 and out["success"] is False, out
+    pending = out["output"]["authorization"]
+    assert pending["status"] == "pending" and pending["url"].startswith(engine.url)
+    assert len(provider.refresh_calls) == 1
+    grant = await engine.store.grants.find(USER, "acme")
+    assert grant.status == "needs_reauth" and grant.access_token not in str(out)
+
+
+async def test_worker_down_during_execute(
+    keyturn_engine: Any, mini_provider: MiniProvider, echo_worker: Any
+) -> None:
+    """A worker gone since the catalog was read gives success false, can_retry true, naming the worker."""
+    worker = await echo_worker()
+    engine = await keyturn_engine(acme_config(mini_provider, extra=worker.yaml("echo-w")))
+    status, _ = await engine.api("GET", "/v1/tools/Echo.Say")
+    assert status == 200
+    worker.proc.terminate()
+    await worker.proc.wait()
+    status, out = await engine.api(
+        "POST", "/v1/tools/execute", json={"tool_name": "Echo.Say", "input": {"text": "x"}, "user_id": USER}
+    )
+    assert status == 200 and out["success"] is False
+    error = out["output"]["error"]
+    assert error["can_retry"] is True and error["kind"] == "NETWORK_TRANSPORT_RUNTIME_UNREACHABLE"
+    assert "echo-w" in error["message"] and error["retry_after_ms"] >= 1000
+    assert worker.secret not in str(out)
+
+
+async def test_null_optional_parameter_is_left_out() -> None:
+    """An optional parameter sent as null (OpenAI strict mode) is validated and left out of the call."""
+    from engine.tools.registry import Tool
+    from engine.tools.runner import drop_null_optionals, validate_input
+
+    params = [
+        {"name": "q", "required": True, "value_schema": {"val_type": "string"}},
+        {"name": "limit", "required": False, "value_schema": {"val_type": "integer"}},
+    ]
+    tool = Tool({"name": "Find", "toolkit": {"name": "Kit"}, "input": {"parameters": params}}, None)  # type: ignore[arg-type]
+    validate_input(tool, {"q": "a", "limit": None})
+    assert drop_null_optionals(tool, {"q": "a", "limit": None}) == {"q": "a"}
+    with pytest.raises(ValidationFailed) as info:
+        validate_input(tool, {"q": None})
+    assert "input.q" in info.value.msg

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 
 from engine.config.model import Config
-from engine.errors import BadRequest, Unavailable, ValidationFailed
+from engine.errors import BadRequest, ProviderError, Unavailable, ValidationFailed
 from engine.flows.service import Emit, FlowService, _noop_emit
 from engine.lifecycle.refresh import Refresher
 from engine.tools.formats import input_json_schema
@@ -47,6 +47,7 @@ class ToolRunner:
         started = time.monotonic()
         tool = await self.registry.get(name)
         validate_input(tool, inputs)
+        inputs = drop_null_optionals(tool, inputs)
         execution_id = f"ex_{secrets.token_urlsafe(12)}"
         context: dict[str, Any] = {"user_id": user_id}
         grant = None
@@ -94,16 +95,21 @@ class ToolRunner:
             "inputs": dict(inputs),
             "context": context,
         }
-        answer = await tool.worker.invoke(request)
+        answer = await self._invoke(tool, request)
         if grant is not None and _upstream_auth_error(answer):
             # the token was refused upstream (revoked or expired early): refresh once and retry
             result = await self.refresher.refresh(grant.id, force=True)
-            if result.outcome == "refreshed" and result.grant is not None:
+            refreshed = result.outcome == "refreshed" and result.grant is not None
+            if refreshed:
                 context["authorization"] = {
                     "token": result.grant.access_token,
                     "user_info": dict(result.grant.user_info or {}),
                 }
-                answer = await tool.worker.invoke(request)
+                answer = await self._invoke(tool, request)
+            if not refreshed or _upstream_auth_error(answer):
+                # refused again (or no new token): the user must authorize anew
+                context.pop("authorization", None)
+                return await self._reauthorize(tool, grant, user_id, started, execution_id)
         success = bool(answer.get("success"))
         output = answer.get("output") or {}
         clean: dict[str, Any] = {}
@@ -114,6 +120,41 @@ class ToolRunner:
             clean["error"].pop("stacktrace", None)
         self._done(tool, "success" if success else "failed", user_id, started)
         return _response(execution_id, started, success=success, output=clean)
+
+    async def _invoke(self, tool: Tool, request: dict[str, Any]) -> dict[str, Any]:
+        """The worker's answer; a worker that cannot be reached or refuses us becomes a tool error."""
+        retry_ms: int | None
+        try:
+            return await tool.worker.invoke(request)
+        except Unavailable as exc:
+            retry_ms = int((exc.retry_after or 1) * 1000)
+            error = _error(exc.msg, "NETWORK_TRANSPORT_RUNTIME_UNREACHABLE", True, retry_ms)
+        except ProviderError as exc:
+            retry_ms = int((exc.retry_after or 1) * 1000) if exc.retryable else None
+            kind = "TOOL_RUNTIME_FATAL" if exc.kind == "worker_auth" else "NETWORK_TRANSPORT_RUNTIME_UNMAPPED"
+            error = _error(exc.msg, kind, exc.retryable, retry_ms)
+        return {"success": False, "output": {"error": error}}
+
+    async def _reauthorize(
+        self, tool: Tool, grant: Any, user_id: str | None, started: float, execution_id: str
+    ) -> dict[str, Any]:
+        requirement = tool.auth or {}
+        store = self.flows.d.store
+        current = await store.grants.get(grant.id)
+        if current is not None and current.status == "active":  # a failed refresh may have marked it already
+            await store.grants.set_status(grant.id, "needs_reauth", last_error="upstream_auth_error")
+            self.emit(
+                "grant.needs_reauth",
+                outcome="failure",
+                user_id=user_id,
+                provider=grant.provider_id,
+                reason="upstream_auth_error",
+            )
+        pending = await self.flows.authorize(
+            user_id=str(user_id), requirement=requirement, scopes=_scopes(requirement), next_uri=None
+        )
+        self._done(tool, "authorization_required", user_id, started)
+        return _response(execution_id, started, success=False, output={"authorization": pending})
 
     def _done(self, tool: Tool, outcome: str, user_id: str | None, started: float) -> None:
         duration = round(time.monotonic() - started, 4)
@@ -136,6 +177,20 @@ def _scopes(requirement: Mapping[str, Any]) -> tuple[str, ...]:
     oauth2 = requirement.get("oauth2") or {}
     scopes = oauth2.get("scopes") if isinstance(oauth2, Mapping) else None
     return tuple(scopes or ())
+
+
+def _error(message: str, kind: str, can_retry: bool, retry_after_ms: int | None) -> dict[str, Any]:
+    error: dict[str, Any] = {"message": message, "kind": kind, "can_retry": can_retry}
+    if retry_after_ms is not None:
+        error["retry_after_ms"] = retry_after_ms
+    return error
+
+
+def drop_null_optionals(tool: Tool, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Leave out optional parameters given as null: OpenAI's strict mode sends null for an omitted one."""
+    params = (tool.definition.get("input") or {}).get("parameters") or []
+    optional = {p.get("name") for p in params if not p.get("required")}
+    return {k: v for k, v in inputs.items() if not (v is None and k in optional)}
 
 
 def _upstream_auth_error(answer: Mapping[str, Any]) -> bool:
