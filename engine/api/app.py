@@ -41,9 +41,9 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
         app.router.add_routes(oauth_routes.routes)
         app.router.add_routes(tool_routes.routes)
         if settings.config.mcp.enabled:
-            from engine.mcp.server import McpServer
+            from engine.mcp.engine_backend import engine_mcp_server
 
-            McpServer().setup(app)
+            engine_mcp_server(app, key_check=False).setup(app)  # the API key middleware above covers /mcp
     return app
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from engine.api.auth import api_key_middleware
+from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
 from engine.api.ratelimit import SlidingWindowLimiter
 from engine.api.state import FLOWS, HTTP_SESSION, METRICS, READY_CHECKS, SERVICES, SETTINGS, STORE, TOOLS
 from engine.audit import Auditor, DatabaseSink
@@ -205,6 +205,13 @@ def api_key_guard(app: web.Application) -> Any:
             with contextlib.suppress(Exception):  # audit.required does not turn a 401 into a 503
                 auditor.emit(event, outcome="denied", reason=reason, source_ip=source_ip)
 
+    def needs_key(path: str) -> bool:
+        return needs_api_key_or_mcp(path, mcp_auth=app[SETTINGS].current.config.mcp.auth)
+
     return api_key_middleware(
-        lambda _r: verifier, limiter, lambda r: app[SETTINGS].current.client_address.of(r), denied
+        lambda _r: verifier,
+        limiter,
+        lambda r: app[SETTINGS].current.client_address.of(r),
+        denied,
+        needs_key=needs_key,
     )
