@@ -217,3 +217,36 @@ async def test_null_optional_parameter_is_left_out() -> None:
     with pytest.raises(ValidationFailed) as info:
         validate_input(tool, {"q": None})
     assert "input.q" in info.value.msg
+
+
+async def test_auth_statuses_for_a_user(setup: tuple[Any, MiniProvider]) -> None:
+    """Per user, an auth-requiring tool reads not_started, then completed after the flow; met follows."""
+    from arcadepy.types import ToolDefinition
+
+    from engine.api.state import TOOLS
+    from engine.tools.formats import to_arcade
+
+    engine, _ = setup
+    runner = engine.app[TOOLS]
+    tools = await runner.registry.all()
+    statuses = await runner.auth_statuses(tools, USER)
+    assert statuses["Echo.WhoAmI"] == {"status": "active", "token_status": "not_started"}
+    assert "Echo.Say" not in statuses
+    who = next(t for t in tools if t.name == "Echo.WhoAmI")
+    say = next(t for t in tools if t.name == "Echo.Say")
+    parsed = ToolDefinition.model_validate(
+        to_arcade(who.definition, secrets_present=set(), auth_status=statuses[who.name])
+    )
+    assert parsed.requirements and parsed.requirements.met is False
+    authorization = parsed.requirements.authorization
+    assert authorization and authorization.token_status == "not_started"
+    assert to_arcade(say.definition, secrets_present=set())["requirements"]["met"] is True
+    _, auth = await engine.api(
+        "POST", "/v1/tools/authorize", json={"tool_name": "Echo.WhoAmI", "user_id": USER}
+    )
+    await grant_via_flow(engine, auth["url"])
+    statuses = await runner.auth_statuses(tools, USER)
+    assert statuses["Echo.WhoAmI"]["token_status"] == "completed"
+    assert (await runner.auth_statuses(tools, "someone-else"))["Echo.WhoAmI"]["token_status"] == "not_started"
+    out = to_arcade(who.definition, secrets_present=set(), auth_status=statuses[who.name])
+    assert out["requirements"]["met"] is True and out["requirements"]["authorization"]["id"] == "acme"

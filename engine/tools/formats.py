@@ -146,16 +146,34 @@ FORMATS = {"openai": to_openai, "anthropic": to_anthropic}
 
 
 def to_arcade(
-    tool: dict[str, Any], *, secrets_present: set[str] | None = None, include_format: list[str] | None = None
+    tool: dict[str, Any],
+    *,
+    secrets_present: set[str] | None = None,
+    include_format: list[str] | None = None,
+    auth_status: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """arcadepy's ToolDefinition (with ``qualified_name`` and requirement status)."""
+    """arcadepy's ToolDefinition (with ``qualified_name`` and requirement status).
+
+    ``auth_status`` (from ``ToolRunner.auth_statuses`` for one user) fills
+    ``requirements.authorization.status/status_reason/token_status``; with it and ``secrets_present``
+    known, ``requirements.met`` says whether the user can run the tool now.
+    """
     requirements = dict(tool.get("requirements") or {})
     secrets = requirements.get("secrets") or []
     if secrets and secrets_present is not None:
         requirements["secrets"] = [{"key": s["key"], "met": s["key"] in secrets_present} for s in secrets]
+    authorization = requirements.get("authorization")
+    if isinstance(authorization, dict) and auth_status is not None:
+        requirements["authorization"] = {**authorization, **auth_status}
+    if secrets_present is not None and (not isinstance(authorization, dict) or auth_status is not None):
+        auth_met = (
+            not isinstance(authorization, dict) or (auth_status or {}).get("token_status") == "completed"
+        )
+        requirements["met"] = auth_met and all(s["key"] in secrets_present for s in secrets)
     out = {
         "name": tool["name"],
-        "fully_qualified_name": tool["fully_qualified_name"],
+        "fully_qualified_name": tool.get("fully_qualified_name")
+        or f"{tool['toolkit']['name']}.{tool['name']}",
         "qualified_name": f"{tool['toolkit']['name']}.{tool['name']}",
         "description": tool.get("description"),
         "toolkit": tool["toolkit"],

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 
 from engine.config.model import Config
-from engine.errors import BadRequest, ProviderError, Unavailable, ValidationFailed
+from engine.errors import BadRequest, KeyturnError, ProviderError, Unavailable, ValidationFailed
 from engine.flows.service import Emit, FlowService, _noop_emit
 from engine.lifecycle.refresh import Refresher
 from engine.tools.formats import input_json_schema
@@ -42,6 +42,40 @@ class ToolRunner:
         return await self.flows.authorize(
             user_id=user_id, requirement=requirement, scopes=_scopes(requirement), next_uri=next_uri
         )
+
+    async def auth_statuses(self, tools: list[Tool], user_id: str) -> dict[str, dict[str, Any]]:
+        """For ``GET /v1/tools?user_id=``: each auth-requiring tool's status for that user, by tool name.
+
+        ``status`` active|inactive (is the provider configured), ``token_status``
+        not_started (no grant, or one missing the tool's scopes) | completed | failed (needs_reauth/revoked).
+        """
+        grants: dict[str, Any] = {}
+        out: dict[str, dict[str, Any]] = {}
+        for tool in tools:
+            requirement = tool.auth
+            if requirement is None:
+                continue
+            try:
+                provider = self.flows.find_provider(requirement)
+            except KeyturnError as exc:
+                out[tool.name] = {
+                    "status": "inactive",
+                    "status_reason": exc.msg,
+                    "token_status": "not_started",
+                }
+                continue
+            if provider.id not in grants:
+                grants[provider.id] = await self.flows.d.store.grants.find(user_id, provider.id)
+            grant = grants[provider.id]
+            if grant is None:
+                token_status = "not_started"
+            elif grant.status != "active":
+                token_status = "failed"
+            else:
+                covered = set(_scopes(requirement)) <= set(grant.scopes)
+                token_status = "completed" if covered else "not_started"
+            out[tool.name] = {"status": "active", "token_status": token_status}
+        return out
 
     async def execute(self, name: str, inputs: Mapping[str, Any], user_id: str | None) -> dict[str, Any]:
         started = time.monotonic()
