@@ -234,10 +234,18 @@ def _upstream_auth_error(answer: Mapping[str, Any]) -> bool:
     )
 
 
+_VALIDATORS: dict[str, tuple[dict[str, Any], dict[str, Any], jsonschema.Draft202012Validator]] = {}
+
+
 def validate_input(tool: Tool, inputs: Mapping[str, Any]) -> None:
     """Check ``inputs`` against the tool's parameters; the error names the parameter."""
-    schema = input_json_schema(tool.definition)
-    validator = jsonschema.Draft202012Validator(schema)
+    cached = _VALIDATORS.get(tool.name)
+    if cached is not None and cached[0] is tool.definition:  # same definition object: same schema
+        schema, validator = cached[1], cached[2]
+    else:
+        schema = input_json_schema(tool.definition)
+        validator = jsonschema.Draft202012Validator(schema)
+        _VALIDATORS[tool.name] = (tool.definition, schema, validator)
     errors = sorted(validator.iter_errors(dict(inputs)), key=lambda e: list(e.path))
     if errors:
         first = errors[0]

@@ -42,10 +42,16 @@ class WorkerClient:
     secret: str | None
     timeout: float = 30.0
 
+    _token: tuple[float, str] | None = dataclasses.field(default=None, repr=False)
+
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self.secret:
-            headers["Authorization"] = f"Bearer {worker_token(self.secret)}"
+            now = time.time()
+            if self._token is None or self._token[0] < now:
+                # signed once and reused until half its lifetime has passed
+                self._token = (now + TOKEN_TTL / 2, worker_token(self.secret, now=now))
+            headers["Authorization"] = f"Bearer {self._token[1]}"
         return headers
 
     async def _call(self, method: str, path: str, body: Any = None, *, limit_s: float | None = None) -> Any:
