@@ -56,3 +56,40 @@ def test_audit_without_subcommand_prints_help(capsys: pytest.CaptureFixture[str]
     """`keyturn audit` alone prints its help and exits 2."""
     assert main(["audit"]) == 2
     assert "hash" in capsys.readouterr().out
+
+
+def test_hash_and_export_from_the_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With -c, audit hash uses the engine's stored salt and audit export prints that user's records."""
+    import asyncio
+    import json as _json
+
+    from engine.cli.storecmd import open_store
+    from engine.crypto.cipher import generate_key
+
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(
+        f"api: {{development: true}}\nstorage: {{url: 'sqlite+aiosqlite:///{tmp_path}/kt.db'}}\n"
+        f"security: {{root_keys: [{{id: k, value: '{generate_key()}'}}]}}\n"
+    )
+    assert main(["db", "upgrade", "-c", str(cfg)]) == 0
+    assert main(["audit", "hash", "alice", "-c", str(cfg)]) == 0
+    ref = capsys.readouterr().out.strip().splitlines()[-1]
+
+    class Args:
+        config = str(cfg)
+
+    async def write() -> None:
+        async with open_store(Args()) as store:  # type: ignore[arg-type]
+            await store.audit.write({"event": "flow.started", "outcome": "success", "user_ref": ref})
+            await store.audit.write(
+                {"event": "flow.started", "outcome": "success", "user_ref": "someone-else"}
+            )
+
+    asyncio.run(write())
+    assert main(["audit", "export", "--user", "alice", "-c", str(cfg)]) == 0
+    lines = [_json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["user_ref"] for r in lines] == [ref]
+    assert main(["audit", "export", "--format", "csv", "--since", "2000-01-01", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("time,event,outcome") and out.count("flow.started") == 2
+    assert main(["audit", "export", "--since", "yesterday", "-c", str(cfg)]) == 1
