@@ -1,0 +1,95 @@
+"""``keyturn grants list|revoke``: users' connections, and disconnecting them (RFC 7009)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from engine.cli.main import config_argument, load
+from engine.errors import NotFound
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "grants",
+        help="list or revoke users' grants",
+        description="The grants (connected accounts) Keyturn holds; never shows a token.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = actions.add_parser(
+        "list", help="list grants", description="List grants, optionally for one user/provider."
+    )
+    ls.add_argument("--user", default=None, help="user id")
+    ls.add_argument("--provider", default=None, help="provider id")
+    config_argument(ls)
+    ls.set_defaults(func=run_list)
+    rv = actions.add_parser(
+        "revoke",
+        help="revoke a user's grants",
+        description="Revoke a user's grants: each becomes unusable at once, is revoked at the provider "
+        "(RFC 7009) and deleted; when the provider cannot be reached it stays revoked and the engine "
+        "retries.",
+    )
+    rv.add_argument("--user", required=True, help="user id")
+    rv.add_argument("--provider", default=None, help="only this provider's grant")
+    config_argument(rv)
+    rv.set_defaults(func=run_revoke)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from engine.cli.storecmd import open_store
+
+    async def go() -> list[Any]:
+        async with open_store(args) as store:
+            return await store.grants.list(user_id=args.user, provider_id=args.provider)
+
+    for g in asyncio.run(go()):
+        expires = f"{g.expires_at:%Y-%m-%d %H:%M}" if g.expires_at else "-"
+        print(
+            f"{g.id}  {g.user_id:<32} {g.provider_id:<16} {g.status:<13} expires {expires}  "
+            f"scopes {' '.join(g.scopes)}"
+        )
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from engine.cli.storecmd import open_store
+    from engine.flows.service import FlowDeps, FlowService
+    from engine.flows.waiters import FlowWaiters
+    from engine.oauth.client import OAuthClient
+
+    loaded = load(args)
+
+    async def go() -> list[str]:
+        async with open_store(args) as store, aiohttp.ClientSession() as session:
+            flows = FlowService(
+                FlowDeps(
+                    store=store,
+                    oauth=OAuthClient(session),
+                    waiters=FlowWaiters(),
+                    config=lambda: loaded.config,
+                    providers=lambda: loaded.providers,
+                    public_url=lambda: loaded.config.api.public_url or "",
+                )
+            )
+            grants = await store.grants.list(user_id=args.user, provider_id=args.provider)
+            done = []
+            for grant in grants:
+                await flows.revoke_grant(grant.id)
+                state = await store.grants.get(grant.id)
+                outcome = "revoked" if state is None else "unusable; provider revocation will be retried"
+                done.append(f"{grant.provider_id}: {outcome}")
+            return done
+
+    results = asyncio.run(go())
+    if not results:
+        raise NotFound(
+            f"no grants for user {args.user!r}"
+            + (f" and provider {args.provider!r}" if args.provider else "")
+        )
+    for line in results:
+        print(line)
+    return 0

@@ -1,0 +1,76 @@
+"""keyturn grants list|revoke against a real database and a loopback provider."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.cli.main import main
+from engine.cli.storecmd import open_store
+from engine.crypto.cipher import generate_key
+from tests.plugins.mini_provider import MiniProvider
+
+
+def write_config(tmp_path: Path, p: MiniProvider) -> Path:
+    cfg = tmp_path / "engine.yaml"
+    cfg.write_text(f"""
+api: {{development: true}}
+storage: {{url: 'sqlite+aiosqlite:///{tmp_path}/kt.db'}}
+security: {{root_keys: [{{id: k, value: '{generate_key()}'}}]}}
+auth:
+  providers:
+    - id: acme
+      client_id: cid
+      client_secret: csecret
+      oauth2:
+        authorization_request: {{endpoint: "{p.url("/authorize")}"}}
+        token_request: {{endpoint: "{p.url("/token")}"}}
+        revocation_request: {{endpoint: "{p.url("/revoke")}"}}
+""")
+    return cfg
+
+
+async def add_grant(cfg: Path, user: str, token: str) -> None:
+    class Args:
+        config = str(cfg)
+
+    async with open_store(Args()) as store:  # type: ignore[arg-type]
+        await store.grants.upsert(
+            user,
+            "acme",
+            access_token=token,
+            refresh_token=None,
+            id_token=None,
+            token_type="Bearer",
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+            scopes=["read"],
+            subject=None,
+            user_info=None,
+            token_metadata={},
+            next_refresh_at=None,
+        )
+
+
+async def test_list_and_revoke(
+    tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """grants list shows no token; grants revoke calls the provider's RFC 7009 endpoint, then deletes."""
+    cfg = write_config(tmp_path, mini_provider)
+    token = mini_provider._token()
+
+    def run(argv: list[str]) -> int:
+        return main(argv)
+
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, run, ["db", "upgrade", "-c", str(cfg)]) == 0
+    await add_grant(cfg, "alice", token)
+    assert await loop.run_in_executor(None, run, ["grants", "list", "--user", "alice", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "alice" in out and "acme" in out and token not in out
+    assert await loop.run_in_executor(None, run, ["grants", "revoke", "--user", "alice", "-c", str(cfg)]) == 0
+    assert "acme: revoked" in capsys.readouterr().out
+    assert [r["token"] for r in mini_provider.revocations] == [token]
+    assert await loop.run_in_executor(None, run, ["grants", "revoke", "--user", "alice", "-c", str(cfg)]) == 1
