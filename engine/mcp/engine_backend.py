@@ -15,9 +15,10 @@ from aiohttp import web
 
 from engine.api.auth import api_key_middleware
 from engine.api.ratelimit import SlidingWindowLimiter
-from engine.api.state import FLOWS, SETTINGS, TOOLS
+from engine.api.state import FLOWS, HTTP_SESSION, SETTINGS, TOOLS
 from engine.errors import KeyturnError, NotFound
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
+from engine.mcp.bridge import McpBridge
 from engine.mcp.protocol import text_result
 from engine.mcp.server import McpServer
 from engine.tools.formats import input_json_schema
@@ -28,9 +29,24 @@ class EngineToolBackend:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        self._bridge_instance: McpBridge | None = None  # upstream MCP servers, made on first use
+
+    def _bridge(self) -> McpBridge:
+        bridge = self._bridge_instance
+        if bridge is None:
+            bridge = McpBridge(
+                lambda: self.app[SETTINGS].current.config,
+                self.app[HTTP_SESSION],
+                self.app[FLOWS],
+                self.app[TOOLS].refresher,
+            )
+            self._bridge_instance = bridge
+        return bridge
 
     async def list_tools(self, user_id: str | None) -> list[dict[str, Any]]:
-        out = []
+        out = (
+            await self._bridge().list_tools(user_id) if self.app[SETTINGS].current.config.mcp.servers else []
+        )
         for tool in await self.app[TOOLS].registry.all():
             d = tool.definition
             out.append(
@@ -46,6 +62,12 @@ class EngineToolBackend:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], user_id: str | None
     ) -> dict[str, Any] | NeedsAuthorization:
+        bridged = self._bridge().owner(name) if self.app[SETTINGS].current.config.mcp.servers else None
+        if bridged is not None:
+            try:
+                return await self._bridge().call_tool(bridged[0], bridged[1], arguments, user_id)
+            except KeyturnError as exc:
+                return text_result(f"{exc.error}: {exc.msg}", is_error=True)
         try:
             answer = await self.app[TOOLS].execute(name, arguments, user_id)
         except NotFound as exc:

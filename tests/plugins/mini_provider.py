@@ -55,6 +55,8 @@ class MiniProvider:
         self.userinfo_sub = ""
         self.userinfo_tokens: list[str] = []
         self.userinfo_status = 200
+        self.strict_userinfo = False  # True: user info answers 401 for tokens not issued here or marked dead
+        self.dead_tokens: set[str] = set()
         self.subject = "u-123"
         self.signing_key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
         self.published = [self.signing_key]
@@ -214,7 +216,10 @@ class MiniProvider:
         return web.json_response(body)
 
     async def userinfo(self, request: web.Request) -> web.Response:
-        self.userinfo_tokens.append(request.headers.get("Authorization", "").removeprefix("Bearer "))
+        presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        self.userinfo_tokens.append(presented)
+        if self.strict_userinfo and (presented not in self.issued or presented in self.dead_tokens):
+            return web.json_response({"error": "invalid_token"}, status=401)
         if self.userinfo_status != 200:
             return web.json_response({"error": "invalid_token"}, status=self.userinfo_status)
         return web.json_response({"sub": self.userinfo_sub or self.subject, "email": USER})

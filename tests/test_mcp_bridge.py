@@ -1,0 +1,105 @@
+"""engine.mcp.bridge: an upstream MCP server (official SDK) that checks bearer tokens, bridged per user."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import mcp_types as types
+import pytest
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from tests.plugins.keyturn_engine import API_KEY
+from tests.plugins.mini_provider import USER, MiniProvider, acme_config
+
+UPSTREAM = Path(__file__).parent / "mcp_upstream" / "server.py"
+
+
+@pytest.fixture
+async def upstream(mini_provider: MiniProvider) -> AsyncIterator[str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(UPSTREAM),
+        "0",
+        mini_provider.url("/userinfo"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    port = None
+    while port is None:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        with contextlib.suppress(ValueError):
+            port = json.loads(line)["port"]
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.terminate()
+    await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def client(engine: Any, messages: list[Any]) -> AsyncIterator[ClientSession]:
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        return types.ElicitResult(action="accept")
+
+    async def on_message(message: Any) -> None:
+        messages.append(message)
+
+    headers = {"Authorization": f"Bearer {API_KEY}", "Keyturn-User-Id": USER}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        streamable_http_client(engine.url + "/mcp", http_client=http) as streams,
+        ClientSession(
+            streams[0], streams[1], elicitation_callback=elicit, message_handler=on_message
+        ) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+def dump(messages: list[Any]) -> str:
+    return json.dumps([m.model_dump(mode="json") if hasattr(m, "model_dump") else str(m) for m in messages])
+
+
+async def test_bridge_uses_the_users_token(
+    keyturn_engine: Any, mini_provider: MiniProvider, upstream: str
+) -> None:
+    """After authorization calls reach the upstream with the user's token, which never reaches the client."""
+    mini_provider.strict_userinfo = True
+    server = f"{{id: up, url: '{upstream}', requires_auth: {{provider: acme, scopes: [read]}}}}"
+    extra = f"mcp: {{servers: [{server}]}}\n"
+    engine = await keyturn_engine(acme_config(mini_provider, extra=extra))
+    messages: list[Any] = []
+    async with client(engine, messages) as session:
+        with pytest.raises(MCPError) as info:
+            await session.call_tool("up_whoami", {})
+        assert info.value.code == -32042
+        link = info.value.data["elicitations"][0]["url"]
+        async with engine.browser.get(link) as resp:
+            assert resp.status == 200
+        tools = await session.list_tools()
+        assert {"up_whoami", "up_add"} <= {t.name for t in tools.tools}
+        result = await session.call_tool("up_whoami", {})
+        assert not result.is_error, result
+        grant = await engine.store.grants.find(USER, "acme")
+        payload = json.loads(result.content[0].text)
+        assert payload["sub"] == "u-123"
+        assert payload["token_sha256"] == hashlib.sha256(grant.access_token.encode()).hexdigest()[:16]
+        added = await session.call_tool("up_add", {"a": 2, "b": 3})
+        assert added.content[0].text == "5"
+        # the provider now refuses the token: the engine refreshes once and retries
+        mini_provider.dead_tokens.add(grant.access_token)
+        again = await session.call_tool("up_whoami", {})
+        assert not again.is_error, again
+        fresh = await engine.store.grants.find(USER, "acme")
+        assert fresh.access_token != grant.access_token
+        for token in (grant.access_token, fresh.access_token, grant.refresh_token):
+            assert token not in dump(messages) + str(result) + str(again)
