@@ -9,6 +9,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from engine import sdnotify
 from engine.api.app import create_app
 from engine.api.state import SETTINGS, Settings
 from engine.errors import ConfigError
@@ -26,6 +27,7 @@ class Daemon:
         self.runner: web.AppRunner | None = None
         self.stopping = asyncio.Event()
         self.bound: list[tuple[str, int]] = []
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         api = self.settings.config.api
@@ -49,14 +51,30 @@ class Daemon:
             public_url=self.settings.public_url,
             development=api.development,
         )
+        sdnotify.ready()  # systemd Type=notify: we are serving
+        interval = sdnotify.watchdog_interval()
+        if interval is not None and self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._ping_watchdog(interval / 2))
+
+    async def _ping_watchdog(self, every: float) -> None:
+        while True:  # a blocked event loop misses its pings and systemd restarts us (WatchdogSec=)
+            sdnotify.watchdog()
+            await asyncio.sleep(every)
 
     async def reload(self) -> bool:
         """Swap in a freshly read config; keep the old one (and say why) when the new one is invalid."""
         if self.reload_fn is None:
             return False
+        sdnotify.reloading()
+        try:
+            return await self._reload(self.reload_fn)
+        finally:
+            sdnotify.ready()  # reloaded, or kept the old config: serving either way
+
+    async def _reload(self, reload_fn: Reloader) -> bool:
         self._reopen_audit()
         try:
-            new = self.reload_fn()
+            new = reload_fn()
         except ConfigError as exc:
             log.error("config_reload_rejected", error=str(exc))
             self._audit("config.reload_rejected", "failure", reason=exc.path or "config")
@@ -85,7 +103,11 @@ class Daemon:
                 log.error("audit_failed", audit_event=event, error=type(exc).__name__)
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.runner is not None:
+            sdnotify.stopping()
             log.info("stopping")
             await self.runner.cleanup()
             self.runner = None
