@@ -33,6 +33,8 @@ from engine.errors import ConfigError
 from engine.providers.model import Provider
 from engine.providers.schema import OAuth2Spec, RequestSpec
 
+# provider_id values that mean "no template: the entry's own oauth2 block" (Arcade's custom providers)
+CUSTOM_IDS = frozenset({"custom", "oauth2"})
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _VAR_VALUE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?::\d{1,5})?$")
 # OAuth2Spec keys also accepted under Arcade's spellings
@@ -185,7 +187,7 @@ def resolve_provider(
     oauth2_line = field_line(raw, "oauth2") or line
     declared: set[str] = set(entry.vars)
     values: dict[str, str] = {}
-    if entry.provider_id:
+    if entry.provider_id and entry.provider_id not in CUSTOM_IDS:
         try:
             template = load_template(entry.provider_id)
         except ConfigError as exc:
@@ -244,7 +246,7 @@ def resolve_provider(
         )
     return Provider(
         id=entry.id,
-        template_id=entry.provider_id,
+        template_id=entry.provider_id if entry.provider_id not in CUSTOM_IDS else None,
         client_id=entry.client_id,
         client_secret=client_secret or None,
         oauth2=spec,

@@ -1,0 +1,191 @@
+"""engine.providers.catalog: built-in templates, a config entry merged over its template, placeholders."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from engine.config.loader import load_text
+from engine.errors import ConfigError
+from engine.providers.catalog import load_template, merge, template_ids
+
+REQUIRED = """asana atlassian auth0 box clickup discord dropbox figma github gitlab google hubspot linear linkedin
+mailchimp microsoft miro notion okta pagerduty reddit salesforce slack spotify twitch x zendesk zoho zoom calendly
+airtable""".split()
+ENV = {
+    "CUSTOM_CLIENT_ID": "cid",
+    "CUSTOM_CLIENT_SECRET": "csecret",
+    "CLIENT_ID": "cid",
+    "CLIENT_SECRET": "cs",
+}
+
+
+def load(body: str):  # type: ignore[no-untyped-def]
+    return load_text("api: {development: true}\n" + textwrap.dedent(body), source="engine.yaml", env=ENV)
+
+
+@pytest.mark.parametrize("template_id", REQUIRED)
+def test_every_builtin_template_loads(template_id: str) -> None:
+    """Each required built-in template exists, names itself after its file and documents its source."""
+    template = load_template(template_id)
+    assert template.id == template_id and template.docs.startswith("https://")
+    assert template_id in template_ids()
+
+
+def test_at_least_thirty_templates() -> None:
+    """The catalog ships at least 30 templates."""
+    assert len(template_ids()) >= 30
+
+
+def test_entry_merges_over_template() -> None:
+    """A provider_id entry overrides an endpoint, adds a param and removes one with null."""
+    loaded = load(
+        """
+        auth:
+          providers:
+            - id: gh
+              provider_id: github
+              client_id: a
+              client_secret: b
+              oauth2:
+                authorization_request: {params: {allow_signup: "false", response_type: null}}
+                user_info: {endpoint: "https://ghe.example.com/api/v3/user"}
+        """
+    )
+    spec = loaded.providers["gh"].oauth2
+    assert spec.authorization_request.endpoint == "https://github.com/login/oauth/authorize"
+    assert dict(spec.authorization_request.params) == {"allow_signup": "false"}
+    assert spec.user_info is not None and spec.user_info.endpoint == "https://ghe.example.com/api/v3/user"
+    assert loaded.providers["gh"].template_id == "github"
+
+
+def test_placeholders_filled_from_vars() -> None:
+    """Microsoft's {tenant} defaults to common and follows vars; Okta's required domain must be given."""
+    loaded = load(
+        """
+        auth:
+          providers:
+            - {id: ms, provider_id: microsoft, client_id: a, client_secret: b}
+            - id: ms2
+              provider_id: microsoft
+              client_id: a
+              client_secret: b
+              vars: {tenant: contoso.onmicrosoft.com}
+            - {id: okta, provider_id: okta, client_id: a, client_secret: b, vars: {domain: acme.okta.com}}
+        """
+    )
+    assert "/common/" in (loaded.providers["ms"].oauth2.token_request.endpoint or "")
+    assert "/contoso.onmicrosoft.com/" in (loaded.providers["ms2"].oauth2.token_request.endpoint or "")
+    assert loaded.providers["okta"].oauth2.issuer == "https://acme.okta.com/oauth2/default"
+    with pytest.raises(ConfigError) as info:
+        load("auth:\n  providers:\n    - {id: okta, provider_id: okta, client_id: a, client_secret: b}\n")
+    assert info.value.path.startswith("auth.providers[0].oauth2") and "vars.domain" in info.value.msg
+
+
+def test_bad_vars() -> None:
+    """An unknown variable lists the template's variables; a value that is not a host is refused."""
+    with pytest.raises(ConfigError, match=r"has no variable 'tenantt'.*tenant"):
+        load(
+            "auth:\n  providers:\n    - {id: m, provider_id: microsoft, client_id: a, client_secret: b, "
+            "vars: {tenantt: x}}\n"
+        )
+    with pytest.raises(ConfigError) as info:
+        load(
+            "auth:\n  providers:\n    - {id: o, provider_id: okta, client_id: a, client_secret: b, "
+            "vars: {domain: 'evil.com/x?'}}\n"
+        )
+    assert info.value.path == "auth.providers[0].vars.domain"
+
+
+def test_seed_custom_block_loads() -> None:
+    """The custom-provider block from the seed article loads as written."""
+    loaded = load(
+        """
+        auth:
+          providers:
+            - id: custom-oauth-provider
+              enabled: true
+              type: oauth2
+              client_id: ${env:CUSTOM_CLIENT_ID}
+              client_secret: ${env:CUSTOM_CLIENT_SECRET}
+              oauth2:
+                authorization_request:
+                  endpoint: "https://provider.com/oauth/authorize"
+                  params:
+                    response_type: code
+                    scope: "read write"
+                token_request:
+                  endpoint: "https://provider.com/oauth/token"
+                  params:
+                    grant_type: authorization_code
+                user_info:
+                  endpoint: "https://provider.com/oauth/userinfo"
+        """
+    )
+    provider = loaded.providers["custom-oauth-provider"]
+    assert provider.client_id == "cid" and provider.oauth2.pkce.enabled is True
+    assert provider.oauth2.authorization_request.params["scope"] == "read write"
+
+
+def test_arcade_spellings_and_custom_provider_id() -> None:
+    """authorize_request/user_info_request are accepted; provider_id custom means the entry's own block."""
+    loaded = load(
+        """
+        auth:
+          providers:
+            - id: secure-provider
+              provider_id: custom
+              client_id: ${env:CLIENT_ID}
+              client_secret: ${env:CLIENT_SECRET}
+              oauth2:
+                pkce: {enabled: true, code_challenge_method: S256}
+                authorize_request: {endpoint: "https://p.example/authorize"}
+                token_request: {endpoint: "https://p.example/token"}
+                user_info_request: {endpoint: "https://p.example/userinfo"}
+        """
+    )
+    spec = loaded.providers["secure-provider"].oauth2
+    assert spec.authorization_request.endpoint == "https://p.example/authorize"
+    assert spec.user_info is not None and loaded.providers["secure-provider"].template_id is None
+
+
+def test_custom_block_errors_name_the_key() -> None:
+    """A missing token endpoint and a plain-http endpoint are errors at their key path."""
+    with pytest.raises(ConfigError) as info:
+        load(
+            "auth:\n  providers:\n    - id: c\n      client_id: a\n      client_secret: b\n      oauth2:\n"
+            "        authorization_request: {endpoint: 'https://p.example/a'}\n        token_request: {}\n"
+        )
+    assert info.value.path == "auth.providers[0].oauth2.token_request.endpoint"
+    with pytest.raises(ConfigError) as info:
+        load_text(
+            "api: {public_url: 'http://127.0.0.1:9099'}\nsecurity: {root_keys: [{id: k, value: "
+            "'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8='}]}\nauth:\n  providers:\n    - id: c\n"
+            "      client_id: a\n      client_secret: b\n      oauth2:\n"
+            "        authorization_request: {endpoint: 'http://p.example/a'}\n"
+            "        token_request: {endpoint: 'https://p.example/t'}\n",
+            env={},
+        )
+    assert info.value.path == "auth.providers[0].oauth2.authorization_request.endpoint"
+
+
+def test_merge_semantics() -> None:
+    """merge: mappings merge, other values replace, None removes."""
+    assert merge({"a": {"x": 1, "y": 2}, "b": [1]}, {"a": {"y": None, "z": 3}, "b": [2]}) == {
+        "a": {"x": 1, "z": 3},
+        "b": [2],
+    }
+
+
+def test_cli_providers(capsys: pytest.CaptureFixture[str]) -> None:
+    """keyturn providers list shows every template; show prints one; an unknown id exits 1."""
+    from engine.cli.main import main
+
+    assert main(["providers", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(t in out for t in ("slack", "salesforce", "zoom"))
+    assert main(["providers", "show", "slack"]) == 0
+    assert '"scope_param": "user_scope"' in capsys.readouterr().out
+    assert main(["providers", "show", "slak"]) == 1
+    assert "did you mean 'slack'" in capsys.readouterr().err
