@@ -10,9 +10,39 @@ from engine.config.loader import load_text
 from engine.errors import ConfigError
 from engine.providers.catalog import load_template, merge, template_ids
 
-REQUIRED = """asana atlassian auth0 box clickup discord dropbox figma github gitlab google hubspot linear linkedin
-mailchimp microsoft miro notion okta pagerduty reddit salesforce slack spotify twitch x zendesk zoho zoom calendly
-airtable""".split()
+REQUIRED = [
+    "asana",
+    "atlassian",
+    "auth0",
+    "box",
+    "clickup",
+    "discord",
+    "dropbox",
+    "figma",
+    "github",
+    "gitlab",
+    "google",
+    "hubspot",
+    "linear",
+    "linkedin",
+    "mailchimp",
+    "microsoft",
+    "miro",
+    "notion",
+    "okta",
+    "pagerduty",
+    "reddit",
+    "salesforce",
+    "slack",
+    "spotify",
+    "twitch",
+    "x",
+    "zendesk",
+    "zoho",
+    "zoom",
+    "calendly",
+    "airtable",
+]
 ENV = {
     "CUSTOM_CLIENT_ID": "cid",
     "CUSTOM_CLIENT_SECRET": "csecret",
