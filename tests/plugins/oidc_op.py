@@ -1,10 +1,11 @@
-"""panva's oidc-provider (tests/oidc, from its lock file) on 127.0.0.1 for end-to-end tests.
+"""panva's oidc-provider (tests/e2e/oidc/server.mjs, from its lock file) on 127.0.0.1, one per test.
 
 `oidc_op(access_ttl=3600)` starts one and returns an :class:`OpenIDProvider`; `await op.register(
-redirect_uri)` registers a confidential client (RFC 7591) allowed the code and refresh grants and
-returns ``(client_id, client_secret)``. Login and consent finish without forms, as the account named
-by ``login_hint`` (default ``alice``). Skips when node or the installed package is missing, but fails
-under ``CI=true``.
+redirect_uri)` registers a confidential client (client_secret_basic) allowed the code and refresh
+grants for that redirect URI and returns ``(client_id, client_secret)``. Login and consent finish
+without forms, as the account named by ``login_hint`` (default ``alice``). Skips when node or the
+installed package is missing, but fails under ``CI=true``. (tests/plugins/oidc.py has the
+session-wide fixture of the same server.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-HERE = Path(__file__).resolve().parent.parent / "oidc"
+HERE = Path(__file__).resolve().parent.parent / "e2e" / "oidc"
 
 
 class OpenIDProvider:
@@ -35,7 +36,10 @@ class OpenIDProvider:
             "response_types": ["code"],
             "token_endpoint_auth_method": "client_secret_basic",
         }
-        async with aiohttp.ClientSession() as session, session.post(self.issuer + "/reg", json=body) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.issuer + "/test/clients", json=body) as resp,
+        ):
             data: dict[str, Any] = await resp.json()
             assert resp.status == 201, data
         return data["client_id"], data["client_secret"]
