@@ -1,0 +1,110 @@
+"""engine.lifecycle.scheduler: the reaper and grants without expiry (max_token_age)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.api.services import LIFECYCLE
+from tests.plugins.mini_provider import USER, MiniProvider, acme_config
+
+
+async def test_reaper_expires_deletes_and_retries(keyturn_engine: Any, mini_provider: MiniProvider) -> None:
+    """Expired flows are marked, old ones deleted, long-dead grants removed, pending revocations retried."""
+    engine = await keyturn_engine(
+        acme_config(mini_provider, extra="lifecycle: {flow_retention: 1h, grant_retention: 1d}")
+    )
+    store = engine.store
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    stale = await store.flows.create(
+        user_id="u",
+        provider_id="acme",
+        scopes=[],
+        code_verifier="v",
+        nonce=None,
+        redirect_uri="http://x/cb",
+        next_uri=None,
+        expires_at=past,
+    )
+    old = await store.flows.create(
+        user_id="u",
+        provider_id="acme",
+        scopes=[],
+        code_verifier="v",
+        nonce=None,
+        redirect_uri="http://x/cb",
+        next_uri=None,
+        expires_at=past,
+    )
+    await store.flows.finish(old.id, status="failed", expected_status="pending", error="x")
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE flows SET created_at = :t WHERE id = :i"),
+            {"t": datetime.now(UTC) - timedelta(days=2), "i": old.id},
+        )
+    token = mini_provider._token()
+    dead = await store.grants.upsert(
+        "old-user",
+        "acme",
+        access_token=token,
+        refresh_token=None,
+        id_token=None,
+        token_type="Bearer",
+        expires_at=None,
+        scopes=[],
+        subject=None,
+        user_info=None,
+        token_metadata={},
+        next_refresh_at=None,
+    )
+    await store.grants.set_status(dead.id, "needs_reauth")
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE grants SET updated_at = :t WHERE id = :i"),
+            {"t": datetime.now(UTC) - timedelta(days=3), "i": dead.id},
+        )
+    pending_revoke = await store.grants.upsert(
+        USER,
+        "acme",
+        access_token=mini_provider._token(),
+        refresh_token=None,
+        id_token=None,
+        token_type="Bearer",
+        expires_at=None,
+        scopes=[],
+        subject=None,
+        user_info=None,
+        token_metadata={},
+        next_refresh_at=None,
+    )
+    await store.grants.set_status(pending_revoke.id, "revoked")
+    counts = await engine.app[LIFECYCLE].reap()
+    assert counts["flows_expired"] == 1 and counts["flows_deleted"] == 1
+    assert (await store.flows.get(stale.id)).status == "expired"
+    assert await store.flows.get(old.id) is None
+    assert await store.grants.get(dead.id) is None
+    assert (
+        await store.grants.get(pending_revoke.id) is None
+    )  # revocation retried at the provider, then deleted
+    assert len(mini_provider.revocations) == 1
+
+
+async def test_grant_without_expiry_refreshes_at_max_token_age(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """A token answer without expires_in schedules the refresh at lifecycle.max_token_age."""
+    engine = await keyturn_engine(acme_config(mini_provider, extra="lifecycle: {max_token_age: 2h}"))
+    mini_provider.expires_in = 0  # the provider says nothing about expiry
+    _, auth = await engine.api(
+        "POST",
+        "/v1/auth/authorize",
+        json={"user_id": USER, "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["read"]}}},
+    )
+    async with engine.browser.get(auth["url"]) as resp:
+        assert resp.status == 200
+    grant = await engine.store.grants.find(USER, "acme")
+    assert grant.expires_at is None and grant.refresh_token
+    delta = grant.next_refresh_at - datetime.now(UTC)
+    assert timedelta(minutes=115) < delta <= timedelta(hours=2)
