@@ -9,11 +9,16 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+
+from engine.crypto.cipher import Keyring, decode_key, generate_key
+from engine.store.store import Store
+from tests.plugins.mini_provider import acme_config
 
 
 class Served:
@@ -150,3 +155,66 @@ async def test_bad_config_exits_1_without_traceback(tmp_path: Path) -> None:
     text = err.decode()
     assert f"{config}:3: api.prot: unknown key (did you mean 'port'?)" in text
     assert "Traceback" not in text + out.decode()
+
+
+async def test_sigterm_with_refreshes_in_flight(tmp_path: Path, mini_provider: Any) -> None:
+    """SIGTERM during slow refreshes: exit 0; every grant stays readable and is refreshed or still due."""
+
+    key = generate_key()
+    db = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        f"api: {{development: true, port: 0}}\nstorage: {{url: '{db}'}}\n"
+        "lifecycle: {refresh_interval: 1s, refresh_jitter: 0s, refresh_concurrency: 4}\n"
+        + acme_config(mini_provider, security=f"root_keys: [{{id: k, value: '{key}'}}]")
+    )
+    store = await Store.open(db, Keyring({"k": decode_key(key)}, "k"))
+    now = datetime.now(UTC)
+    for i in range(8):
+        refresh = mini_provider._token()
+        mini_provider.valid_refresh.add(refresh)
+        await store.grants.upsert(
+            f"u{i}",
+            "acme",
+            access_token=mini_provider._token(),
+            refresh_token=refresh,
+            id_token=None,
+            token_type="Bearer",
+            expires_at=now + timedelta(seconds=60),
+            scopes=["read"],
+            subject=None,
+            user_info=None,
+            token_metadata={},
+            next_refresh_at=now - timedelta(seconds=1),
+        )
+    await store.close()
+    mini_provider.refresh_delay = 2.0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine",
+        "serve",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    for _ in range(200):
+        if mini_provider.refresh_calls:
+            break
+        await asyncio.sleep(0.05)
+    assert mini_provider.refresh_calls, "the engine never started refreshing"
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    store = await Store.open(db, Keyring({"k": decode_key(key)}, "k"))
+    try:
+        grants = await store.grants.list()
+        assert len(grants) == 8
+        for grant in grants:
+            assert grant.status == "active" and grant.access_token  # readable
+            refreshed = grant.refreshed_at is not None
+            still_due = grant.next_refresh_at is not None and grant.next_refresh_at <= datetime.now(UTC)
+            assert refreshed or still_due
+    finally:
+        await store.close()
