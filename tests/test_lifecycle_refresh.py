@@ -166,3 +166,18 @@ def test_backoff_and_schedule() -> None:
     assert next_refresh_at(now + timedelta(hours=1), 300, None, now) == now + timedelta(minutes=55)
     assert next_refresh_at(None, 300, 600, now) == now + timedelta(minutes=10)
     assert next_refresh_at(None, 300, None, now) is None
+
+
+async def test_long_failing_grant_is_reported(keyturn_engine: Any, mini_provider: MiniProvider) -> None:
+    """A grant failing for longer than failure_report_after is reported as overdue, not deleted."""
+    engine = await keyturn_engine(
+        acme_config(mini_provider, extra="lifecycle: {failure_report_after: 0s, backoff_base: 1s}")
+    )
+    seen: list[str] = []
+    refresher = engine.app[REFRESHER]
+    refresher.d.observe = lambda provider, outcome, seconds: seen.append(outcome)
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["500"]
+    assert (await refresher.refresh(grant.id)).outcome == "retry"
+    assert seen == ["overdue"]
+    assert (await engine.store.grants.get(grant.id)).status == "active"

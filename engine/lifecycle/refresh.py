@@ -231,7 +231,11 @@ class Refresher:
         await store.grants.record_failure(
             grant.id, error=exc.kind, next_refresh_at=now_utc() + timedelta(seconds=delay)
         )
-        self._observe(provider.id, "retry", started)
+        # failing since the last good refresh (or since it was granted) for longer than the window:
+        # report it loudly (metric outcome "overdue", audit field overdue) but keep the grant and retrying
+        since = grant.refreshed_at or grant.created_at
+        overdue = (now_utc() - since).total_seconds() > float(lifecycle.failure_report_after)
+        self._observe(provider.id, "overdue" if overdue else "retry", started)
         self.d.emit(
             "grant.refresh_failed",
             outcome="error",
@@ -240,7 +244,16 @@ class Refresher:
             reason=exc.kind,
             failures=failures,
             retry_in=round(delay, 1),
+            overdue=overdue,
         )
+        if overdue:
+            log.warning(
+                "refresh_overdue",
+                provider=provider.id,
+                reason=exc.kind,
+                failures=failures,
+                failing_for_s=round((now_utc() - since).total_seconds()),
+            )
         log.info(
             "refresh_retry",
             provider=provider.id,
