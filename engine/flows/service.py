@@ -330,7 +330,14 @@ class FlowService:
                 )
             user_info: dict[str, Any] = {}
             if endpoints.userinfo:
-                user_info = await self.d.oauth.userinfo(provider, tokens.access_token)
+                try:
+                    user_info = await self.d.oauth.userinfo(provider, tokens.access_token)
+                except ProviderError as exc:
+                    if not claims or exc.retryable:
+                        raise
+                    # a validated id_token already names the user; an access token meant for another
+                    # resource (RFC 8707) may not be accepted by the user info endpoint
+                    log.info("userinfo_skipped", provider=provider.id, reason=exc.kind)
                 if claims and "sub" in user_info and user_info["sub"] != claims.get("sub"):
                     return await self._fail(
                         flow, "invalid_user_info", "user info sub differs from the id_token's"

@@ -51,11 +51,13 @@ class OpenIDProvider:
         ):
             assert resp.status == 204
 
-    def provider_yaml(self, client_id: str, client_secret: str, *, extra_oauth2: str = "") -> str:
+    def provider_yaml(
+        self, client_id: str, client_secret: str, *, extra_oauth2: str = "", id: str = "op"
+    ) -> str:
         return f"""
 auth:
   providers:
-    - id: op
+    - id: {id}
       client_id: {client_id}
       client_secret: {client_secret}
       oauth2:
