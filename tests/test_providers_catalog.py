@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
 
 from engine.config.loader import load_text
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ProviderError
+from engine.oauth.tokens import parse_token_answer
 from engine.providers.catalog import load_template, merge, template_ids
 
 REQUIRED = [
@@ -219,3 +221,126 @@ def test_cli_providers(capsys: pytest.CaptureFixture[str]) -> None:
     assert '"scope_param": "user_scope"' in capsys.readouterr().out
     assert main(["providers", "show", "slak"]) == 1
     assert "did you mean 'slack'" in capsys.readouterr().err
+
+
+def test_cli_show_github_and_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    """keyturn providers show github prints its endpoints as JSON; show nope exits 1 on stderr."""
+    from engine.cli.main import main
+
+    assert main(["providers", "show", "github"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == "github"
+    assert shown["oauth2"]["token_request"]["endpoint"] == "https://github.com/login/oauth/access_token"
+    assert main(["providers", "show", "nope"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "nope" in captured.err
+
+
+def _provider(body: str, pid: str):  # type: ignore[no-untyped-def]
+    return load(body).providers[pid]
+
+
+def test_slack_token_and_refresh_answers_parse() -> None:
+    """Slack's nested user token, its top-level refreshed token and ok: false read through the template."""
+    slack = _provider(
+        "auth:\n  providers:\n    - {id: s, provider_id: slack, client_id: a, client_secret: b}\n", "s"
+    )
+    spec = slack.oauth2
+    assert spec.scope_param == "user_scope" and spec.user_info is not None
+    first = {
+        "ok": True,
+        "team": {"id": "T1", "name": "Acme"},
+        "authed_user": {
+            "id": "U1",
+            "scope": "search:read,chat:write",
+            "access_token": "xoxp-user",
+            "token_type": "user",
+            "refresh_token": "xoxe-1-r",
+            "expires_in": 43200,
+        },
+    }
+    tokens = parse_token_answer(
+        spec, spec.token_request, status=200, content_type="application/json", body=json.dumps(first).encode()
+    )
+    assert (tokens.access_token, tokens.subject, tokens.refresh_token) == ("xoxp-user", "U1", "xoxe-1-r")
+    assert tokens.scopes == ("search:read", "chat:write") and tokens.metadata["team_id"] == "T1"
+    refreshed = {
+        "ok": True,
+        "access_token": "xoxe.xoxp-new",
+        "refresh_token": "xoxe-1-r2",
+        "expires_in": 43200,
+    }
+    assert spec.refresh_request is not None
+    again = parse_token_answer(
+        spec,
+        spec.refresh_request,
+        status=200,
+        content_type="application/json",
+        body=json.dumps(refreshed).encode(),
+    )
+    assert (again.access_token, again.refresh_token, again.expires_in) == (
+        "xoxe.xoxp-new",
+        "xoxe-1-r2",
+        43200,
+    )
+    with pytest.raises(ProviderError):
+        parse_token_answer(
+            spec,
+            spec.token_request,
+            status=200,
+            content_type="application/json",
+            body=b'{"ok": false, "error": "invalid_code"}',
+        )
+
+
+def test_salesforce_domain_default_and_instance_url_kept() -> None:
+    """Salesforce defaults to login.salesforce.com, follows vars.domain and keeps instance_url."""
+    loaded = load(
+        """
+        auth:
+          providers:
+            - {id: sf, provider_id: salesforce, client_id: a, client_secret: b}
+            - id: sb
+              provider_id: salesforce
+              client_id: a
+              client_secret: b
+              vars: {domain: test.salesforce.com}
+        """
+    )
+    spec = loaded.providers["sf"].oauth2
+    assert spec.token_request.endpoint == "https://login.salesforce.com/services/oauth2/token"
+    assert loaded.providers["sb"].oauth2.authorization_request.endpoint == (
+        "https://test.salesforce.com/services/oauth2/authorize"
+    )
+    answer = {
+        "access_token": "00D!x",
+        "instance_url": "https://acme.my.salesforce.com",
+        "id": "https://x/id/1",
+    }
+    tokens = parse_token_answer(
+        spec,
+        spec.token_request,
+        status=200,
+        content_type="application/json",
+        body=json.dumps(answer).encode(),
+    )
+    assert tokens.metadata["instance_url"] == "https://acme.my.salesforce.com" and tokens.expires_in is None
+
+
+@pytest.mark.parametrize("template_id", REQUIRED)
+def test_template_user_info_is_complete(template_id: str) -> None:
+    """A template reading user info says how (GET/POST) and where the stable id is; endpoints are https."""
+    template = load_template(template_id)
+    block = template.oauth2
+    info = block.get("user_info")
+    if info is not None:
+        assert info.get("method") in ("GET", "POST") and block.get("user_id_path")
+    for name in (
+        "authorization_request",
+        "token_request",
+        "refresh_request",
+        "revocation_request",
+        "user_info",
+    ):
+        endpoint = (block.get(name) or {}).get("endpoint")
+        assert endpoint is None or endpoint.startswith("https://"), (name, endpoint)
