@@ -218,3 +218,40 @@ async def test_sigterm_with_refreshes_in_flight(tmp_path: Path, mini_provider: A
             assert refreshed or still_due
     finally:
         await store.close()
+
+
+async def test_audit_file_reopened_on_sighup(tmp_path: Path) -> None:
+    """logrotate moves the audit file; after SIGHUP the engine writes to a new file at the configured path."""
+    audit = tmp_path / "audit.log"
+    config = tmp_path / "engine.yaml"
+    config.write_text(f"api: {{development: true, port: 0}}\naudit: {{sinks: [file], file: '{audit}'}}\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine",
+        "serve",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None
+    lines: list[dict[str, Any]] = []
+    pump = asyncio.create_task(_pump(proc.stdout, lines))
+    served = Served(proc, lines)
+    await served.wait_for("started")
+    assert "config.loaded" in audit.read_text()
+    rotated = tmp_path / "audit.log.1"
+    audit.rename(rotated)
+    proc.send_signal(signal.SIGHUP)
+    await served.wait_for("config_reloaded")
+    for _ in range(100):
+        if audit.exists() and "config.reloaded" in audit.read_text():
+            break
+        await asyncio.sleep(0.05)
+    assert "config.reloaded" in audit.read_text() and "config.reloaded" not in rotated.read_text()
+    assert oct(audit.stat().st_mode & 0o777) == "0o600"
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 15) == 0
+    pump.cancel()
