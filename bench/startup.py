@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     times = []
-    for i in range(args.runs):
+    for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
             times.append(
                 one(Path(tmp))
