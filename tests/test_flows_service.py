@@ -291,3 +291,33 @@ async def test_revoke_503_keeps_grant_unusable(keyturn_engine: Any, provider: Mi
     provider.revoke_status = 200
     assert await engine.flows.revoke_grant(grant.id)
     assert await engine.store.grants.get(grant.id) is None
+
+
+async def test_idle_waiters_do_not_poll(keyturn_engine: Any, provider: MiniProvider) -> None:
+    """Hundreds of held status requests make no database query while they wait; all wake on completion."""
+    import sqlalchemy as sa_events
+
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    queries: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        queries.append(statement)
+
+    sync_engine = engine.store.engine.sync_engine
+    sa_events.event.listen(sync_engine, "before_cursor_execute", count)
+    try:
+        waiters = [
+            asyncio.create_task(engine.api("GET", f"/v1/auth/status?id={body['id']}&wait=30"))
+            for _ in range(300)
+        ]
+        await asyncio.sleep(1.0)
+        settled = len(queries)
+        await asyncio.sleep(1.5)
+        assert len(queries) == settled, "waiting requests polled the database"
+        assert settled <= 300 * 2  # one read each when they arrived
+        await click(engine, body["url"])
+        answers = await asyncio.gather(*waiters)
+        assert all(a[1]["status"] == "completed" for a in answers)
+    finally:
+        sa_events.event.remove(sync_engine, "before_cursor_execute", count)
