@@ -67,7 +67,7 @@ async def test_catalog_from_director_worker(
     assert names == sorted(names, key=str.lower) and {"Echo.Say", "Echo.Secret", "Echo.WhoAmI"} <= set(names)
     assert registry.up == {"dw": True}
     who = await registry.get("echo_whoami")
-    assert who.auth is not None and who.auth["id"] == "acme" and who.auth["oauth2"]["scopes"] == ["read"]
+    assert who.auth is not None and who.auth["id"] == "acme" and who.auth["oauth2"]["scopes"] == ["email"]
     assert (await registry.get("Echo.Say")).auth is None
     assert await registry.all(toolkit="echo") and await registry.all(toolkit="Other") == []
     with pytest.raises(NotFound) as info:

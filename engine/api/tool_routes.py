@@ -44,11 +44,15 @@ async def list_tools(request: web.Request) -> web.Response:
     include = request.query.getall("include_format", [])
     tools = await request.app[TOOLS].registry.all(request.query.get("toolkit"))
     present = _secrets(request)
-    return json_response(
-        _page(
-            [to_arcade(t.definition, secrets_present=present, include_format=include) for t in tools], request
+    user_id = request.query.get("user_id")
+    statuses = await request.app[TOOLS].auth_statuses(tools, user_id) if user_id else {}
+    items = [
+        to_arcade(
+            t.definition, secrets_present=present, include_format=include, auth_status=statuses.get(t.name)
         )
-    )
+        for t in tools
+    ]
+    return json_response(_page(items, request))
 
 
 @routes.get("/v1/tools/{name}")

@@ -4,7 +4,7 @@
 
 Tools (toolkit ``Echo``):
 - ``Echo.Say(text)``: no authorization; returns the text.
-- ``Echo.WhoAmI()``: needs the ``acme`` OAuth provider (scope ``read``); calls the provider's user info
+- ``Echo.WhoAmI()``: needs the ``acme`` OAuth provider (scope ``email``); calls the provider's user info
   endpoint (``ACME_USERINFO_URL``) with the user's token and returns what it says, plus a short hash
   of the token so a test can tell which token the engine sent (never the token itself).
 - ``Echo.Ping()``: needs the ``acme`` provider but calls nothing: the benchmark's no-op tool.
@@ -34,7 +34,7 @@ def say(text: Annotated[str, "What to say back"]) -> str:
     return text
 
 
-@tool(requires_auth=OAuth2(id="acme", scopes=["read"]))
+@tool(requires_auth=OAuth2(id="acme", scopes=["email"]))
 async def who_am_i(context: ToolContext) -> dict[str, str]:
     """Who the user is at the acme provider, asked with the user's own token."""
     token = context.get_auth_token_or_empty()
