@@ -16,6 +16,7 @@ from engine.config.model import Config
 from engine.config.substitute import Substituter
 from engine.config.yamlsrc import LineDict, load_yaml
 from engine.errors import ConfigError
+from engine.net import is_loopback_host
 from engine.providers.model import Provider
 
 # Arcade engine.yaml sections Keyturn accepts and ignores (with a warning)
@@ -93,9 +94,7 @@ def load_text(
 
 
 def is_loopback_url(url: str) -> bool:
-    from engine.providers.catalog import _is_loopback
-
-    return _is_loopback(urlsplit(url).hostname)
+    return is_loopback_host(urlsplit(url).hostname)
 
 
 def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
@@ -240,9 +239,7 @@ def check_root_key(value: str, path: str, line: int | None, ctx: Context) -> byt
 
 
 def _is_loopback_bind(host: str) -> bool:
-    from engine.providers.catalog import _is_loopback
-
-    return _is_loopback(host)
+    return is_loopback_host(host)
 
 
 def _url_host(host: str) -> str:

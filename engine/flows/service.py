@@ -399,7 +399,7 @@ class FlowService:
         if expires_at is None and tokens.refresh_token:
             # no expires_in: ask introspection when configured, else refresh at max_token_age
             if provider.oauth2.token_introspection is not None:
-                expires_at = await self._introspected_expiry(provider, tokens.access_token)
+                expires_at = await self.d.oauth.introspected_expiry(provider, tokens.access_token)
                 if expires_at is not None:
                     next_refresh = expires_at - timedelta(seconds=float(lead))
             max_age = provider.max_token_age or self.d.config().lifecycle.max_token_age
@@ -424,16 +424,6 @@ class FlowService:
     def _forget_grant(self, grant_id: str) -> None:
         """A grant changed: drop every remembered answer (flows that led to it name it only indirectly)."""
         self._answers.clear()
-
-    async def _introspected_expiry(self, provider: Provider, access_token: str) -> datetime | None:
-        try:
-            data = await self.d.oauth.introspect(provider, access_token)
-        except ProviderError:
-            return None
-        exp = data.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            return datetime.fromtimestamp(exp, UTC)
-        return None
 
     def _completed(self, flow: Any, provider: Provider) -> None:
         self.d.emit(

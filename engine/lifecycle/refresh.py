@@ -176,7 +176,7 @@ class Refresher:
             return await self._failed(grant, provider, exc, started)
         expires_at = now_utc() + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
         if expires_at is None and provider.oauth2.token_introspection is not None:
-            expires_at = await self._introspected_expiry(provider, tokens.access_token)
+            expires_at = await self.d.oauth.introspected_expiry(provider, tokens.access_token)
         updated = await store.grants.update_tokens(
             grant.id,
             expected_version=grant.version,
@@ -193,16 +193,6 @@ class Refresher:
         self._observe(provider.id, "refreshed", started)
         self.d.emit("grant.refreshed", outcome="success", user_id=grant.user_id, provider=provider.id)
         return RefreshOutcome("refreshed", updated)
-
-    async def _introspected_expiry(self, provider: Provider, access_token: str) -> datetime | None:
-        try:
-            data = await self.d.oauth.introspect(provider, access_token)
-        except ProviderError:
-            return None
-        exp = data.get("exp")
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            return datetime.fromtimestamp(exp, UTC)
-        return None
 
     async def _failed(
         self, grant: Any, provider: Provider, exc: ProviderError, started: float

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import secrets
 import time
@@ -36,6 +35,7 @@ from engine.api.auth import IDENTITY
 from engine.errors import KeyturnError
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
+from engine.net import is_loopback_host
 
 log = structlog.get_logger("keyturn.mcp")
 
@@ -100,17 +100,17 @@ class McpServer:
 
     # ---- checks ----------------------------------------------------------------------------------
     def _check_request(self, request: web.Request) -> None:
-        local = _is_loopback(_sock_host(request))
+        local = is_loopback_host(_sock_host(request))
         allowed = {o.rstrip("/").lower() for o in _origins(self.allowed_origins)}
         origin = request.headers.get("Origin")
         if origin is not None:
             host = urlsplit(origin).hostname
-            if origin.rstrip("/").lower() not in allowed and not (local and _is_loopback(host)):
+            if origin.rstrip("/").lower() not in allowed and not (local and is_loopback_host(host)):
                 raise _http(web.HTTPForbidden, "origin_not_allowed", "Origin is not allowed for /mcp")
         if local:  # a loopback listener answers only loopback names (and allowed origins' hosts)
             host = request.url.host
             allowed_hosts = {urlsplit(o).hostname for o in allowed}
-            if not _is_loopback(host) and host not in allowed_hosts:
+            if not is_loopback_host(host) and host not in allowed_hosts:
                 raise _http(web.HTTPForbidden, "host_not_allowed", "Host is not allowed for /mcp")
         if self.require_api_key and request.get(IDENTITY) is None:
             raise _http(
@@ -331,18 +331,6 @@ def _sock_host(request: web.Request) -> str | None:
     if isinstance(sockname, tuple) and sockname:
         return str(sockname[0])
     return None
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    host = host.lower().strip("[]")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _reply(request: web.Request, answer: dict[str, Any]) -> web.Response:

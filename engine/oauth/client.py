@@ -13,6 +13,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -230,6 +231,17 @@ class OAuthClient:
         if data is None:
             raise ProviderError(f"{provider.id} introspection: the answer is not JSON", kind="bad_response")
         return data
+
+    async def introspected_expiry(self, provider: Provider, access_token: str) -> datetime | None:
+        """When the token expires per RFC 7662 introspection (``exp``); None when unknown or unavailable."""
+        try:
+            data = await self.introspect(provider, access_token)
+        except ProviderError:
+            return None
+        exp = data.get("exp")
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return datetime.fromtimestamp(exp, UTC)
+        return None
 
     async def userinfo(self, provider: Provider, access_token: str) -> dict[str, Any]:
         spec = provider.oauth2

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import re
 from collections.abc import Mapping
 from importlib import resources
@@ -30,6 +29,7 @@ from engine.config.convert import Context, field_line, from_data, node_line
 from engine.config.model import ProviderConfig
 from engine.config.yamlsrc import LineDict, load_yaml
 from engine.errors import ConfigError
+from engine.net import is_loopback_host
 from engine.providers.model import Provider
 from engine.providers.schema import OAuth2Spec, RequestSpec
 
@@ -154,23 +154,12 @@ def _fill(value: Any, values: Mapping[str, str], path: str, ctx: Context, *, dec
     return value
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str, path: str, line: int | None, ctx: Context, *, allow_http: bool) -> None:
     """An absolute ``https`` URL (``http`` only for loopback hosts or when ``allow_http``)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ctx.error(f"must be an absolute http(s) URL, got {url!r}", path, line)
-    if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
+    if parts.scheme == "http" and not (allow_http or is_loopback_host(parts.hostname)):
         raise ctx.error(
             "must use https (http is allowed only for loopback hosts or with api.development: true), "
             f"got {url!r}",
