@@ -48,7 +48,8 @@ async def test_list_invoke_health(echo_worker: Any, tools_session: aiohttp.Clien
     assert {"Say", "WhoAmI", "Secret"} <= set(by_name)  # the bench adds tools of its own
     assert by_name["Say"]["toolkit"]["name"] == "Echo"
     auth = by_name["WhoAmI"]["requirements"]["authorization"]
-    assert auth["id"] == "acme" and auth["provider_type"] == "oauth2" and auth["oauth2"]["scopes"] == ["email"]
+    assert auth["id"] == "acme" and auth["provider_type"] == "oauth2"
+    assert auth["oauth2"]["scopes"] == ["email"]
     answer = await client.invoke(
         {
             "execution_id": "ex_1",
