@@ -36,3 +36,67 @@ async def test_flow_moves_metrics_and_audits_without_secrets(
     assert USER not in out
     for token in mini_provider.issued:
         assert token not in out and token not in text
+
+
+async def test_security_events_are_audited(
+    keyturn_engine: Any, mini_provider: MiniProvider, echo_worker: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each security event shows up once its path runs, and no audit line carries a token or a user id."""
+    from engine.api.services import REFRESHER
+
+    worker = await echo_worker(mini_provider.url("/userinfo"))
+    a = await keyturn_engine(acme_config(mini_provider, extra=worker.yaml()))
+    sec = (
+        "api_keys: ['test-api-key-0123456789abcdef'], token_exposure: api, "
+        "rate_limiting: {max_auth_attempts: 2}, user_verifier: {mode: custom, url: 'https://app.example/verify'}"
+    )
+    b = await keyturn_engine(acme_config(mini_provider, security=sec))
+    body = {"user_id": USER, "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["read"]}}}
+    # a: flow started/completed, tool executed/denied, refresh ok/failed/needs_reauth, revoke, bad key
+    _, out = await a.api(
+        "POST", "/v1/tools/execute", json={"tool_name": "Echo.WhoAmI", "input": {}, "user_id": USER}
+    )
+    async with a.browser.get(out["output"]["authorization"]["url"]) as resp:
+        assert resp.status == 200
+    _, out = await a.api(
+        "POST", "/v1/tools/execute", json={"tool_name": "Echo.WhoAmI", "input": {}, "user_id": USER}
+    )
+    assert out["success"]
+    grant = await a.store.grants.find(USER, "acme")
+    mini_provider.refresh_plan = ["500", "ok", "invalid_grant"]
+    for _ in range(3):
+        await a.app[REFRESHER].refresh(grant.id, force=True)
+    await a.api("DELETE", f"/v1/admin/user_connections/{grant.id}")
+    async with a.browser.post(
+        a.url + "/v1/auth/authorize", json=body, headers={"Authorization": "Bearer nope"}
+    ):
+        pass
+    _, denied = await a.api("POST", "/v1/auth/authorize", json=body)
+    async with a.browser.get(denied["url"], allow_redirects=False) as resp:
+        provider_url = resp.headers["Location"] + "&deny=1"
+    async with a.browser.get(provider_url):
+        pass
+    # b: user verified / mismatch, token exposed, rate limited
+    for user in (USER, "mallory@example.test"):
+        _, flow = await b.api("POST", "/v1/auth/authorize", json={**body, "user_id": user})
+        async with b.browser.get(flow["url"], allow_redirects=False) as resp:
+            to_provider = resp.headers["Location"]
+        async with b.browser.get(to_provider, allow_redirects=False) as resp:
+            callback = resp.headers["Location"]
+        async with b.browser.get(callback, allow_redirects=False):
+            pass
+        await b.api("POST", "/v1/auth/confirm_user", json={"flow_id": flow["id"], "user_id": USER})
+    await b.api("POST", "/v1/auth/authorize", json=body)  # already granted: the token is exposed
+    for _ in range(3):
+        await b.api("POST", "/v1/auth/authorize", json={**body, "user_id": "rate@example.test"})
+    out_text = capsys.readouterr().out
+    events = {json.loads(line)["event"] for line in out_text.splitlines() if '"keyturn.audit"' in line}
+    expected = {
+        "flow.started", "flow.completed", "flow.failed", "tool.executed", "tool.denied", "grant.refreshed",
+        "grant.refresh_failed", "grant.needs_reauth", "grant.revoked", "api_key.denied", "user.verified",
+        "user.mismatch", "token.exposed", "rate_limited",
+    }  # fmt: skip
+    assert expected <= events, expected - events
+    assert USER not in out_text and "mallory@example.test" not in out_text
+    for token in mini_provider.issued:
+        assert token not in out_text
