@@ -344,3 +344,15 @@ def test_template_user_info_is_complete(template_id: str) -> None:
     ):
         endpoint = (block.get(name) or {}).get("endpoint")
         assert endpoint is None or endpoint.startswith("https://"), (name, endpoint)
+
+
+def test_only_the_code_flow() -> None:
+    """response_type other than code (the implicit grant) is refused with its key path."""
+    with pytest.raises(ConfigError) as info:
+        load(
+            "auth:\n  providers:\n    - id: c\n      client_id: a\n      client_secret: b\n      oauth2:\n"
+            "        authorization_request:\n"
+            "          {endpoint: 'https://p.example/a', params: {response_type: token}}\n"
+            "        token_request: {endpoint: 'https://p.example/t'}\n"
+        )
+    assert info.value.path == "auth.providers[0].oauth2.authorization_request.params.response_type"

@@ -142,7 +142,8 @@ class OAuthClient:
     ) -> str:
         spec = provider.oauth2
         params: dict[str, str] = dict(spec.authorization_request.params)
-        response_type = params.pop("response_type", "code")
+        params.pop("response_type", None)
+        response_type = "code"  # the authorization code grant only (SECURITY.md 1): never implicit
         if scopes:
             params[spec.scope_param] = spec.scope_delimiter.join(scopes)
         if code_verifier is not None and spec.pkce.enabled:

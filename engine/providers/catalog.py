@@ -249,6 +249,13 @@ def _check_spec(
     spec: OAuth2Spec, data: Mapping[str, Any], path: str, line: int | None, ctx: Context, *, development: bool
 ) -> None:
     oidc = spec.issuer is not None and spec.discovery
+    response_type = spec.authorization_request.params.get("response_type", "code")
+    if response_type != "code":
+        raise ctx.error(
+            f"must be code: Keyturn runs only the authorization code flow, got {response_type!r}",
+            f"{path}.authorization_request.params.response_type",
+            field_line(data, "authorization_request") or line,
+        )
     requests: dict[str, RequestSpec | None] = {
         "authorization_request": spec.authorization_request,
         "token_request": spec.token_request,
