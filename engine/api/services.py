@@ -119,7 +119,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def emit_and_forget(event: str, *, outcome: str, **fields: Any) -> Any:
         if event in ("grant.needs_reauth", "grant.revoked"):
-            flows._answers.clear()  # a remembered "completed" answer is no longer true
+            flows.forget_answers()  # a remembered "completed" answer is no longer true
         return emit(event, outcome=outcome, **fields)
 
     refresher = Refresher(

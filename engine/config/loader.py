@@ -215,7 +215,7 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
                 f"security.next_uri_allowlist[{i}]",
                 None,
             )
-    if config.mcp.auth == "none" and not api.development and not _is_loopback_bind(api.host):
+    if config.mcp.auth == "none" and not api.development and not is_loopback_host(api.host):
         raise ctx.error(
             "none serves /mcp without an API key; it is allowed only when api.host is a loopback address "
             "or api.development is true",
@@ -236,10 +236,6 @@ def check_root_key(value: str, path: str, line: int | None, ctx: Context) -> byt
     if len(raw) != 32:
         raise ctx.error(f"must decode to 32 bytes for AES-256, got {len(raw)}", path, line)
     return raw
-
-
-def _is_loopback_bind(host: str) -> bool:
-    return is_loopback_host(host)
 
 
 def _url_host(host: str) -> str:

@@ -405,7 +405,7 @@ class FlowService:
             max_age = provider.max_token_age or self.d.config().lifecycle.max_token_age
             if next_refresh is None and max_age:
                 next_refresh = now_utc() + timedelta(seconds=float(max_age))
-        self._answers.clear()
+        self.forget_answers()
         return await self.d.store.grants.upsert(
             flow.user_id,
             provider.id,
@@ -421,8 +421,8 @@ class FlowService:
             next_refresh_at=next_refresh,
         )
 
-    def _forget_grant(self, grant_id: str) -> None:
-        """A grant changed: drop every remembered answer (flows that led to it name it only indirectly)."""
+    def forget_answers(self) -> None:
+        """A grant changed somewhere: drop every remembered status answer."""
         self._answers.clear()
 
     def _completed(self, flow: Any, provider: Provider) -> None:
@@ -479,7 +479,7 @@ class FlowService:
         if grant is None:
             return False
         await self.d.store.grants.set_status(grant.id, "revoked")
-        self._forget_grant(grant.id)
+        self.forget_answers()
         provider = self.d.providers().get(grant.provider_id)
         if provider is not None:
             try:

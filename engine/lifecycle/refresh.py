@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from engine.config.model import Config
-from engine.errors import NotFound, ProviderError, Unavailable
+from engine.errors import ProviderError, Unavailable
 from engine.flows.service import Emit, _noop_emit
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
@@ -326,9 +326,3 @@ class Refresher:
             with contextlib.suppress(Exception):
                 await claims.release(self.d.store, list(held), self.d.owner)
         return counts
-
-
-def require(grant: Any, what: str) -> Any:
-    if grant is None:
-        raise NotFound(f"no {what}")
-    return grant

@@ -308,7 +308,7 @@ class OAuthClient:
             _, headers, body = auth.prepare("POST", endpoint, headers, urlencode(body_params))
             data = body.encode() if isinstance(body, str) else body
         return await self._request(
-            request.method if request.method == "POST" else "POST",
+            "POST",  # token, refresh, revocation and introspection requests are always POST
             endpoint,
             headers=headers,
             data=data,
