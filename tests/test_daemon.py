@@ -49,33 +49,31 @@ async def _pump(stream: asyncio.StreamReader, lines: list[dict[str, Any]]) -> No
             lines.append({"event": "<non-json>", "text": raw.decode(errors="replace")})
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    config = tmp_path / "engine.yaml"
-    config.write_text("api: {development: true, port: 0}\nlogging: {level: info, format: json}\n")
+async def start_serve(config: Path) -> tuple[Served, asyncio.Task[None]]:
+    """``keyturn serve -c config`` as a process, its log lines collected; returns once it listens."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine",
-        "serve",
-        "-c",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
-        env=env,
-    )
+        sys.executable, "-m", "engine", "serve", "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=config.parent, env=env,
+    )  # fmt: skip
     assert proc.stdout is not None
     lines: list[dict[str, Any]] = []
     pump = asyncio.create_task(_pump(proc.stdout, lines))
     served = Served(proc, lines)
     started = await served.wait_for("started")
     served.port = int(started["listen"][0].rsplit(":", 1)[1])
+    return served, pump
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    config = tmp_path / "engine.yaml"
+    config.write_text("api: {development: true, port: 0}\nlogging: {level: info, format: json}\n")
+    served, pump = await start_serve(config)
     yield served
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
+    if served.proc.returncode is None:
+        served.proc.kill()
+        await served.proc.wait()
     pump.cancel()
 
 
@@ -189,17 +187,8 @@ async def test_sigterm_with_refreshes_in_flight(tmp_path: Path, mini_provider: A
         )
     await store.close()
     mini_provider.refresh_delay = 2.0
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine",
-        "serve",
-        "-c",
-        str(config),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
+    served, pump = await start_serve(config)
+    proc = served.proc
     for _ in range(200):
         if mini_provider.refresh_calls:
             break
@@ -207,6 +196,7 @@ async def test_sigterm_with_refreshes_in_flight(tmp_path: Path, mini_provider: A
     assert mini_provider.refresh_calls, "the engine never started refreshing"
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
+    pump.cancel()
     store = await Store.open(db, Keyring({"k": decode_key(key)}, "k"))
     try:
         grants = await store.grants.list()
@@ -225,22 +215,8 @@ async def test_audit_file_reopened_on_sighup(tmp_path: Path) -> None:
     audit = tmp_path / "audit.log"
     config = tmp_path / "engine.yaml"
     config.write_text(f"api: {{development: true, port: 0}}\naudit: {{sinks: [file], file: '{audit}'}}\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "engine",
-        "serve",
-        "-c",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=tmp_path,
-    )
-    assert proc.stdout is not None
-    lines: list[dict[str, Any]] = []
-    pump = asyncio.create_task(_pump(proc.stdout, lines))
-    served = Served(proc, lines)
-    await served.wait_for("started")
+    served, pump = await start_serve(config)
+    proc = served.proc
     assert "config.loaded" in audit.read_text()
     rotated = tmp_path / "audit.log.1"
     audit.rename(rotated)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,15 +45,5 @@ async def fresh_database() -> AsyncIterator[str]:
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A SQLAlchemy URL for a new, empty PostgreSQL database, dropped after the test."""
-    async with fresh_database() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """Each test using it runs once on SQLite and once on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/store.db"
-        return
     async with fresh_database() as url:
         yield url

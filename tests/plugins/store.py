@@ -19,25 +19,12 @@ import pytest
 from engine.crypto.cipher import Keyring
 from engine.store.records import FlowRecord, GrantRecord
 from engine.store.store import Store
+from tests.plugins.pg import fresh_database
 from tests.plugins.token_scan import remember
-
-STORE_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 # recognisable tokens for raw-byte checks; the end-of-suite scan looks for them in every database file
 STORE_TOKEN = remember("gho_storetest_secret_value_123456789")
 STORE_REFRESH = remember("rt-" + STORE_TOKEN)
-
-
-async def _pg_admin() -> Any:
-    import asyncpg
-
-    try:
-        return await asyncpg.connect(STORE_PG_ADMIN, timeout=3)
-    except (OSError, asyncpg.PostgresError) as exc:
-        reason = f"PostgreSQL does not answer at 127.0.0.1:5432 ({type(exc).__name__}: {exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; it is required under CI=true")
-        pytest.skip(reason)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -46,14 +33,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/store.db"
         return
-    admin = await _pg_admin()
-    name = f"kt_store_{secrets.token_hex(6)}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture
