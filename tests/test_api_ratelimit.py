@@ -51,3 +51,14 @@ def test_retry_after_is_zero_when_free() -> None:
     limiter = SlidingWindowLimiter(2, 60, clock=Clock())
     limiter.hit("k")
     assert limiter.retry_after("k") == 0.0
+
+
+def test_refund_takes_back_the_latest_event() -> None:
+    """refund un-counts one event, so a key that was at the limit may act once more."""
+    limiter = SlidingWindowLimiter(2, 60)
+    limiter.hit("k")
+    limiter.hit("k")
+    assert limiter.retry_after("k") > 0
+    limiter.refund("k")
+    assert limiter.retry_after("k") == 0
+    limiter.refund("never-seen")  # nothing to take back: no error

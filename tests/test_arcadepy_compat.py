@@ -43,6 +43,15 @@ async def test_start_follow_wait(arcade: tuple[AsyncArcade, Any]) -> None:
     assert status.status == "completed"
 
 
+async def test_start_twice_same_authorization(arcade: tuple[AsyncArcade, Any]) -> None:
+    """auth.start twice (and in a loop, as agents do) returns the same id and url, never a 429."""
+    client, _ = arcade
+    first = await client.auth.start(USER, "acme", scopes=["read"])
+    for _ in range(7):
+        again = await client.auth.start(USER, "acme", scopes=["read"])
+        assert (again.id, again.url, again.status) == (first.id, first.url, "pending")
+
+
 async def test_authorize_by_id_and_health(arcade: tuple[AsyncArcade, Any]) -> None:
     """auth.authorize with auth_requirement.id works, and health.check reports healthy."""
     client, _ = arcade

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -240,20 +241,83 @@ async def test_bad_requests(keyturn_engine: Any, provider: MiniProvider) -> None
 
 
 async def test_rate_limited(keyturn_engine: Any, provider: MiniProvider) -> None:
-    """More than max_auth_attempts new flows per user and provider answer 429 with Retry-After."""
+    """The 6th new flow (6 distinct scope sets) in the window is 429 with Retry-After; asking again is not."""
+    engine = await keyturn_engine(config(provider))  # max_auth_attempts: 5 by default
+    firsts = []
+    for i in range(5):
+        status, body = await authorize(engine, [f"scope{i}"])
+        assert status == 200 and body["status"] == "pending"
+        firsts.append(body)
+    async with engine.session.post(
+        engine.url + "/v1/auth/authorize",
+        json={"user_id": USER, "auth_requirement": {"provider_id": "acme", "oauth2": {"scopes": ["s5"]}}},
+    ) as resp:
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    status, again = await authorize(engine, ["scope0"])  # an existing flow is still handed out
+    assert status == 200 and (again["id"], again["url"]) == (firsts[0]["id"], firsts[0]["url"])
+
+
+async def test_asking_again_returns_the_same_flow(keyturn_engine: Any, provider: MiniProvider) -> None:
+    """20 authorizes in a row for the same user, provider and scopes get one flow (same id, url), no 429."""
+    engine = await keyturn_engine(config(provider))
+    answers = [await authorize(engine, ["read", "write"]) for _ in range(10)]
+    answers += [await authorize(engine, ["write", "read"]) for _ in range(10)]  # scope order does not matter
+    assert {status for status, _ in answers} == {200}
+    assert len({(a["id"], a["url"]) for _, a in answers}) == 1
+    async with engine.store.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM flows"))).scalar() == 1
+    resp = await click(engine, answers[0][1]["url"])  # the link still works
+    assert resp.status == 200
+    _, done = await authorize(engine, ["read"])
+    assert done["status"] == "completed"
+
+
+async def test_next_uri_differs_new_flow(keyturn_engine: Any, provider: MiniProvider) -> None:
+    """A different next_uri starts a new flow (its link must lead back there); the same one reuses."""
+    engine = await keyturn_engine(config(provider))
+    _, a = await authorize(engine, ["read"], next_uri="https://app.example/a")
+    _, a2 = await authorize(engine, ["read"], next_uri="https://app.example/a")
+    _, b = await authorize(engine, ["read"], next_uri="https://app.example/b")
+    _, none = await authorize(engine, ["read"])
+    assert a["id"] == a2["id"] and len({a["id"], b["id"], none["id"]}) == 3
+    assert (await engine.store.flows.get(b["id"])).next_uri == "https://app.example/b"
+
+
+async def test_nearly_expired_or_finished_flow_not_reused(
+    keyturn_engine: Any, provider: MiniProvider
+) -> None:
+    """A pending flow with under a minute left, or one that failed, is not handed out again: a new one is."""
+    engine = await keyturn_engine(config(provider))
+    _, first = await authorize(engine, ["read"])
+    async with engine.store.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE flows SET expires_at = :t WHERE id = :id"),
+            {"t": datetime.now(UTC) + timedelta(seconds=30), "id": first["id"]},
+        )
+    _, second = await authorize(engine, ["read"])
+    assert second["id"] != first["id"] and second["status"] == "pending"
+    _, third = await authorize(engine, ["read"])
+    assert third["id"] == second["id"]
+    await click(engine, second["url"], deny="1")
+    _, fourth = await authorize(engine, ["read"])
+    assert fourth["id"] not in (first["id"], second["id"]) and fourth["status"] == "pending"
+
+
+async def test_concurrent_authorizes_one_flow(keyturn_engine: Any, provider: MiniProvider) -> None:
+    """Concurrent identical authorizes get one flow (the database decides), counted once."""
     engine = await keyturn_engine(
         config(
             provider,
             security="api_keys: ['test-api-key-0123456789abcdef'], rate_limiting: {max_auth_attempts: 2}",
         )
     )
-    for _ in range(2):
-        assert (await authorize(engine, ["read"]))[0] == 200
-    async with engine.session.post(
-        engine.url + "/v1/auth/authorize",
-        json={"user_id": USER, "auth_requirement": {"provider_id": "acme", "oauth2": {"scopes": ["read"]}}},
-    ) as resp:
-        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    answers = await asyncio.gather(*(authorize(engine, ["read"]) for _ in range(12)))
+    assert {status for status, _ in answers} == {200}
+    assert len({a["id"] for _, a in answers}) == 1
+    async with engine.store.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM flows"))).scalar() == 1
+    assert (await authorize(engine, ["other"]))[0] == 200  # the race cost one attempt, not twelve
+    assert (await authorize(engine, ["third"]))[0] == 429
 
 
 async def test_admin_connections_and_revoke(keyturn_engine: Any, provider: MiniProvider) -> None:

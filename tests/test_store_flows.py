@@ -94,3 +94,47 @@ async def test_expire_and_delete(store_opened: Store) -> None:
     assert await store_opened.flows.delete_older_than(datetime.now(UTC) + timedelta(seconds=1)) == 1
     assert await store_opened.flows.get(old.id) is None
     assert await store_opened.flows.get(live.id) is not None
+
+
+def flow_values(**over: object) -> dict[str, object]:
+    values: dict[str, object] = dict(
+        user_id="u",
+        provider_id="p",
+        scopes=["a"],
+        code_verifier="v" * 50,
+        nonce=None,
+        redirect_uri="http://127.0.0.1/cb",
+        next_uri=None,
+        expires_at=soon(),
+    )
+    values.update(over)
+    return values
+
+
+async def test_create_or_reuse_one_flow_per_key_under_a_race(store_opened: Store) -> None:
+    """Concurrent create_or_reuse calls with one key create exactly one flow; all get it."""
+    got = await asyncio.gather(
+        *(
+            store_opened.flows.create_or_reuse("k" * 64, valid_after=soon(1), **flow_values())
+            for _ in range(8)
+        )
+    )
+    assert len({flow.id for flow, _ in got}) == 1 and [c for _, c in got].count(True) == 1
+    async with store_opened.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM flows"))).scalar() == 1
+
+
+async def test_reuse_key_released_when_flow_moves_or_nearly_expires(store_opened: Store) -> None:
+    """A finished flow or one valid too briefly gives up its key: the next call creates a new flow."""
+    key = "r" * 64
+    first, created = await store_opened.flows.create_or_reuse(key, valid_after=soon(1), **flow_values())
+    assert created and await store_opened.flows.find_reusable(key, valid_after=soon(1)) == first
+    assert await store_opened.flows.finish(first.id, status="failed", expected_status="pending", error="x")
+    assert await store_opened.flows.find_reusable(key, valid_after=soon(1)) is None
+    second, created = await store_opened.flows.create_or_reuse(
+        key, valid_after=soon(1), **flow_values(expires_at=soon(2))
+    )
+    assert created and second.id != first.id
+    third, created = await store_opened.flows.create_or_reuse(key, valid_after=soon(3), **flow_values())
+    assert created and third.id != second.id  # second has under the wanted time left
+    assert (await store_opened.flows.get(second.id)).status == "pending"  # still usable by its link

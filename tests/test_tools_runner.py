@@ -250,3 +250,21 @@ async def test_auth_statuses_for_a_user(setup: tuple[Any, MiniProvider]) -> None
     assert (await runner.auth_statuses(tools, "someone-else"))["Echo.WhoAmI"]["token_status"] == "not_started"
     out = to_arcade(who.definition, secrets_present=set(), auth_status=statuses[who.name])
     assert out["requirements"]["met"] is True and out["requirements"]["authorization"]["id"] == "acme"
+
+
+async def test_repeated_execute_and_authorize_share_one_flow(setup: tuple[Any, MiniProvider]) -> None:
+    """Executing (and tools/authorize) again before the user authorizes hands out one flow, no 429."""
+    engine, _ = setup
+    body = {"tool_name": "Echo.WhoAmI", "input": {}, "user_id": USER}
+    seen = set()
+    for _ in range(8):
+        status, out = await engine.api("POST", "/v1/tools/execute", json=body)
+        assert status == 200 and out["success"] is False
+        seen.add((out["output"]["authorization"]["id"], out["output"]["authorization"]["url"]))
+    for _ in range(3):
+        status, auth = await engine.api(
+            "POST", "/v1/tools/authorize", json={"tool_name": "Echo.WhoAmI", "user_id": USER}
+        )
+        assert status == 200
+        seen.add((auth["id"], auth["url"]))
+    assert len(seen) == 1

@@ -9,6 +9,7 @@ from aiohttp import web
 from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
 from engine.api.state import FLOWS, SETTINGS, STORE
 from engine.errors import BadRequest, NotFound
+from engine.flows.revoke import NOT_REVOKED_AT_PROVIDER
 
 routes = web.RouteTableDef()
 MAX_WAIT = 59.0
@@ -128,7 +129,9 @@ async def list_connections(request: web.Request) -> web.Response:
 @routes.delete("/v1/admin/user_connections/{id}")
 async def delete_connection(request: web.Request) -> web.Response:
     grant_id = request.match_info["id"]
-    revoke = request.app[FLOWS].revoke_grant
-    if not await revoke(grant_id):
+    result = await request.app[FLOWS].revoke_grant(grant_id)
+    if result is None:
         raise NotFound(f"no user connection {grant_id!r}")
+    if result.outcome == NOT_REVOKED_AT_PROVIDER:  # deleted, but say that the provider still has it
+        return json_response(result.answer())
     return web.Response(status=204)

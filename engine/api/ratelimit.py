@@ -59,5 +59,11 @@ class SlidingWindowLimiter:
             raise RateLimited(f"too many {what}; try again in {round(wait)} s", retry_after=wait)
         q.append(now)
 
+    def refund(self, key: Hashable) -> None:
+        """Take back the latest event of ``key`` (it turned out not to count)."""
+        q = self._events.get(key)
+        if q:
+            q.pop()
+
     def reset(self, key: Hashable) -> None:
         self._events.pop(key, None)

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="revoke a user's grants",
         description="Revoke a user's grants: each becomes unusable at once, is revoked at the provider "
         "(RFC 7009) and deleted; when the provider cannot be reached it stays revoked and the engine "
-        "retries.",
+        "retries; when its provider is no longer configured it is deleted here and the output says it "
+        "was not revoked at the provider.",
     )
     rv.add_argument("--user", required=True, help="user id")
     rv.add_argument("--provider", default=None, help="only this provider's grant")
@@ -51,6 +52,13 @@ def run_list(args: argparse.Namespace) -> int:
             f"scopes {' '.join(g.scopes)}"
         )
     return 0
+
+
+OUTCOME_TEXT = {
+    "revoked": "revoked",
+    "retry_later": "unusable; provider revocation will be retried",
+    "not_revoked_at_provider": "deleted here but NOT revoked at the provider (provider no longer configured)",
+}
 
 
 def run_revoke(args: argparse.Namespace) -> int:
@@ -78,10 +86,9 @@ def run_revoke(args: argparse.Namespace) -> int:
             grants = await store.grants.list(user_id=args.user, provider_id=args.provider)
             done = []
             for grant in grants:
-                await flows.revoke_grant(grant.id)
-                state = await store.grants.get(grant.id)
-                outcome = "revoked" if state is None else "unusable; provider revocation will be retried"
-                done.append(f"{grant.provider_id}: {outcome}")
+                result = await flows.revoke_grant(grant.id)
+                if result is not None:
+                    done.append(f"{grant.provider_id}: {OUTCOME_TEXT[result.outcome]}")
             return done
 
     results = asyncio.run(go())

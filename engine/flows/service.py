@@ -24,6 +24,8 @@ from engine.api.nexturi import check_next_uri
 from engine.api.ratelimit import SlidingWindowLimiter
 from engine.config.model import Config
 from engine.errors import BadRequest, KeyturnError, NotFound, ProviderError, UserMismatch
+from engine.flows import reuse, revoke
+from engine.flows.revoke import Revocation
 from engine.flows.waiters import FlowWaiters
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import TokenSet, get_path
@@ -87,6 +89,7 @@ class FlowService:
         self.limiter = SlidingWindowLimiter(rl.max_auth_attempts, rl.window_minutes * 60.0)
         # finished status answers (completed/failed), by id, for ANSWER_CACHE_TTL seconds
         self._answers: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._starting = reuse.KeyedLocks()  # identical authorizes wait for each other
 
     # ---- providers -------------------------------------------------------------------------
     def find_provider(self, requirement: Mapping[str, Any]) -> Provider:
@@ -130,21 +133,38 @@ class FlowService:
         grant = await self.d.store.grants.find(user_id, provider.id)
         if grant is not None and grant.status == "active" and set(scopes) <= set(grant.scopes):
             return self.grant_response(grant, provider)
-        if config.security.rate_limiting.enabled:
-            try:
-                self.limiter.hit(
-                    (user_id, provider.id), what="authorization attempts for this user and provider"
-                )
-            except KeyturnError:
-                self.d.emit("rate_limited", outcome="denied", user_id=user_id, provider=provider.id)
-                raise
         wanted: list[str] = []
         for scope in (*provider.oauth2.default_scopes, *(grant.scopes if grant else ()), *scopes):
             if scope not in wanted:
                 wanted.append(scope)
         oidc = provider.oauth2.issuer is not None and "openid" in wanted
-        now = now_utc()
-        flow = await self.d.store.flows.create(
+        ttl = float(config.security.flow_ttl)
+        key = reuse.reuse_key(
+            user_id=user_id,
+            provider_id=provider.id,
+            scopes=wanted,
+            next_uri=next_uri,
+            redirect_uri=self.redirect_uri(),
+            oidc=oidc,
+        )
+        limiter_key = (user_id, provider.id)
+
+        def count_new() -> None:
+            if not config.security.rate_limiting.enabled:
+                return
+            try:
+                self.limiter.hit(limiter_key, what="authorization attempts for this user and provider")
+            except KeyturnError:
+                self.d.emit("rate_limited", outcome="denied", user_id=user_id, provider=provider.id)
+                raise
+
+        flow, created = await reuse.find_or_start(
+            self.d.store,
+            self._starting,
+            key,
+            valid_after=now_utc() + timedelta(seconds=reuse.min_left(ttl)),
+            count_new=count_new,
+            refund=lambda: self.limiter.refund(limiter_key),
             user_id=user_id,
             provider_id=provider.id,
             scopes=wanted,
@@ -152,8 +172,10 @@ class FlowService:
             nonce=secrets.token_urlsafe(32) if oidc else None,
             redirect_uri=self.redirect_uri(),
             next_uri=next_uri,
-            expires_at=now + timedelta(seconds=float(config.security.flow_ttl)),
+            expires_at=now_utc() + timedelta(seconds=ttl),
         )
+        if not created:  # asked again: the same flow and link, not counted as a new attempt
+            return self.flow_response(flow)
         self.d.emit("flow.started", outcome="success", user_id=user_id, provider=provider.id, flow_id=flow.id)
         return self.flow_response(flow)
 
@@ -469,35 +491,17 @@ class FlowService:
         )
 
     # ---- disconnect -------------------------------------------------------------------------
-    async def revoke_grant(self, grant_id: str) -> bool:
-        """Make the grant unusable at once, revoke at the provider, then delete it.
-
-        When the provider cannot be reached the grant stays ``revoked`` (unusable) and the reaper
-        retries the revocation later (SECURITY.md 26). False when there is no such grant.
-        """
-        grant = await self.d.store.grants.get(grant_id)
-        if grant is None:
-            return False
-        await self.d.store.grants.set_status(grant.id, "revoked")
+    async def revoke_grant(self, grant_id: str) -> Revocation | None:
+        """Disconnect ``grant_id`` (:mod:`engine.flows.revoke`); None when there is no such grant."""
+        result = await revoke.revoke_grant(
+            store=self.d.store,
+            oauth=self.d.oauth,
+            providers=self.d.providers(),
+            emit=self.d.emit,
+            grant_id=grant_id,
+        )
         self.forget_answers()
-        provider = self.d.providers().get(grant.provider_id)
-        if provider is not None:
-            try:
-                await _revoke_tokens(self.d.oauth, provider, grant)
-            except ProviderError as exc:
-                if exc.retryable:
-                    self.d.emit(
-                        "grant.revoke_failed",
-                        outcome="error",
-                        user_id=grant.user_id,
-                        provider=grant.provider_id,
-                        reason=exc.kind,
-                    )
-                    return True
-                # a definite refusal (e.g. token already invalid) means there is nothing left to revoke
-        await self.d.store.grants.delete(grant.id)
-        self.d.emit("grant.revoked", outcome="success", user_id=grant.user_id, provider=grant.provider_id)
-        return True
+        return result
 
     # ---- confirm_user --------------------------------------------------------------------------
     async def confirm_user(self, flow_id: str, user_id: str) -> dict[str, Any]:
@@ -537,11 +541,3 @@ class FlowService:
         )
         self._completed(flow, provider)
         return {"auth_id": flow.id, "next_uri": flow.next_uri}
-
-
-async def _revoke_tokens(oauth: OAuthClient, provider: Provider, grant: Any) -> None:
-    """RFC 7009: revoke the refresh token, then the access token."""
-    if grant.refresh_token:
-        await oauth.revoke(provider, grant.refresh_token, token_type_hint="refresh_token")
-    if grant.access_token:
-        await oauth.revoke(provider, grant.access_token, token_type_hint="access_token")

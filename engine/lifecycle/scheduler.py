@@ -23,7 +23,7 @@ class Lifecycle:
         self,
         refresher: Refresher,
         *,
-        retry_revocation: Callable[[str], Awaitable[bool]] | None = None,
+        retry_revocation: Callable[[str], Awaitable[object]] | None = None,
         gauges: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.gauges = gauges

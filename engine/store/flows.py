@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
+from engine.errors import StorageError
 from engine.store import models as m
 from engine.store.base import Repo, aware, new_id, now_utc
 from engine.store.records import FlowRecord
@@ -50,7 +52,9 @@ class FlowRepo(Repo):
         redirect_uri: str,
         next_uri: str | None,
         expires_at: datetime,
+        reuse_key: str | None = None,
     ) -> FlowRecord:
+        """A new pending flow; with ``reuse_key``, IntegrityError when a flow holds that key."""
         fid = new_id("fl")
         values = {
             "id": fid,
@@ -64,11 +68,54 @@ class FlowRepo(Repo):
             "next_uri": next_uri,
             "created_at": now_utc(),
             "expires_at": expires_at,
+            "reuse_key": reuse_key,
         }
         async with self.tx() as conn:
             await conn.execute(sa.insert(self.t).values(**values))
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == fid))).one()
         return self._row(row)
+
+    async def find_reusable(self, reuse_key: str, *, valid_after: datetime) -> FlowRecord | None:
+        """The pending flow holding ``reuse_key`` when it is still valid at ``valid_after``."""
+        async with self.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(self.t).where(
+                        self.t.c.reuse_key == reuse_key,
+                        self.t.c.status == "pending",
+                        self.t.c.expires_at > valid_after,
+                    )
+                )
+            ).first()
+        return self._row(row) if row else None
+
+    async def create_or_reuse(
+        self, reuse_key: str, *, valid_after: datetime, **values: Any
+    ) -> tuple[FlowRecord, bool]:
+        """The pending flow for ``reuse_key`` (valid at ``valid_after``), or a new one: ``(flow, created)``.
+
+        The key is unique in the table, so concurrent callers (any replica) get one flow: the loser
+        of the insert reads the winner's. A holder that is no longer worth handing out (nearly or
+        already expired, or no longer pending) lets go of the key first.
+        """
+        for _ in range(5):
+            found = await self.find_reusable(reuse_key, valid_after=valid_after)
+            if found is not None:
+                return found, False
+            async with self.tx() as conn:
+                await conn.execute(
+                    sa.update(self.t)
+                    .where(
+                        self.t.c.reuse_key == reuse_key,
+                        sa.or_(self.t.c.status != "pending", self.t.c.expires_at <= valid_after),
+                    )
+                    .values(reuse_key=None)
+                )
+            try:
+                return await self.create(reuse_key=reuse_key, **values), True
+            except IntegrityError:
+                continue  # another authorize created it meanwhile: read it
+        raise StorageError("could not create a flow: its reuse key stayed contended", retry_after=1)
 
     async def get(self, flow_id: str) -> FlowRecord | None:
         if len(flow_id) > 40:
@@ -120,7 +167,7 @@ class FlowRepo(Repo):
         pending_user_info: Mapping[str, Any] | None = None,
     ) -> bool:
         """Move a flow from ``expected_status`` to ``status`` (compare-and-set); False when it had moved."""
-        values: dict[str, Any] = {"status": status, "state_hash": None}
+        values: dict[str, Any] = {"status": status, "state_hash": None, "reuse_key": None}
         if status in ("completed", "failed", "expired"):
             values.update(completed_at=now_utc(), code_verifier=None, nonce=None)
         if grant_id is not None:
@@ -188,6 +235,7 @@ class FlowRepo(Repo):
                         status="expired",
                         error="expired",
                         state_hash=None,
+                        reuse_key=None,
                         code_verifier=None,
                         nonce=None,
                         pending_tokens=None,

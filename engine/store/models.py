@@ -59,7 +59,10 @@ flows = sa.Table(
     sa.Column("expires_at", UTC_TS, nullable=False),
     sa.Column("started_at", UTC_TS),
     sa.Column("completed_at", UTC_TS),
+    # while a flow is pending: the digest of what it asks for, so an identical authorize gets it again
+    sa.Column("reuse_key", sa.String(64)),
     sa.Index("ix_flows_status_expires", "status", "expires_at"),
+    sa.Index("uq_flows_reuse_key", "reuse_key", unique=True),
     sa.Index("ix_flows_created", "created_at"),
 )
 
