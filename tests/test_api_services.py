@@ -87,8 +87,13 @@ async def test_security_events_are_audited(
             pass
         await b.api("POST", "/v1/auth/confirm_user", json={"flow_id": flow["id"], "user_id": USER})
     await b.api("POST", "/v1/auth/authorize", json=body)  # already granted: the token is exposed
-    for _ in range(3):
-        await b.api("POST", "/v1/auth/authorize", json={**body, "user_id": "rate@example.test"})
+    for i in range(3):  # three new flows (asking again for one would not count)
+        requirement = {"id": "acme", "oauth2": {"scopes": [f"s{i}"]}}
+        await b.api(
+            "POST",
+            "/v1/auth/authorize",
+            json={"user_id": "rate@example.test", "auth_requirement": requirement},
+        )
     out_text = capsys.readouterr().out
     events = {json.loads(line)["event"] for line in out_text.splitlines() if '"keyturn.audit"' in line}
     expected = {

@@ -74,3 +74,20 @@ async def test_list_and_revoke(
     assert "acme: revoked" in capsys.readouterr().out
     assert [r["token"] for r in mini_provider.revocations] == [token]
     assert await loop.run_in_executor(None, run, ["grants", "revoke", "--user", "alice", "-c", str(cfg)]) == 1
+
+
+async def test_revoke_with_provider_removed_says_not_revoked(
+    tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """grants revoke for a provider gone from the config deletes the grant, saying it is not revoked there."""
+    cfg = write_config(tmp_path, mini_provider)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, main, ["db", "upgrade", "-c", str(cfg)]) == 0
+    await add_grant(cfg, "alice", mini_provider._token())
+    cfg.write_text(cfg.read_text().replace("- id: acme", "- id: other"))
+    capsys.readouterr()
+    argv = ["grants", "revoke", "--user", "alice", "-c", str(cfg)]
+    assert await loop.run_in_executor(None, main, argv) == 0
+    assert "acme: deleted here but NOT revoked at the provider" in capsys.readouterr().out
+    assert mini_provider.revocations == []
+    assert await loop.run_in_executor(None, main, argv) == 1  # gone

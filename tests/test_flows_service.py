@@ -357,6 +357,49 @@ async def test_revoke_503_keeps_grant_unusable(keyturn_engine: Any, provider: Mi
     assert await engine.store.grants.get(grant.id) is None
 
 
+async def test_revoke_with_provider_removed_says_not_revoked(
+    keyturn_engine: Any, provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grant whose provider left the config is deleted; the answer, audit and log say not revoked there."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    grant = await engine.store.grants.find(USER, "acme")
+    engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")  # acme removed
+    capsys.readouterr()
+    status, answer = await engine.api("DELETE", f"/v1/admin/user_connections/{grant.id}")
+    assert status == 200 and answer["outcome"] == "not_revoked_at_provider"
+    assert answer["deleted"] is True and answer["revoked_at_provider"] is False
+    assert answer["reason"] == "provider_not_configured" and "not revoked at the provider" in answer["msg"]
+    assert provider.revocations == [] and await engine.store.grants.get(grant.id) is None
+    out = capsys.readouterr().out
+    [record] = [json.loads(x) for x in out.splitlines() if '"event":"grant.revoked"' in x]
+    assert record["outcome"] == "failure" and record["revoked_at_provider"] is False
+    assert record["reason"] == "provider_not_configured"
+    assert "grant_not_revoked_at_provider" in out
+
+
+async def test_reaper_retry_with_provider_removed_deletes_and_says_so(
+    keyturn_engine: Any, provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A revocation left for the reaper whose provider was then removed is deleted with the same outcome."""
+    engine = await keyturn_engine(config(provider))
+    _, body = await authorize(engine, ["read"])
+    await click(engine, body["url"])
+    grant = await engine.store.grants.find(USER, "acme")
+    provider.revoke_status = 503
+    assert (await engine.flows.revoke_grant(grant.id)).outcome == "retry_later"
+    engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")
+    capsys.readouterr()
+    from engine.api.services import LIFECYCLE
+
+    await engine.app[LIFECYCLE].reap()
+    assert await engine.store.grants.get(grant.id) is None
+    out = capsys.readouterr().out
+    [record] = [json.loads(x) for x in out.splitlines() if '"event":"grant.revoked"' in x]
+    assert record["outcome"] == "failure" and record["reason"] == "provider_not_configured"
+
+
 async def test_idle_waiters_do_not_poll(keyturn_engine: Any, provider: MiniProvider) -> None:
     """Hundreds of held status requests make no database query while they wait; all wake on completion."""
     import sqlalchemy as sa_events
