@@ -105,3 +105,24 @@ async def test_security_events_are_audited(
     assert USER not in out_text and "mallory@example.test" not in out_text
     for token in mini_provider.issued:
         assert token not in out_text
+
+
+async def test_valid_keys_pass_an_address_locked_by_bad_ones(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """25 bad requests from 127.0.0.1, then a valid config key and store key get 200, a bad key 429."""
+    engine = await keyturn_engine(acme_config(mini_provider))
+    _, store_key = await engine.store.api_keys.create("app-two")
+    for _ in range(25):
+        async with engine.browser.get(
+            engine.url + "/v1/tools", headers={"Authorization": "Bearer kt_bad_key"}
+        ) as resp:
+            assert resp.status in (401, 429)
+    assert resp.status == 429
+    assert (await engine.api("GET", "/v1/tools"))[0] == 200
+    async with engine.browser.get(engine.url + "/v1/tools", headers={"Authorization": store_key}) as resp:
+        assert resp.status == 200
+    async with engine.browser.get(
+        engine.url + "/v1/tools", headers={"Authorization": "Bearer wrong-key"}
+    ) as resp:
+        assert resp.status == 429 and (await resp.json())["error"] == "rate_limited"

@@ -320,7 +320,7 @@ async def test_api_key_required(mcp_serve: Serve) -> None:
         assert (await _post(http, url, _init()))[0] == 401
 
     class Keys:
-        async def verify(self, presented: str) -> Any | None:
+        async def verify(self, presented: str, *, limited: bool = False) -> Any | None:
             return {"kind": "test"} if presented == KEY else None
 
     guard = api_key_middleware(

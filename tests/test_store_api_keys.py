@@ -60,3 +60,34 @@ async def test_duplicate_name_refused(store_opened: Store) -> None:
         await store_opened.api_keys.create("ci")
     with pytest.raises(Conflict):
         await store_opened.api_keys.create("  ")
+
+
+async def test_known_only_costs_no_query_per_made_up_key(store_opened: Store) -> None:
+    """known_only: 200 made-up key ids cost one id-list query in all; a real key still verifies."""
+    from sqlalchemy import event
+
+    _, plain = await store_opened.api_keys.create("ci")
+    queries: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        queries.append(statement)
+
+    sync_engine = store_opened.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", count)
+    try:
+        for i in range(200):
+            assert await store_opened.api_keys.verify(f"kt_made{i:03d}up_secret", known_only=True) is None
+        assert len(queries) <= 1, queries
+        assert await store_opened.api_keys.verify(plain, known_only=True) is not None
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", count)
+
+
+async def test_known_only_sees_a_new_key(store_opened: Store) -> None:
+    """A key created after the id list was read verifies with known_only once the list is re-read."""
+    from engine.store import api_keys
+
+    assert await store_opened.api_keys.verify("kt_nothere_x", known_only=True) is None
+    _, plain = await store_opened.api_keys.create("late")
+    store_opened.api_keys._known = (store_opened.api_keys._known[0] - api_keys.KNOWN_IDS_TTL, frozenset())
+    assert await store_opened.api_keys.verify(plain, known_only=True) is not None

@@ -1,7 +1,10 @@
 """API keys at the edge: every ``/v1/*`` route but the browser endpoints needs ``Authorization: Bearer``.
 
 A missing or wrong key answers 401 JSON, is audited (never with the key), and repeated failures from one
-address are rate limited (SECURITY 27).
+address are rate limited (SECURITY 27). Only failures are limited: the key is checked first and a valid
+key always passes, also from an address over its limit (behind a proxy every application may share one
+address). For an address over its limit the verifier is asked with ``limited=True`` and answers
+without a database query per request, so failed attempts cannot make checking keys expensive.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiKeyVerifier(Protocol):
-    async def verify(self, presented: str) -> Any | None:
-        """An identity for a valid key, None for an unknown or revoked one."""
+    async def verify(self, presented: str, *, limited: bool = False) -> Any | None:
+        """An identity for a valid key, None for an unknown or revoked one.
+
+        ``limited``: the caller's address is over its failure limit; answer from memory (at most a
+        bounded, shared amount of database work), never one query per request.
+        """
 
 
 # paths under /v1 a browser opens (no API key): the flow link and the provider's redirect back
@@ -79,16 +86,16 @@ def api_key_middleware(
             return await handler(request)
         ip = client_ip(request)
         wait = failures.retry_after(ip)
-        if wait > 0:
-            if on_denied is not None:
-                await on_denied(request, "rate_limited")
-            limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
-            return error_response(limited)
         presented = bearer(request)
         verifier = verifier_of(request)
         identity = None
         if presented is not None and verifier is not None:
-            identity = await verifier.verify(presented)
+            identity = await verifier.verify(presented, limited=wait > 0)
+        if identity is None and wait > 0:
+            if on_denied is not None:
+                await on_denied(request, "rate_limited")
+            limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
+            return error_response(limited)
         if identity is None:
             with contextlib.suppress(RateLimited):
                 failures.hit(ip, what="failed API key attempts")

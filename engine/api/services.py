@@ -43,7 +43,7 @@ class ApiKeys:
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
-    async def verify(self, presented: str) -> Any | None:
+    async def verify(self, presented: str, *, limited: bool = False) -> Any | None:
         if len(presented) > 512:
             return None
         config = self.app[SETTINGS].current.config
@@ -51,7 +51,7 @@ class ApiKeys:
             if key and hmac.compare_digest(key.encode(), presented.encode()):
                 return {"kind": "config", "name": f"security.api_keys[{i}]"}
         if presented.startswith("kt_"):
-            return await self.app[STORE].api_keys.verify(presented)
+            return await self.app[STORE].api_keys.verify(presented, known_only=limited)
         return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import hashlib
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "kt"
 VERIFY_CACHE_TTL = 10.0
+KNOWN_IDS_TTL = 1.0  # with known_only, the id list is read again at most this often
 TOUCH_EVERY = timedelta(minutes=1)
 
 
@@ -37,6 +39,8 @@ class ApiKeyRepo(Repo):
     def __init__(self, store: Store) -> None:
         super().__init__(store)
         self._cache: dict[str, tuple[float, bytes, bytes, ApiKeyRecord]] = {}
+        self._known: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
+        self._known_lock = asyncio.Lock()
 
     @staticmethod
     def _record(row: Any) -> ApiKeyRecord:
@@ -68,12 +72,31 @@ class ApiKeyRepo(Repo):
             raise Conflict(f"an API key named {name!r} already exists") from None
         return self._record(row), f"{KEY_PREFIX}_{key_id}_{secret}"
 
-    async def verify(self, presented: str) -> ApiKeyRecord | None:
+    async def _is_known(self, key_id: str) -> bool:
+        """Whether ``key_id`` names an unrevoked key, from one id list read at most every KNOWN_IDS_TTL."""
+        read_at, ids = self._known
+        if key_id in ids or time.monotonic() - read_at < KNOWN_IDS_TTL:
+            return key_id in ids
+        async with self._known_lock:  # callers arriving meanwhile share the one read
+            if self._known[0] == read_at:
+                async with self.read() as conn:
+                    rows = await conn.execute(sa.select(self.t.c.id).where(self.t.c.revoked_at.is_(None)))
+                    self._known = (time.monotonic(), frozenset(r.id for r in rows))
+        return key_id in self._known[1]
+
+    async def verify(self, presented: str, *, known_only: bool = False) -> ApiKeyRecord | None:
+        """The key's record when ``presented`` is a valid, unrevoked key.
+
+        ``known_only`` (the caller's address is over its failure limit): an id neither cached nor in
+        the shared id list costs no query of its own, so floods of made-up keys stay cheap.
+        """
         parts = presented.split("_", 2)
         if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1] or not parts[2]:
             return None
         key_id, secret = parts[1], parts[2]
         cached = self._cache.get(key_id)
+        if cached is None and known_only and not await self._is_known(key_id):
+            return None
         if cached is None or cached[0] < time.monotonic():
             async with self.read() as conn:
                 row = (await conn.execute(sa.select(self.t).where(self.t.c.id == key_id))).first()
@@ -117,4 +140,5 @@ class ApiKeyRepo(Repo):
                 .values(revoked_at=now_utc())
             )
         self._cache.clear()
+        self._known = (float("-inf"), frozenset())
         return bool(result.rowcount)
