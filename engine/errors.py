@@ -17,7 +17,8 @@ token, code, verifier, client secret or API key.
     ├── RateLimited                 429 rate_limited (retry_after seconds)
     ├── ProviderError               502 provider_error (kind: the provider's error word or a fault class)
     ├── Unavailable                 503 unavailable (retry_after seconds)
-    └── StorageError                503 storage_unavailable
+    ├── StorageError                503 storage_unavailable
+    └── AuditUnavailable            503 audit_unavailable (audit.required and no sink writes)
 """
 
 from __future__ import annotations
@@ -133,3 +134,7 @@ class Unavailable(KeyturnError):
 
 class StorageError(Unavailable):
     error = "storage_unavailable"
+
+
+class AuditUnavailable(Unavailable):
+    error = "audit_unavailable"

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
@@ -126,3 +127,33 @@ async def test_valid_keys_pass_an_address_locked_by_bad_ones(
         engine.url + "/v1/tools", headers={"Authorization": "Bearer wrong-key"}
     ) as resp:
         assert resp.status == 429 and (await resp.json())["error"] == "rate_limited"
+
+
+async def test_audit_required_refuses_actions_when_the_file_cannot_be_written(
+    keyturn_engine: Any, mini_provider: MiniProvider, tmp_path: Any
+) -> None:
+    """audit.required with the audit file's directory removed: actions answer 503 JSON and change nothing."""
+    import shutil
+
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    extra = f"audit: {{sinks: [file], file: '{folder}/audit.log', required: true}}\n"
+    engine = await keyturn_engine(acme_config(mini_provider, extra=extra))
+    body = {"user_id": USER, "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["read"]}}}
+    status, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 200
+    async with engine.browser.get(auth["url"]) as resp:
+        assert resp.status == 200
+    grant = await engine.store.grants.find(USER, "acme")
+    shutil.rmtree(folder)
+    more = {"user_id": USER, "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["write"]}}}
+    status, err = await engine.api("POST", "/v1/auth/authorize", json=more)
+    assert status == 503 and err["error"] == "audit_unavailable" and "audit.required" in err["msg"]
+    status, err = await engine.api("DELETE", f"/v1/admin/user_connections/{grant.id}")
+    assert status == 503 and err["error"] == "audit_unavailable"
+    assert (await engine.store.grants.get(grant.id)).status == "active" and mini_provider.revocations == []
+    async with engine.store.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM flows"))).scalar() == 1
+    assert (await engine.api("GET", "/v1/auth/status?id=" + auth["id"]))[0] == 200  # reads still work
+    folder.mkdir()
+    assert (await engine.api("POST", "/v1/auth/authorize", json=more))[0] == 200

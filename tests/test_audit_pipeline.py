@@ -130,6 +130,23 @@ def test_required_raises_when_no_sink_accepted() -> None:
     assert info.value.status == 503 and "audit.required" in info.value.msg
 
 
+def test_require_ready_when_the_file_cannot_be_written(tmp_path: Path) -> None:
+    """audit.required: require_ready raises audit_unavailable once the file's directory is removed."""
+    folder = tmp_path / "audit"
+    folder.mkdir()
+    config = AuditConfig(sinks=("file",), file=str(folder / "audit.log"), required=True)
+    auditor = Auditor(config, SALT)
+    auditor.require_ready()
+    (folder / "audit.log").unlink()
+    folder.rmdir()
+    with pytest.raises(Unavailable) as info:
+        auditor.require_ready()
+    assert info.value.status == 503 and info.value.error == "audit_unavailable"
+    with pytest.raises(Unavailable):
+        auditor.emit("flow.started", outcome="success")
+    Auditor(AuditConfig(sinks=("file",), file=str(tmp_path / "x.log")), SALT).require_ready()  # optional
+
+
 def test_required_database_sink_without_store_refuses() -> None:
     """sinks: [database] with no store writer means nothing accepts: required mode fails the action."""
     auditor = Auditor(AuditConfig(sinks=("database",), required=True), SALT)

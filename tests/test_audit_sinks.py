@@ -92,6 +92,47 @@ def test_file_sink_refuses_when_directory_gone_after_reopen(tmp_path: Path) -> N
     assert read_lines(path)[0]["event"] == "flow.started"
 
 
+def test_file_sink_deleted_with_its_directory_is_not_written(tmp_path: Path) -> None:
+    """A file removed with its directory is neither ready nor written to; it recovers with the path."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = folder / "audit.log"
+    sink = FileSink(path)
+    assert sink.ready() and sink.write(RECORD)
+    path.unlink()
+    folder.rmdir()
+    assert sink.ready() is False and sink.write(RECORD) is False  # the open file is gone: nothing lands
+    folder.mkdir()
+    assert sink.ready() and sink.write({**RECORD, "event": "flow.completed"})
+    assert [r["event"] for r in read_lines(path)] == ["flow.completed"]
+
+
+async def test_database_sink_failing_is_not_accepted_until_it_writes_again() -> None:
+    """After a failed database write the sink accepts nothing and is not ready until a probe passes."""
+    down = True
+
+    async def write(record: dict[str, Any]) -> None:
+        if down:
+            raise ConnectionError("database down")
+
+    async def probe() -> None:
+        if down:
+            raise ConnectionError("database down")
+
+    sink = DatabaseSink(write, probe=probe)
+    assert sink.ready() and sink.write(RECORD) is True  # queued while the database looked fine
+    await sink.flush()
+    assert sink.failed == 1 and sink.ready() is False and sink.write(RECORD) is False
+    await sink.flush()
+    down = False
+    sink._probed_at = float("-inf")
+    sink.ready()  # starts a probe
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sink.ready() and sink.write(RECORD) is True
+    await sink.aclose()
+
+
 async def test_database_sink_queues_and_writes() -> None:
     """The database sink accepts at once and hands records to the coroutine in order."""
     written: list[dict[str, Any]] = []

@@ -33,9 +33,10 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
         setup_metrics(app)  # /metrics (or its own listener) and the timing middleware, outermost
     if services:
         from engine.api import auth_routes, oauth_routes, tool_routes
-        from engine.api.services import api_key_guard, services_ctx
+        from engine.api.services import api_key_guard, audit_guard, services_ctx
 
         app.middlewares.append(api_key_guard(app))
+        app.middlewares.append(audit_guard(app))
         app.cleanup_ctx.append(services_ctx)
         app.router.add_routes(auth_routes.routes)
         app.router.add_routes(oauth_routes.routes)

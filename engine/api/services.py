@@ -95,6 +95,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         config.audit,
         await store.meta.installation_salt(),
         database=store.audit.write if "database" in config.audit.sinks else None,
+        probe=store.ping,
     )
     for sink in auditor.sinks:
         if isinstance(sink, DatabaseSink):
@@ -215,3 +216,26 @@ def api_key_guard(app: web.Application) -> Any:
         denied,
         needs_key=needs_key,
     )
+
+
+# GET requests that still change something: the flow link (a new state) and the provider's callback
+_CHANGING_GETS = ("/v1/oauth/",)
+
+
+def audit_guard(app: web.Application) -> Any:
+    """With ``audit.required``, refuse (503 audit_unavailable) a request that may change something
+    while no audit sink can write, before its handler runs: nothing is changed unrecorded."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        auditor = app.get(AUDITOR)
+        if (
+            auditor is not None
+            and auditor.config.required
+            and (request.method not in ("GET", "HEAD", "OPTIONS") or request.path.startswith(_CHANGING_GETS))
+        ):
+            auditor.require_ready()
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware

@@ -7,6 +7,8 @@
 (:func:`engine.audit.processors.new_salt`), keeps it in its store and passes it in here.
 ``emit`` returns whether at least one sink accepted the record; with ``audit.required: true`` it
 raises :class:`engine.errors.Unavailable` instead of returning False, so the action fails.
+``require_ready`` (called before an action that changes something) raises the same when
+``audit.required`` is set and no sink can write now, so the action is refused before it happens.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from engine.audit.processors import EventAllowlist, UserHasher
-from engine.audit.sinks import DatabaseSink, DatabaseWrite, FileSink, Sink, StdoutSink
+from engine.audit.sinks import DatabaseSink, DatabaseWrite, FileSink, Probe, Sink, StdoutSink
 from engine.config.model import AuditConfig
-from engine.errors import ConfigError, Unavailable
+from engine.errors import AuditUnavailable, ConfigError
 from engine.logs import Redactor
 
 
@@ -47,7 +49,8 @@ class Auditor:
 
     ``sinks`` replaces the sinks built from the config (tests, embedding); ``database`` is the
     store's coroutine writing one record (needed when ``config.sinks`` has ``database``, else
-    that sink is missing and, when it is the only one, every emit fails to be accepted).
+    that sink is missing and, when it is the only one, every emit fails to be accepted);
+    ``probe`` checks the database while that sink is failing.
     """
 
     def __init__(
@@ -56,12 +59,13 @@ class Auditor:
         salt: bytes,
         *,
         database: DatabaseWrite | None = None,
+        probe: Probe | None = None,
         sinks: Sequence[Sink] | None = None,
         stdout: TextIO | None = None,
     ) -> None:
         self.config = config
         self.sinks: list[Sink] = (
-            list(sinks) if sinks is not None else self._build_sinks(config, database, stdout)
+            list(sinks) if sinks is not None else self._build_sinks(config, database, probe, stdout)
         )
         self.processors: list[Processor] = [
             EventAllowlist(),
@@ -81,7 +85,7 @@ class Auditor:
 
     @staticmethod
     def _build_sinks(
-        config: AuditConfig, database: DatabaseWrite | None, stdout: TextIO | None
+        config: AuditConfig, database: DatabaseWrite | None, probe: Probe | None, stdout: TextIO | None
     ) -> list[Sink]:
         sinks: list[Sink] = []
         for name in config.sinks:
@@ -97,7 +101,7 @@ class Auditor:
                         f"cannot open {config.file}: {exc.strerror}", path="audit.file"
                     ) from None
             elif name == "database" and database is not None:
-                sinks.append(DatabaseSink(database))
+                sinks.append(DatabaseSink(database, probe=probe))
         return sinks
 
     def __repr__(self) -> str:
@@ -111,10 +115,24 @@ class Auditor:
         """
         accepted = bool(self._logger.msg(event, outcome=outcome, **fields))
         if not accepted and self.config.required:
-            raise Unavailable(
+            raise AuditUnavailable(
                 f"audit record {event} could not be written and audit.required is set", retry_after=5
             )
         return accepted
+
+    def ready(self) -> bool:
+        """Whether at least one sink can write a record now."""
+        ready = False
+        for sink in self.sinks:
+            ready = sink.ready() or ready  # every sink is asked (a failing one starts its probe)
+        return ready
+
+    def require_ready(self) -> None:
+        """With ``audit.required``: raise :class:`Unavailable` when no sink can write now."""
+        if self.config.required and not self.ready():
+            raise AuditUnavailable(
+                "no audit sink can write and audit.required is set; nothing was changed", retry_after=5
+            )
 
     def reopen(self) -> None:
         """Reopen file sinks (SIGHUP after logrotate)."""

@@ -2,6 +2,10 @@
 
 A sink's ``write(record) -> bool`` says whether it accepted the record; it never raises. The
 database sink accepts by queueing; a background task hands records to the store's coroutine.
+``ready() -> bool`` says whether the sink can write now: ``audit.required`` asks it before an action,
+so an action whose record could not be written is refused before it changes anything. A file
+deleted under the sink (its directory removed) is neither ready nor written to; a database sink whose
+last write failed is not ready until a write (or its probe) succeeds again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import structlog
 log = structlog.get_logger("keyturn.audit")
 
 DatabaseWrite = Callable[[dict[str, Any]], Awaitable[None]]
+Probe = Callable[[], Awaitable[Any]]
+PROBE_EVERY = 1.0  # seconds between probes of a failing database sink
 
 
 def to_json(record: Mapping[str, Any]) -> str:
@@ -30,6 +36,8 @@ class Sink(Protocol):
     name: str
 
     def write(self, record: Mapping[str, Any]) -> bool: ...
+
+    def ready(self) -> bool: ...
 
     def reopen(self) -> None: ...
 
@@ -55,6 +63,10 @@ class StdoutSink:
             return False
         return True
 
+    def ready(self) -> bool:
+        stream = self.stream if self.stream is not None else sys.stdout
+        return not stream.closed
+
     def reopen(self) -> None:
         pass
 
@@ -77,12 +89,27 @@ class FileSink:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
+    def _usable(self) -> None:
+        """Open the file when closed or deleted (it would be written into nothing); OSError if not."""
+        if self._file is not None and os.fstat(self._file.fileno()).st_nlink == 0:
+            self._close()
+        if self._file is None:
+            self._open()
+
+    def ready(self) -> bool:
+        with self._lock:
+            try:
+                self._usable()
+            except OSError:
+                self._close()
+                return False
+        return True
+
     def write(self, record: Mapping[str, Any]) -> bool:
         line = to_json(record) + "\n"
         with self._lock:
             try:
-                if self._file is None:
-                    self._open()
+                self._usable()
                 assert self._file is not None
                 self._file.write(line)
                 self._file.flush()
@@ -115,14 +142,20 @@ class FileSink:
 class DatabaseSink:
     """Queue records and write them with ``write`` (the store's coroutine) in a background task.
 
-    ``write`` accepts while the queue has room and a loop runs (the task starts on the first
-    record, or with :meth:`start`); a failed database write is logged and counted in ``failed``.
+    ``write`` accepts while the queue has room, a loop runs (the task starts on the first record,
+    or with :meth:`start`) and the last database write did not fail; a failed database write is
+    logged and counted in ``failed``, and until a later write or ``probe`` succeeds the sink
+    accepts nothing (records are still queued and tried) and is not :meth:`ready`.
     """
 
     name = "database"
 
-    def __init__(self, write: DatabaseWrite, *, max_queue: int = 10_000) -> None:
+    def __init__(self, write: DatabaseWrite, *, max_queue: int = 10_000, probe: Probe | None = None) -> None:
         self._write = write
+        self._probe = probe
+        self._probing: asyncio.Task[None] | None = None
+        self._probed_at = float("-inf")
+        self.failing = False
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,7 +182,28 @@ class DatabaseSink:
         except asyncio.QueueFull:
             log.error("audit_database_queue_full", size=self._queue.maxsize)
             return False
-        return True
+        return not self.failing
+
+    def ready(self) -> bool:
+        """Whether records are being written; while failing, probe the database now and then."""
+        if self.closed or self._queue.full():
+            return False
+        if self.failing and self._probe is not None and self._loop is not None:
+            now = self._loop.time()
+            if self._probing is None and now - self._probed_at >= PROBE_EVERY:
+                self._probed_at = now
+                self._probing = self._loop.create_task(self._run_probe(), name="keyturn-audit-probe")
+        return not self.failing
+
+    async def _run_probe(self) -> None:
+        try:
+            assert self._probe is not None
+            await self._probe()
+            self.failing = False
+        except Exception as exc:
+            log.error("audit_database_probe_failed", error=type(exc).__name__)
+        finally:
+            self._probing = None
 
     def _write_from_thread(self, record: dict[str, Any]) -> bool:
         loop = self._loop
@@ -163,8 +217,10 @@ class DatabaseSink:
             record = await self._queue.get()
             try:
                 await self._write(record)
+                self.failing = False
             except Exception as exc:
                 self.failed += 1
+                self.failing = True
                 log.error(
                     "audit_database_write_failed", audit_event=record.get("event"), error=type(exc).__name__
                 )
