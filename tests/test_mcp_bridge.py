@@ -24,25 +24,34 @@ from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 UPSTREAM = Path(__file__).parent / "mcp_upstream" / "server.py"
 
 
-@pytest.fixture
-async def upstream(mini_provider: MiniProvider) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def start_upstream(mini_provider: MiniProvider, *mode: str) -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(UPSTREAM),
         "0",
         mini_provider.url("/userinfo"),
+        *mode,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     port = None
-    while port is None:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        with contextlib.suppress(ValueError):
-            port = json.loads(line)["port"]
-    yield f"http://127.0.0.1:{port}/mcp"
-    proc.terminate()
-    await proc.wait()
+    try:
+        while port is None:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            with contextlib.suppress(ValueError):
+                port = json.loads(line)["port"]
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@pytest.fixture
+async def upstream(mini_provider: MiniProvider) -> AsyncIterator[str]:
+    async with start_upstream(mini_provider) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager
@@ -103,3 +112,25 @@ async def test_bridge_uses_the_users_token(
         assert fresh.access_token != grant.access_token
         for token in (grant.access_token, fresh.access_token, grant.refresh_token):
             assert token not in dump(messages) + str(result) + str(again)
+
+
+@pytest.mark.parametrize("mode", [(), ("sse",)], ids=["json", "sse"])
+async def test_large_upstream_answers(
+    keyturn_engine: Any, mini_provider: MiniProvider, mode: tuple[str, ...]
+) -> None:
+    """A 300 KB upstream answer (JSON or SSE) is bridged whole; one over 8 MiB is an error naming the limit."""
+    async with start_upstream(mini_provider, *mode) as url:
+        server = f"{{id: up, url: '{url}', requires_auth: {{provider: acme, scopes: [read]}}}}"
+        engine = await keyturn_engine(acme_config(mini_provider, extra=f"mcp: {{servers: [{server}]}}\n"))
+        async with client(engine, []) as session:
+            with pytest.raises(MCPError) as info:
+                await session.call_tool("up_repeat", {"text": "x", "times": 1})
+            async with engine.browser.get(info.value.data["elicitations"][0]["url"]) as resp:
+                assert resp.status == 200
+            result = await session.call_tool("up_repeat", {"text": "0123456789", "times": 30_000})
+            assert not result.is_error and result.content[0].text == "0123456789" * 30_000
+            huge = await session.call_tool("up_repeat", {"text": "0123456789", "times": 900_000})
+            assert huge.is_error
+            assert huge.content[0].text == (
+                "upstream MCP server up's answer to tools/call is larger than the limit of 8 MiB"
+            )

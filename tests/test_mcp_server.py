@@ -342,3 +342,32 @@ async def test_api_key_required(mcp_serve: Serve) -> None:
     assert needs_api_key_or_mcp("/v1/tools", mcp_auth="none") and not needs_api_key_or_mcp(
         "/ping", mcp_auth="api_key"
     )
+
+
+async def test_large_request_is_read_whole(mcp_serve: Serve) -> None:
+    """A 500 KB tools/call from the official client is read whole and answered."""
+    url, _ = await mcp_serve()
+    text = "0123456789" * 50_000
+    async with client(url) as session:
+        await session.initialize()
+        result = await session.call_tool("echo", {"text": text})
+        assert not result.is_error and result.content[0].text == text
+
+
+async def test_request_past_the_cap_is_413_naming_the_limit(mcp_serve: Serve) -> None:
+    """A message over 4 MiB, announced or chunked, is a 413 JSON-RPC error that names the limit."""
+    url, _ = await mcp_serve()
+    big = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {"x": "y" * (4 << 20)}}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 1 << 20):
+            yield big[start : start + (1 << 20)]
+
+    async with aiohttp.ClientSession() as http:
+        for data in (big, pieces()):
+            hdrs = {"Content-Type": "application/json", **JSON_SSE}
+            async with http.post(url, data=data, headers=hdrs) as resp:
+                assert resp.status == 413
+                body = await resp.json()
+            assert body["error"]["code"] == -32600
+            assert body["error"]["message"] == "Invalid Request: the message is larger than the limit of 4 MiB"

@@ -105,3 +105,47 @@ async def test_non_json_and_http_errors(aiohttp_server: Any, tools_session: aioh
     with pytest.raises(ProviderError) as info:
         await client.invoke({})
     assert info.value.retryable and "HTTP 500" in info.value.msg
+
+
+async def test_large_tool_result_is_read_whole(
+    echo_worker: Any, tools_session: aiohttp.ClientSession
+) -> None:
+    """A 300 KB tool result from the reference worker comes back whole, not cut at the read buffer."""
+    worker = await echo_worker()
+    client = WorkerClient(tools_session, "echo", worker.url, worker.secret, 10)
+    text = "abcdefghij" * 30_000
+    answer = await client.invoke(
+        {"execution_id": "ex_big", "tool": {"name": "Say", "toolkit": "Echo"}, "inputs": {"text": text}}
+    )
+    assert answer["success"] is True and answer["output"]["value"] == text
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_answer_past_the_cap_names_the_limit(
+    aiohttp_server: Any, tools_session: aiohttp.ClientSession, chunked: bool
+) -> None:
+    """A worker answer over 8 MiB is a worker_error naming the worker, the path and the limit."""
+    from aiohttp import web
+
+    from engine.tools.worker import MAX_ANSWER_BYTES
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        body = b"[" + b" " * MAX_ANSWER_BYTES + b"]"
+        if not chunked:
+            return web.Response(body=body, content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for start in range(0, len(body), 1 << 20):
+            await resp.write(body[start : start + (1 << 20)])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/worker/tools", huge)
+    server = await aiohttp_server(app, host="127.0.0.1", port=0)
+    client = WorkerClient(tools_session, "big", str(server.make_url("")), "s", 10)
+    with pytest.raises(ProviderError) as info:
+        await client.list_tools()
+    assert info.value.kind == "worker_error"
+    assert info.value.msg == "worker big: the answer to /worker/tools is larger than the limit of 8 MiB"

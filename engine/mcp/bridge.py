@@ -20,6 +20,7 @@ import structlog
 from engine.config.model import Config, McpServerConfig
 from engine.errors import KeyturnError, ProviderError, Unavailable
 from engine.flows.service import FlowService
+from engine.httpbody import BodyTooLarge, read_body
 from engine.lifecycle.refresh import Refresher
 from engine.mcp.backend import NeedsAuthorization
 
@@ -91,7 +92,17 @@ class UpstreamClient:
             ) as resp:
                 if resp.status == 401:
                     raise UpstreamUnauthorized()
-                raw = await resp.content.read(MAX_ANSWER + 1)
+                content_type = resp.headers.get("Content-Type", "")
+                try:
+                    raw = await read_body(
+                        resp.content,
+                        MAX_ANSWER,
+                        length=resp.content_length,
+                        what=f"{what}'s answer to {method}",
+                        enough=_sse_answered(content_type, msg_id),
+                    )
+                except BodyTooLarge as exc:
+                    raise ProviderError(str(exc), kind="upstream_error") from None
                 if notification:
                     return None, None, None
                 if resp.status >= 400:
@@ -100,7 +111,7 @@ class UpstreamClient:
                         kind="upstream_error",
                         retryable=resp.status >= 500,
                     )
-                answer = _find_answer(raw, resp.headers.get("Content-Type", ""), msg_id)
+                answer = _find_answer(raw, content_type, msg_id)
                 sid = resp.headers.get("Mcp-Session-Id") if want_session else None
         except TimeoutError:
             raise Unavailable(f"{what} did not answer {method} in time", retry_after=1) from None
@@ -114,6 +125,15 @@ class UpstreamClient:
         result = answer.get("result")
         version = result.get("protocolVersion") if isinstance(result, dict) and want_session else None
         return result, sid, version
+
+
+def _sse_answered(content_type: str, msg_id: str | None) -> Callable[[bytes], bool] | None:
+    """For an SSE answer: stop reading once the event answering ``msg_id`` has arrived."""
+    if "text/event-stream" not in content_type or msg_id is None:
+        return None
+    return lambda raw: (
+        raw.endswith((b"\n\n", b"\r\n\r\n")) and _find_answer(raw, content_type, msg_id) is not None
+    )
 
 
 def _find_answer(raw: bytes, content_type: str, msg_id: str | None) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from aiohttp import web
 from engine import __version__
 from engine.api.auth import IDENTITY
 from engine.errors import KeyturnError
+from engine.httpbody import BodyTooLarge, read_body
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
 from engine.net import is_loopback_host
@@ -149,9 +150,12 @@ class McpServer:
     # ---- HTTP ------------------------------------------------------------------------------------
     async def post(self, request: web.Request) -> web.StreamResponse:
         self._check_request(request)
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return _json(p.error(None, p.INVALID_REQUEST, "Invalid Request: message too large"), 413)
+        try:
+            raw = await read_body(
+                request.content, MAX_BODY, length=request.content_length, what="Invalid Request: the message"
+            )
+        except BodyTooLarge as exc:
+            return _json(p.error(None, p.INVALID_REQUEST, str(exc)), 413)
         try:
             message = json.loads(raw)
         except ValueError:

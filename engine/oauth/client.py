@@ -23,6 +23,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from engine.errors import ProviderError
+from engine.httpbody import BodyTooLarge, read_body
 from engine.oauth.idtoken import JwksCache, validate_id_token
 from engine.oauth.tokens import TokenSet, decode_body, parse_token_answer, raise_for_answer
 from engine.providers.model import Provider
@@ -335,13 +336,15 @@ class OAuthClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
-                body = await resp.content.read(limit + 1)
-                if len(body) > limit:
-                    raise ProviderError(
-                        f"{what}: the answer is larger than {limit // 1024} KiB "
-                        f"(HTTP {resp.status}, {resp.headers.get('Content-Type', 'no content type')})",
-                        kind="bad_response",
+                try:
+                    body = await read_body(
+                        resp.content, limit, length=resp.content_length, what=f"{what}: the answer"
                     )
+                except BodyTooLarge as exc:
+                    raise ProviderError(
+                        f"{exc} (HTTP {resp.status}, {resp.headers.get('Content-Type', 'no content type')})",
+                        kind="bad_response",
+                    ) from None
                 return _Answer(resp.status, resp.headers.get("Content-Type", ""), body, dict(resp.headers))
         except TimeoutError:
             raise ProviderError(

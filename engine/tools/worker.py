@@ -17,9 +17,10 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from engine.errors import ProviderError, Unavailable
+from engine.httpbody import BodyTooLarge, read_body
 
 TOKEN_TTL = 60
-MAX_ANSWER_BYTES = 8 * 1024 * 1024
+MAX_ANSWER_BYTES = 8 * 1024 * 1024  # a worker's answer (/worker/tools of 77 tools is ~400 KB)
 
 
 def worker_token(secret: str, *, now: float | None = None) -> str:
@@ -65,11 +66,15 @@ class WorkerClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=limit_s or self.timeout),
             ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if len(raw) > MAX_ANSWER_BYTES:
-                    raise ProviderError(
-                        f"worker {self.worker_id}: answer larger than 8 MiB", kind="worker_error"
+                try:
+                    raw = await read_body(
+                        resp.content,
+                        MAX_ANSWER_BYTES,
+                        length=resp.content_length,
+                        what=f"worker {self.worker_id}: the answer to {path}",
                     )
+                except BodyTooLarge as exc:
+                    raise ProviderError(str(exc), kind="worker_error") from None
                 if resp.status in (401, 403):
                     raise ProviderError(
                         f"worker {self.worker_id} refused the engine's token (HTTP {resp.status}): "

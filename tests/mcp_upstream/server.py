@@ -1,10 +1,11 @@
 """An upstream MCP server (official mcp SDK, streamable HTTP) that needs a bearer token checked at a provider.
 
-    python tests/mcp_upstream/server.py PORT USERINFO_URL
+    python tests/mcp_upstream/server.py PORT USERINFO_URL [sse]
 
 Every request must carry ``Authorization: Bearer <token>``; the token is checked by calling the
 provider's user info endpoint with it (401 otherwise). Tools: ``whoami`` (the provider's ``sub`` and
-a short hash of the token, never the token) and ``add``. Prints ``{"port": PORT}`` once listening.
+a short hash of the token, never the token), ``add`` and ``repeat`` (a large answer). Answers are JSON,
+or SSE events with ``sse``. Prints ``{"port": PORT}`` once listening.
 """
 
 import hashlib
@@ -38,7 +39,13 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-starlette_app = app_server.streamable_http_app(json_response=True)
+@app_server.tool()
+def repeat(text: str, times: int) -> str:
+    """The text, ``times`` times over."""
+    return text * times
+
+
+starlette_app = app_server.streamable_http_app(json_response=sys.argv[3:] != ["sse"])
 
 
 class CheckToken:
