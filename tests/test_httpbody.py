@@ -41,7 +41,11 @@ async def body_server(aiohttp_server: Any) -> AsyncIterator[tuple[str, aiohttp.C
 
 def test_size_text() -> None:
     """Limits read as MiB, KiB or bytes."""
-    assert (size_text(8 * 1024 * 1024), size_text(65536), size_text(1000)) == ("8 MiB", "64 KiB", "1000 bytes")
+    assert (size_text(8 * 1024 * 1024), size_text(65536), size_text(1000)) == (
+        "8 MiB",
+        "64 KiB",
+        "1000 bytes",
+    )
 
 
 @pytest.mark.parametrize("path", ["/chunked", "/sized"])

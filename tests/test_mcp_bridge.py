@@ -118,7 +118,7 @@ async def test_bridge_uses_the_users_token(
 async def test_large_upstream_answers(
     keyturn_engine: Any, mini_provider: MiniProvider, mode: tuple[str, ...]
 ) -> None:
-    """A 300 KB upstream answer (JSON or SSE) is bridged whole; one over 8 MiB is an error naming the limit."""
+    """A 300 KB upstream answer (JSON or SSE) is bridged whole; one over 8 MiB errs naming the limit."""
     async with start_upstream(mini_provider, *mode) as url:
         server = f"{{id: up, url: '{url}', requires_auth: {{provider: acme, scopes: [read]}}}}"
         engine = await keyturn_engine(acme_config(mini_provider, extra=f"mcp: {{servers: [{server}]}}\n"))

@@ -370,4 +370,6 @@ async def test_request_past_the_cap_is_413_naming_the_limit(mcp_serve: Serve) ->
                 assert resp.status == 413
                 body = await resp.json()
             assert body["error"]["code"] == -32600
-            assert body["error"]["message"] == "Invalid Request: the message is larger than the limit of 4 MiB"
+            assert (
+                body["error"]["message"] == "Invalid Request: the message is larger than the limit of 4 MiB"
+            )

@@ -213,3 +213,23 @@ async def test_network_failures(upstream: Upstream, client: OAuthClient) -> None
     with pytest.raises(ProviderError) as info:
         await client.exchange_code(p, code="c", redirect_uri="http://x/cb", code_verifier=None)
     assert info.value.kind == "timeout"
+
+
+async def test_large_user_info_is_read_whole(upstream: Upstream, client: OAuthClient) -> None:
+    """A 300 KB user info answer (under the 1 MiB cap) is read whole, not cut at the read buffer."""
+    groups = [f"group-{i:06d}" for i in range(25_000)]
+    upstream.answers.append(web.json_response({"sub": "alice", "groups": groups}))
+    info = await client.userinfo(provider(upstream), "at-9")
+    assert info["groups"] == groups
+
+
+async def test_token_answer_past_64_kib_is_refused(upstream: Upstream, client: OAuthClient) -> None:
+    """A token answer over 64 KiB (SECURITY.md 11) is a bad_response naming the limit, never its content."""
+    upstream.answers.append(web.json_response({"access_token": "at-big", "pad": "x" * 70_000}))
+    with pytest.raises(ProviderError) as info:
+        await client.exchange_code(
+            provider(upstream), code="c", redirect_uri="http://x/cb", code_verifier=None
+        )
+    assert info.value.kind == "bad_response"
+    assert "is larger than the limit of 64 KiB (HTTP 200, application/json" in info.value.msg
+    assert "at-big" not in info.value.msg
