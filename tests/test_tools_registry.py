@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from engine.config.loader import load_text
 from engine.config.model import Config
 from engine.errors import NotFound
+from engine.tools import registry as registry_module
 from engine.tools.registry import ToolRegistry, configured_workers, normalize
 
 
@@ -127,3 +129,49 @@ async def test_wrong_secret_marks_worker_down(
     tools = await registry.all()
     assert registry.up == {"bad": False, "good": True}
     assert {t.worker.worker_id for t in tools} == {"good"}
+
+
+async def test_unknown_names_ask_each_worker_at_most_once(
+    keyturn_engine: Any, toolkit_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """50 executes of unknown tools cost each worker no /worker/tools call beyond one per interval."""
+    one, two = await toolkit_worker(company=True), await toolkit_worker(company=True)
+    engine = await keyturn_engine(
+        one.yaml("one") + f"  - {{id: two, uri: '{two.url}', secret: '{two.secret}'}}\n"
+    )
+    status, page = await engine.api("GET", "/v1/tools")
+    assert status == 200 and page["total_count"] == 1
+    assert (await one.tools_calls(), await two.tools_calls()) == (1, 1)
+
+    async def execute(name: str) -> int:
+        status, _ = await engine.api("POST", "/v1/tools/execute", json={"tool_name": name, "input": {}})
+        return status
+
+    statuses = await asyncio.gather(*(execute(f"Nope.Tool{i}") for i in range(50)))
+    assert set(statuses) == {404}
+    assert (await one.tools_calls(), await two.tools_calls()) == (1, 1)  # listed just now: not asked again
+    monkeypatch.setattr(registry_module, "MISS_REFRESH_INTERVAL", 0.5)
+    await asyncio.sleep(0.6)
+    statuses = await asyncio.gather(*(execute(f"Nope.Other{i}") for i in range(50)))
+    assert set(statuses) == {404}
+    assert (await one.tools_calls(), await two.tools_calls()) == (2, 2)  # one shared round, not 50
+
+
+async def test_unknown_name_asks_a_newly_added_worker_at_once(
+    echo_worker: Any, toolkit_worker: Any, registry_session: aiohttp.ClientSession
+) -> None:
+    """A worker added by a reload is asked on the first miss; a worker asked just before is not."""
+    echo, company = await echo_worker(), await toolkit_worker(company=True)
+    first = config_for(f"workers: [{{id: echo, uri: '{echo.url}', secret: '{echo.secret}'}}]\n")
+    current = {"config": first}
+    registry = ToolRegistry(lambda: current["config"], registry_session)
+    await registry.refresh()
+    with pytest.raises(NotFound):
+        await registry.get("Company.ListEvents")
+    current["config"] = config_for(
+        f"workers:\n  - {{id: echo, uri: '{echo.url}', secret: '{echo.secret}'}}\n"
+        f"  - {{id: company, uri: '{company.url}', secret: '{company.secret}'}}\n"
+    )
+    tool = await registry.get("Company.ListEvents")
+    assert tool.worker.worker_id == "company" and await company.tools_calls() == 1
+    assert (await registry.get("Echo.Say")).worker.worker_id == "echo"  # its last list still stands

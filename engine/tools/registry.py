@@ -2,7 +2,11 @@
 
 Workers come from ``workers[]`` and Arcade's ``tools.directors[].workers[].http``. A worker that is
 down keeps its last good list (and is reported down); a name given by two workers goes to the first.
-Names match case-insensitively as ``Toolkit.Tool`` or ``Toolkit_Tool``.
+Names match case-insensitively as ``Toolkit.Tool`` or ``Toolkit_Tool``. A name not in the catalog
+asks again only the workers not asked in the last ``MISS_REFRESH_INTERVAL`` (a worker may have gained
+the tool; a worker just added by a reload is asked at once); callers missing meanwhile wait for that
+round and ask nothing: a flood of unknown names costs each worker at most one ``/worker/tools`` call
+per interval.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +27,8 @@ from engine.errors import NotFound, ProviderError, Unavailable
 from engine.tools.worker import WorkerClient
 
 log = structlog.get_logger("keyturn.tools")
+
+MISS_REFRESH_INTERVAL = 10.0  # seconds: how often an unknown tool name may make a worker be asked again
 
 
 @dataclasses.dataclass
@@ -72,15 +79,38 @@ class ToolRegistry:
         self._by_worker: dict[str, list[dict[str, Any]]] = {}
         self.up: dict[str, bool] = {}
         self.refreshed_at = 0.0
+        self._asked_at: dict[tuple[str, str], float] = {}  # (worker id, uri) -> when last asked
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, asked_within: float | None = None) -> None:
+        """Ask the workers for their tools and rebuild the catalog.
+
+        ``asked_within``: skip the workers asked less than this many seconds ago (their last list
+        stays); when every worker was, nothing is asked.
+        """
         async with self._lock:
             workers = configured_workers(self.config(), self.session)
-            results = await asyncio.gather(*(w.list_tools() for w in workers), return_exceptions=True)
+            now = time.monotonic()
+            ask = [
+                w
+                for w in workers
+                if asked_within is None
+                or now - self._asked_at.get((w.worker_id, w.uri), -math.inf) >= asked_within
+            ]
+            if asked_within is not None and not ask:
+                return
+            for worker in ask:
+                self._asked_at[(worker.worker_id, worker.uri)] = now
+            answers = await asyncio.gather(*(w.list_tools() for w in ask), return_exceptions=True)
+            by_id = {w.worker_id: a for w, a in zip(ask, answers, strict=True)}
             tools: dict[str, Tool] = {}
-            for worker, result in zip(workers, results, strict=True):
+            for worker in workers:
+                if worker.worker_id not in by_id:  # not asked this round: its last list stands
+                    definitions = self._by_worker.get(worker.worker_id, [])
+                    self._add(tools, worker, definitions)
+                    continue
+                result = by_id[worker.worker_id]
                 if isinstance(result, BaseException):
                     if not isinstance(result, ProviderError | Unavailable):
                         log.error("worker_list_failed", worker=worker.worker_id, error=type(result).__name__)
@@ -94,22 +124,30 @@ class ToolRegistry:
                     self._by_worker[worker.worker_id] = definitions
                 if self.on_worker is not None:
                     self.on_worker(worker.worker_id, self.up[worker.worker_id])
-                for definition in definitions:
-                    try:
-                        tool = Tool(definition, worker)
-                        key = normalize(tool.name)
-                    except (KeyError, TypeError):
-                        continue
-                    tools.setdefault(key, tool)
+                self._add(tools, worker, definitions)
             known = {w.worker_id for w in workers}
             self._by_worker = {k: v for k, v in self._by_worker.items() if k in known}
+            self._asked_at = {k: v for k, v in self._asked_at.items() if k[0] in known}
             self._tools = tools
-            self.refreshed_at = time.monotonic()
+            if len(ask) == len(workers):
+                self.refreshed_at = time.monotonic()
+
+    @staticmethod
+    def _add(tools: dict[str, Tool], worker: WorkerClient, definitions: list[dict[str, Any]]) -> None:
+        for definition in definitions:
+            try:
+                tool = Tool(definition, worker)
+                key = normalize(tool.name)
+            except (KeyError, TypeError):
+                continue
+            tools.setdefault(key, tool)
 
     async def ensure_fresh(self) -> None:
         interval = float(self.config().tools.catalog_refresh)
-        if not self._tools or time.monotonic() - self.refreshed_at > interval:
+        if time.monotonic() - self.refreshed_at > interval:
             await self.refresh()
+        elif not self._tools:  # nothing listed yet (workers down?): ask again, but not on every call
+            await self.refresh(asked_within=MISS_REFRESH_INTERVAL)
 
     def start(self) -> None:
         async def loop() -> None:
@@ -130,8 +168,8 @@ class ToolRegistry:
 
     async def get(self, name: str) -> Tool:
         tool = self._tools.get(normalize(name))
-        if tool is None:
-            await self.refresh()  # a worker may have gained the tool since the last round
+        if tool is None:  # a worker may have gained the tool since it was last asked
+            await self.refresh(asked_within=MISS_REFRESH_INTERVAL)
             tool = self._tools.get(normalize(name))
         if tool is None:
             raise NotFound(f"unknown tool {name!r}", error="tool_not_found")
