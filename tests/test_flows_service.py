@@ -428,3 +428,13 @@ async def test_idle_waiters_do_not_poll(keyturn_engine: Any, provider: MiniProvi
         assert all(a[1]["status"] == "completed" for a in answers)
     finally:
         sa_events.event.remove(sync_engine, "before_cursor_execute", count)
+
+
+async def test_explicit_id_never_falls_back(keyturn_engine: Any, provider: MiniProvider) -> None:
+    """auth_requirement.id must name an entry exactly: provider_id acme does not rescue an unknown id."""
+    engine = await keyturn_engine(config(provider))
+    requirement = {"provider_id": "acme", "id": "acme-eu", "oauth2": {"scopes": ["read"]}}
+    status, err = await engine.api(
+        "POST", "/v1/auth/authorize", json={"user_id": USER, "auth_requirement": requirement}
+    )
+    assert status == 404 and err["error"] == "unknown_provider" and "'acme-eu'" in err["msg"]

@@ -30,6 +30,7 @@ from engine.flows.waiters import FlowWaiters
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import TokenSet, get_path
 from engine.providers.model import Provider
+from engine.providers.resolve import resolve_provider
 
 log = structlog.get_logger("keyturn.flows")
 
@@ -93,29 +94,8 @@ class FlowService:
 
     # ---- providers -------------------------------------------------------------------------
     def find_provider(self, requirement: Mapping[str, Any]) -> Provider:
-        """The provider an ``auth_requirement`` names by ``id`` (config id) or ``provider_id``."""
-        providers = self.d.providers()
-        wanted_id = requirement.get("id")
-        wanted_pid = requirement.get("provider_id")
-        for key in (wanted_id, wanted_pid):
-            if isinstance(key, str) and key in providers:
-                return providers[key]
-        if isinstance(wanted_pid, str):
-            matches = [p for p in providers.values() if p.template_id == wanted_pid]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise BadRequest(
-                    f"several providers use template {wanted_pid!r}; name one by auth_requirement.id "
-                    f"({', '.join(sorted(p.id for p in matches))})",
-                    error="ambiguous_provider",
-                )
-        name = wanted_id or wanted_pid
-        if not isinstance(name, str) or not name:
-            raise BadRequest("auth_requirement needs id or provider_id", error="invalid_request")
-        raise NotFound(
-            f"unknown provider {name!r}: not an enabled auth.providers[] entry", error="unknown_provider"
-        )
+        """The provider entry an ``auth_requirement`` names (``engine.providers.resolve``)."""
+        return resolve_provider(self.d.providers(), requirement)
 
     # ---- authorize ---------------------------------------------------------------------------
     async def authorize(

@@ -1,0 +1,45 @@
+"""Which ``auth.providers[]`` entry an ``auth_requirement`` (a tool's or an API caller's) names.
+
+- An explicit ``id`` must be an enabled entry's id exactly, or the answer is ``unknown_provider``:
+  a tool declaring ``Google(id="company-google-calendar")`` never gets another Google entry's client.
+- A bare ``provider_id`` (a template, e.g. ``google``) names the entry with that id if there is one,
+  else the one entry using that template; several entries using it (none with that id) are
+  ``ambiguous_provider``, and the message lists their ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.errors import BadRequest, NotFound
+from engine.providers.model import Provider
+
+
+def resolve_provider(providers: Mapping[str, Provider], requirement: Mapping[str, Any]) -> Provider:
+    """The provider ``requirement`` names among the enabled ``providers`` (by entry id)."""
+    wanted_id = requirement.get("id")
+    wanted_pid = requirement.get("provider_id")
+    if isinstance(wanted_id, str) and wanted_id:
+        if wanted_id in providers:
+            return providers[wanted_id]
+        raise NotFound(
+            f"unknown provider {wanted_id!r}: no enabled auth.providers[] entry has this id",
+            error="unknown_provider",
+        )
+    if not isinstance(wanted_pid, str) or not wanted_pid:
+        raise BadRequest("auth_requirement needs id or provider_id", error="invalid_request")
+    if wanted_pid in providers:
+        return providers[wanted_pid]
+    matches = [p for p in providers.values() if p.template_id == wanted_pid]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise BadRequest(
+            f"several providers use template {wanted_pid!r}; name one by auth_requirement.id "
+            f"({', '.join(sorted(p.id for p in matches))})",
+            error="ambiguous_provider",
+        )
+    raise NotFound(
+        f"unknown provider {wanted_pid!r}: not an enabled auth.providers[] entry", error="unknown_provider"
+    )
