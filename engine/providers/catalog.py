@@ -292,9 +292,8 @@ def _check_spec(
                 field_line(data, "discovery") or field_line(data, "issuer") or line,
             )
     if spec.jwks_uri is not None:
-        check_url(
-            spec.jwks_uri, f"{path}.jwks_uri", field_line(data, "jwks_uri") or line, ctx, allow_http=development
-        )
+        jwks_line = field_line(data, "jwks_uri") or line
+        check_url(spec.jwks_uri, f"{path}.jwks_uri", jwks_line, ctx, allow_http=development)
         if spec.issuer is None:
             raise ctx.error(
                 "is required with jwks_uri: an id_token is checked against its issuer (iss) and key set",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -12,6 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.errors import StorageError
+
+log = structlog.get_logger("keyturn.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,10 +51,16 @@ async def upgrade(engine: AsyncEngine) -> str:
 
     A database migrated by a newer Keyturn is refused, not touched.
     """
-    _refuse_newer(await current_revision(engine))
+    current = await current_revision(engine)
+    _refuse_newer(current)
+    head = head_revision()
+    if current == head:
+        return head
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
-    return head_revision()
+    # Alembic's own INFO lines are quieted (engine.logs): this is the one line a migration writes
+    log.info("database_migrated", from_revision=current or "none", to_revision=head)
+    return head
 
 
 def _refuse_newer(current: str | None) -> None:
