@@ -117,7 +117,7 @@ async def test_discovery_issuer_mismatch(keyturn_engine: Any, mini_provider: Min
 async def test_id_token_from_a_provider_without_issuer_is_not_trusted(
     keyturn_engine: Any, mini_provider: MiniProvider
 ) -> None:
-    """A plain OAuth 2 provider (no issuer, like Microsoft's template) that sends an id_token still completes."""
+    """A plain OAuth 2 provider (no issuer, like Microsoft's template) sending an id_token completes."""
     engine = await keyturn_engine(acme_config(mini_provider, "        default_scopes: [openid]\n"))
     flow = await start_flow(engine)
     assert "openid" in flow["scopes"]

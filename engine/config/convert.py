@@ -246,14 +246,21 @@ def secret_kind(name: str) -> str | None:
 
 
 def _suggest_key(word: str, fields: Mapping[str, dataclasses.Field[Any]]) -> str:
-    """A "did you mean" among ``fields`` (key -> field) that holds the same kind of secret as ``word``."""
+    """A "did you mean" among ``fields`` (key -> field) that holds the same kind of secret as ``word``.
+
+    A name that says nothing of its kind ("keys") is matched to a secret key only when it is a plain
+    misspelling of it ("client_secrt").
+    """
     kind = secret_kind(word)
-    choices = sorted(
-        key
-        for key, f in fields.items()
-        if not key.startswith("_") and f.metadata.get("kind", secret_kind(key)) == kind
-    )
-    return _suggest(word, choices)
+    choices: list[str] = []
+    for key, f in fields.items():
+        other = f.metadata.get("kind", secret_kind(key))
+        if key.startswith("_") or (other != kind and kind is not None):
+            continue
+        if other != kind and difflib.SequenceMatcher(None, word, key).ratio() < 0.8:
+            continue
+        choices.append(key)
+    return _suggest(word, sorted(choices))
 
 
 def _convert_dataclass(

@@ -195,9 +195,10 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
     security = config.security
     keys = security.root_keys
     ids = [k.id for k in keys]
+    written_as = "encryption_keys" if security.encryption_keys else "root_keys"
     for i, key in enumerate(keys):
-        key_path = f"security.root_keys[{i}]"
-        raw_key = _section(data, "security", "root_keys")
+        key_path = f"security.{written_as}[{i}]"
+        raw_key = _section(data, "security", written_as)
         key_line = field_line(raw_key, i) if raw_key is not None else None
         if ids.count(key.id) > 1:
             raise ctx.error(f"duplicate key id {key.id!r}", f"{key_path}.id", key_line)
@@ -212,7 +213,7 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
                     f"cannot read {key.value_path!r}: {exc.strerror}", f"{key_path}.value_path", key_line
                 ) from None
         assert value is not None
-        check_root_key(value, f"{key_path}.value", key_line, ctx)
+        check_root_key(value, key_path if security.encryption_keys else f"{key_path}.value", key_line, ctx)
     defaults = [k.id for k in keys if k.default]
     if len(defaults) > 1:
         raise ctx.error(
