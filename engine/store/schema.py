@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
-import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.errors import StorageError
 
-log = structlog.get_logger("keyturn.store")
+# stdlib, not structlog: a CLI command that migrates (api-keys create) prints only its own output; under
+# `serve` engine.logs routes this logger into the same log lines
+log = logging.getLogger("keyturn.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,7 +61,7 @@ async def upgrade(engine: AsyncEngine) -> str:
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
     # Alembic's own INFO lines are quieted (engine.logs): this is the one line a migration writes
-    log.info("database_migrated", from_revision=current or "none", to_revision=head)
+    log.info("database_migrated", extra={"from_revision": current or "none", "to_revision": head})
     return head
 
 
