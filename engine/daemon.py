@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
@@ -44,6 +46,7 @@ class Daemon:
         for sock in getattr(server, "sockets", None) or ():
             addr = sock.getsockname()
             self.bound.append((str(addr[0]), int(addr[1])))
+        await self._follow_bound_port(self.settings)
         self._audit("config.loaded", "success", providers=len(self.settings.providers))
         log.info(
             "started",
@@ -81,9 +84,21 @@ class Daemon:
             return False
         await self.app[SETTINGS].swap(new)
         self.settings = new
+        await self._follow_bound_port(new)
         log.info("config_reloaded", source=new.source)
         self._audit("config.reloaded", "success", providers=len(new.providers))
         return True
+
+    async def _follow_bound_port(self, settings: Settings) -> None:
+        """``api.port: 0`` with a derived public_url (``...:0``): the URL names the port actually bound."""
+        parts = urlsplit(settings.public_url)
+        if settings.config.api.port != 0 or parts.port != 0 or not self.bound:
+            return
+        netloc = parts.netloc.rsplit(":", 1)[0] + f":{self.bound[0][1]}"
+        api = dataclasses.replace(settings.config.api, public_url=urlunsplit(parts._replace(netloc=netloc)))
+        new = dataclasses.replace(settings, config=dataclasses.replace(settings.config, api=api))
+        await self.app[SETTINGS].swap(new)
+        self.settings = new
 
     def _reopen_audit(self) -> None:
         from engine.api.services import AUDITOR

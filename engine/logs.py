@@ -1,8 +1,11 @@
 """Application logs: structlog JSON lines (or a console view), with stdlib logging routed through it.
 
 ``configure_logging(level, fmt)`` sets up one format for everything: structlog loggers and the
-stdlib loggers of aiohttp (access log), SQLAlchemy and APScheduler go through the same processors
-and come out as one JSON object per line with ``timestamp``, ``level``, ``event`` and ``logger``.
+stdlib loggers of aiohttp (access log), SQLAlchemy, Alembic and APScheduler go through the same
+processors and come out as one JSON object per line with ``timestamp``, ``level``, ``event`` and
+``logger`` (``fmt="json"``), as human-readable lines (``"console"``), or, with ``"auto"`` (the
+default), console lines when the stream is a terminal and JSON otherwise. Audit records are not log
+lines: their sinks (``engine.audit.sinks``) always write JSON.
 
 :class:`Redactor` is the last line of defence against a secret in a log line: it masks the
 values of secret-named keys (``access_token``, ``client_secret``, ``password`` ...) and any value
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import sys
 from collections import Counter
@@ -214,9 +218,22 @@ class Redactor:
 
 # ---- configuration ---------------------------------------------------------------------------
 _HANDLER_MARK = "_keyturn_handler"
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-# Chatty libraries: their INFO lines are noise in an engine log.
-_QUIET = {"sqlalchemy.engine": logging.WARNING, "apscheduler": logging.WARNING, "asyncio": logging.WARNING}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,  # Arcade's telemetry.logging.level spelling
+    "error": logging.ERROR,
+}
+LogFormat = Literal["auto", "json", "console"]
+# Chatty libraries: their INFO lines are noise in an engine log (Alembic prints a dozen on every start;
+# engine.store.schema logs one line of its own when it migrates).
+_QUIET = {
+    "sqlalchemy.engine": logging.WARNING,
+    "apscheduler": logging.WARNING,
+    "asyncio": logging.WARNING,
+    "alembic": logging.WARNING,
+}
 
 
 def shared_processors() -> list[Processor]:
@@ -230,8 +247,25 @@ def shared_processors() -> list[Processor]:
     ]
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if isatty is not None else False
+    except (OSError, ValueError):  # a closed or detached stream
+        return False
+
+
+def resolve_format(fmt: LogFormat | str, stream: TextIO) -> Literal["json", "console"]:
+    """``auto``: console lines for a person at a terminal, JSON for a log collector (pipe, file, journal)."""
+    if fmt == "auto":
+        return "console" if _is_terminal(stream) else "json"
+    if fmt not in ("json", "console"):
+        raise ValueError(f"unknown log format {fmt!r}; expected auto, json or console")
+    return "json" if fmt == "json" else "console"
+
+
 def configure_logging(
-    level: str = "info", fmt: Literal["json", "console"] | str = "json", stream: TextIO | None = None
+    level: str = "info", fmt: LogFormat | str = "auto", stream: TextIO | None = None
 ) -> None:
     """Send every log line (structlog and stdlib) to ``stream`` (default: ``sys.stdout``) as ``fmt``.
 
@@ -240,12 +274,12 @@ def configure_logging(
     numeric = _LEVELS.get(level.lower())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}")
-    if fmt not in ("json", "console"):
-        raise ValueError(f"unknown log format {fmt!r}; expected json or console")
+    out = stream if stream is not None else sys.stdout
+    chosen = resolve_format(fmt, out)
     renderer: Processor = (
         structlog.processors.JSONRenderer(sort_keys=False)
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        if chosen == "json"
+        else structlog.dev.ConsoleRenderer(colors=_is_terminal(out) and not os.environ.get("NO_COLOR"))
     )
     # tracebacks become text before the Redactor sees them, in both formats (a console traceback
     # rendered after it would carry an exception message unredacted)
@@ -259,7 +293,7 @@ def configure_logging(
         foreign_pre_chain=[*shared_processors(), structlog.stdlib.ExtraAdder()],
         processors=final,
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     setattr(handler, _HANDLER_MARK, True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import textwrap
 from pathlib import Path
 
@@ -272,3 +273,166 @@ def test_mcp_auth_none_only_on_loopback() -> None:
         f"security: {{root_keys: [{{id: k, value: '{key}'}}]}}\nmcp: {{auth: none, default_user: alice}}\n"
     )
     assert ok.config.mcp.auth == "none"
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def arcade_env(**overrides: str) -> dict[str, str]:
+    """Every variable Arcade's example engine.yaml names, set as a developer's .env would."""
+    text = (FIXTURES / "arcade_engine_config_2.0.yaml").read_text()
+    env = {name: f"{name.lower()}-value" for name in re.findall(r"\$\{env:([A-Z0-9_]+)\}", text)}
+    env.update(
+        API_DEVELOPMENT="true",
+        ARCADE_API_HOST="127.0.0.1",
+        ARCADE_API_PORT="9099",
+        ROOT_KEY_1=KEY,
+        POSTGRES_DATA_PATH="/var/lib/arcade/postgres-data",
+        TELEMETRY_LOGGING_LEVEL="warn",
+        TELEMETRY_LOGGING_ENCODING="console",
+        ARCADE_WORKER_URI="http://127.0.0.1:8002",
+    )
+    env.update(overrides)
+    return env
+
+
+def test_arcade_example_engine_yaml_loads_unchanged(tmp_path: Path) -> None:
+    """Arcade's own example (ArcadeAI/schemas engine/config 2.0) loads as written, with its meaning."""
+    config_file = tmp_path / "engine.yaml"
+    config_file.write_bytes((FIXTURES / "arcade_engine_config_2.0.yaml").read_bytes())
+    loaded = load_config(config_file, env=arcade_env())
+    config = loaded.config
+    assert config.api.development is True and config.api.port == 9099
+    assert [k.id for k in config.security.root_keys] == ["key1"]
+    assert config.logging.level == "warning" and config.logging.format == "console"
+    # no embedded PostgreSQL: SQLite beside engine.yaml, said in a warning, Arcade's data folder untouched
+    assert config.storage.url == f"sqlite+aiosqlite:///{tmp_path}/keyturn.db"
+    assert any("storage.postgres.data_path" in w and "SQLite" in w for w in loaded.warnings)
+    assert any(w.startswith("llm:") for w in loaded.warnings)
+    assert not any("$schema" in w for w in loaded.warnings)
+    assert loaded.providers == {}  # every provider in the example is enabled: false
+    worker = config.tools.directors[0].workers[0]
+    assert worker.http.uri == "http://127.0.0.1:8002" and worker.http.retry == 3
+
+
+def test_telemetry_logging_applies_unless_logging_says_otherwise() -> None:
+    """telemetry.logging.{level, encoding} set the log level and format; keys under logging: win."""
+    dev = "api: {development: true}\n"
+    loaded = load(dev + "telemetry: {logging: {level: debug, encoding: json}, environment: prod}\n")
+    assert (loaded.config.logging.level, loaded.config.logging.format) == ("debug", "json")
+    both = load(dev + "telemetry: {logging: {level: error, encoding: json}}\nlogging: {level: info}\n")
+    assert (both.config.logging.level, both.config.logging.format) == ("info", "json")
+    assert load(dev).config.logging.format == "auto"
+    err = error(dev + "telemetry: {logging: {encoding: xml}}\n")
+    assert err.path == "telemetry.logging.encoding"
+    other = load(dev + "telemetry: {exporter: {otlp: {endpoint: 'http://c:4318'}}}\n")
+    assert any(w.startswith("telemetry.exporter:") for w in other.warnings)
+
+
+def test_postgres_data_path_and_host_are_exclusive() -> None:
+    """storage.postgres gives data_path (embedded) or host (a server), not both."""
+    err = error("api: {development: true}\nstorage: {postgres: {data_path: /d, host: db}}\n")
+    assert err.path == "storage.postgres.data_path" and "not both" in err.msg
+
+
+def seed_003(api: str = "api: {development: true, public_url: 'https://yourdomain.com'}\n") -> str:
+    return api + (FIXTURES / "seed003_security.yaml").read_text()
+
+
+def test_seed_003_security_block() -> None:
+    """Seed 003's security block loads with its meaning: root keys, token exposure, limits, callback URL."""
+    from engine.config.compat import encryption_key_id, redirect_uri
+
+    loaded = load(seed_003(), env={"ENCRYPTION_KEY": KEY})
+    security = loaded.config.security
+    assert [(k.id, k.value, k.default) for k in security.root_keys] == [(encryption_key_id(KEY), KEY, True)]
+    assert security.api_keys == ()  # an encryption key never becomes a bearer key
+    assert KEY not in encryption_key_id(KEY)
+    assert security.token_exposure == "never"
+    assert loaded.config.audit.sinks  # audit on
+    assert (security.rate_limiting.max_auth_attempts, security.rate_limiting.window_minutes) == (5, 15)
+    assert redirect_uri(loaded.config) == "https://yourdomain.com/api/oauth/callback"
+
+
+def test_seed_003_encryption_key_is_checked_like_a_root_key() -> None:
+    """An encryption key that is not base64 of 32 bytes is refused at its path, without its value."""
+    with pytest.raises(ConfigError) as info:
+        load(seed_003(), env={"ENCRYPTION_KEY": "not-a-real-key-but-secret"})
+    assert info.value.path == "security.encryption_keys[0]" and info.value.line == 5  # the list item
+    assert "not-a-real-key-but-secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "reason"),
+    [
+        ("pkce_enabled: true", "pkce_enabled: false", "security.oauth.pkce_enabled", "PKCE"),
+        ("state_validation: true", "state_validation: false", "security.oauth.state_validation", "state"),
+        (
+            "audit_logging: enabled",
+            "audit_logging: disabled",
+            "security.authentication.audit_logging",
+            "audits",
+        ),
+        (
+            "isolation_mode: strict",
+            "isolation_mode: relaxed",
+            "security.authentication.isolation_mode",
+            "never",
+        ),
+    ],
+)
+def test_seed_003_settings_keyturn_cannot_honour_are_refused(
+    old: str, new: str, path: str, reason: str
+) -> None:
+    """PKCE and state are always on, audit cannot be off, isolation is strict: anything else is refused."""
+    with pytest.raises(ConfigError) as info:
+        load(seed_003().replace(old, new), env={"ENCRYPTION_KEY": KEY})
+    assert info.value.path == path and reason in info.value.msg
+
+
+def test_seed_003_redirect_urls_must_agree_with_public_url() -> None:
+    """A redirect URL on another origin or path than Keyturn's callback is a config error naming the fix."""
+    with pytest.raises(ConfigError) as info:
+        load(
+            seed_003("api: {development: true, public_url: 'https://keys.example.org'}\n"),
+            {"ENCRYPTION_KEY": KEY},
+        )
+    assert info.value.path == "security.oauth.redirect_urls[0]"
+    assert "https://keys.example.org/v1/oauth/callback" in info.value.msg
+    text = seed_003().replace("/api/oauth/callback", "/oauth2/cb")
+    with pytest.raises(ConfigError, match="not a callback Keyturn serves"):
+        load(text, {"ENCRYPTION_KEY": KEY})
+    native = load(seed_003().replace("/api/oauth/callback", "/v1/oauth/callback"), {"ENCRYPTION_KEY": KEY})
+    assert native.config.security.oauth.redirect_urls == ("https://yourdomain.com/v1/oauth/callback",)
+
+
+def test_encryption_keys_and_root_keys_are_exclusive() -> None:
+    """root_keys and encryption_keys together are refused: one list of root keys."""
+    err = error(
+        "api: {development: true}\n"
+        f"security: {{encryption_keys: ['{KEY}'], root_keys: [{{id: a, value: '{KEY}'}}]}}\n"
+    )
+    assert err.path == "security.encryption_keys"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("security: {master_keys: [x]}", "root_keys"),  # difflib alone says api_keys
+        ("security: {encryption_key: [x]}", "encryption_keys"),
+        ("security: {api_key: x}", "api_keys"),
+        ("security: {root_key: x}", "root_keys"),
+        ("auth: {providers: [{id: a, provider_id: github, client_id: c, client_secrt: s}]}", "client_secret"),
+    ],
+)
+def test_did_you_mean_stays_within_a_kind_of_secret(text: str, hint: str) -> None:
+    """A hint for a secret-looking key names a key of the same kind of secret only."""
+    err = error("api: {development: true}\n" + text + "\n")
+    assert f"did you mean {hint!r}" in err.msg
+
+
+@pytest.mark.parametrize("word", ["keys", "aes_keys", "sealing_keys", "data_keys", "cipher_keys"])
+def test_no_hint_across_kinds_of_secret(word: str) -> None:
+    """A key that does not say it is an API key is never told to be api_keys (difflib alone says so)."""
+    err = error(f"api: {{development: true}}\nsecurity: {{{word}: [x]}}\n")
+    assert err.path == f"security.{word}" and "api_keys" not in err.msg

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
+import select
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -49,11 +53,11 @@ async def _pump(stream: asyncio.StreamReader, lines: list[dict[str, Any]]) -> No
             lines.append({"event": "<non-json>", "text": raw.decode(errors="replace")})
 
 
-async def start_serve(config: Path) -> tuple[Served, asyncio.Task[None]]:
-    """``keyturn serve -c config`` as a process, its log lines collected; returns once it listens."""
+async def start_serve(config: Path, *args: str) -> tuple[Served, asyncio.Task[None]]:
+    """``keyturn serve -c config [args]`` as a process, its log lines collected; returns once it listens."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "engine", "serve", "-c", str(config),
+        sys.executable, "-m", "engine", "serve", "-c", str(config), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=config.parent, env=env,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -231,3 +235,70 @@ async def test_audit_file_reopened_on_sighup(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 15) == 0
     pump.cancel()
+
+
+async def stop(served: Served, pump: asyncio.Task[None]) -> None:
+    served.proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(served.proc.wait(), 15)
+    pump.cancel()
+
+
+async def test_public_url_names_the_bound_port(served: Served) -> None:
+    """With api.port 0 and no public_url, the public_url logged at start names the port bound."""
+    started = await served.wait_for("started")
+    assert started["public_url"] == served.url
+
+
+async def test_port_override_moves_a_derived_public_url(tmp_path: Path) -> None:
+    """serve --port N with api.host 0.0.0.0 and no public_url: flow links use port N, not api.port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "engine.yaml"
+    config.write_text("api: {development: true, host: 0.0.0.0, port: 9099}\n")
+    served, pump = await start_serve(config, "--port", str(port))
+    try:
+        started = await served.wait_for("started")
+        assert started["public_url"] == f"http://127.0.0.1:{port}"
+        assert served.port == port
+    finally:
+        await stop(served, pump)
+
+
+async def test_startup_has_no_alembic_info_lines(served: Served) -> None:
+    """A first start creates the schema with one line of ours and none of Alembic's INFO lines."""
+    await served.wait_for("started")
+    assert not [line for line in served.lines if str(line.get("logger", "")).startswith("alembic")]
+    [migrated] = [line for line in served.lines if line.get("event") == "database_migrated"]
+    assert migrated["from_revision"] == "none" and migrated["level"] == "info"
+
+
+def test_serve_on_a_terminal_logs_console_lines_and_audit_stays_json(tmp_path: Path) -> None:
+    """Run from a terminal, serve's log lines are human-readable; audit records stay JSON lines."""
+    config = tmp_path / "engine.yaml"
+    config.write_text("api: {development: true, port: 0}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env["NO_COLOR"] = "1"
+    main_fd, tty_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "-c", str(config)],
+        stdin=subprocess.DEVNULL, stdout=tty_fd, stderr=tty_fd, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    os.close(tty_fd)
+    text = ""
+    try:
+        deadline = time.monotonic() + 20
+        while "started" not in text and time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], 0.5)
+            if ready:
+                text += os.read(main_fd, 65536).decode(errors="replace")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        os.close(main_fd)
+    rows = [row.strip() for row in text.replace("\r", "").splitlines() if row.strip()]
+    [started] = [row for row in rows if " started " in f" {row} "]
+    assert not started.startswith("{") and "[info" in started and "public_url=" in started
+    [audit] = [row for row in rows if '"config.loaded"' in row]
+    assert json.loads(audit)["logger"] == "keyturn.audit"
+    assert not [row for row in rows if "alembic" in row]

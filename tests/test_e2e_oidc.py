@@ -145,3 +145,49 @@ async def test_user_revoked_app_needs_reauth(keyturn_engine: Any, oidc_op: Any) 
     assert result.outcome == "needs_reauth"
     _, page = await engine.api("GET", "/v1/admin/user_connections?user_id=dave@example.test")
     assert page["items"][0]["connection_status"] == "needs_reauth"
+
+
+async def test_design_style_custom_block_with_issuer(keyturn_engine: Any, oidc_op: Any) -> None:
+    """A custom block written as DESIGN.md shows (endpoints plus issuer, no discovery key) completes."""
+    op = await oidc_op()
+    engine = await keyturn_engine("")
+    client_id, client_secret = await op.register(engine.url + "/v1/oauth/callback")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(op.issuer + "/.well-known/openid-configuration") as resp,
+    ):
+        meta = await resp.json()
+    engine.reconfigure(f"""
+auth:
+  providers:
+    - id: custom-oauth-provider
+      enabled: true
+      type: oauth2
+      client_id: {client_id}
+      client_secret: {client_secret}
+      oauth2:
+        scope_delimiter: " "
+        pkce: {{enabled: true, code_challenge_method: S256}}
+        authorization_request:
+          endpoint: "{meta["authorization_endpoint"]}"
+          params: {{response_type: code, prompt: consent}}
+        token_request:
+          endpoint: "{meta["token_endpoint"]}"
+          auth_method: client_secret_basic
+          params: {{grant_type: authorization_code}}
+        refresh_request: {{endpoint: "{meta["token_endpoint"]}"}}
+        user_info: {{endpoint: "{meta["userinfo_endpoint"]}"}}
+        issuer: "{op.issuer}"
+""")
+    body = {
+        "user_id": "erin@example.test",
+        "auth_requirement": {"id": "custom-oauth-provider", "oauth2": {"scopes": ["openid", "email"]}},
+    }
+    status, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 200, auth
+    assert await sign_in(engine, auth["url"], "erin") == 200
+    _, done = await engine.api("GET", f"/v1/auth/status?id={auth['id']}&wait=5")
+    assert done["status"] == "completed", done
+    grant = await engine.store.grants.find("erin@example.test", "custom-oauth-provider")
+    remember(grant.access_token)
+    assert grant.subject == "erin" and grant.id_token

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.plugins.mini_provider import USER, MiniProvider, oidc_config
+from tests.plugins.mini_provider import USER, MiniProvider, acme_config, oidc_config
 
 
 async def start_flow(engine: Any) -> dict[str, Any]:
@@ -112,3 +112,18 @@ async def test_discovery_issuer_mismatch(keyturn_engine: Any, mini_provider: Min
     async with engine.browser.get(flow["url"], allow_redirects=False) as resp:
         assert resp.status in (400, 502)
         assert "cannot be reached" in await resp.text()
+
+
+async def test_id_token_from_a_provider_without_issuer_is_not_trusted(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """A plain OAuth 2 provider (no issuer, like Microsoft's template) sending an id_token completes."""
+    engine = await keyturn_engine(acme_config(mini_provider, "        default_scopes: [openid]\n"))
+    flow = await start_flow(engine)
+    assert "openid" in flow["scopes"]
+    mini_provider.id_token_fault = "bad_sig"  # not checked, so not believed either
+    resp = await click(engine, flow["url"])
+    assert resp.status == 200, await resp.text()
+    grant = await engine.store.grants.find(USER, "acme")
+    assert grant.subject == "u-123"  # from user info
+    assert "nonce" not in mini_provider.authorize_params[-1]

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider
 from tests.plugins.mini_provider import acme_config as config
 
@@ -438,3 +439,20 @@ async def test_explicit_id_never_falls_back(keyturn_engine: Any, provider: MiniP
         "POST", "/v1/auth/authorize", json={"user_id": USER, "auth_requirement": requirement}
     )
     assert status == 404 and err["error"] == "unknown_provider" and "'acme-eu'" in err["msg"]
+
+
+async def test_redirect_url_from_security_oauth_is_sent_and_served(
+    keyturn_engine: Any, provider: MiniProvider
+) -> None:
+    """security.oauth.redirect_urls (seed 003's /api/oauth/callback) is the redirect URI sent and served."""
+    engine = await keyturn_engine(config(provider))
+    callback = engine.url + "/api/oauth/callback"
+    engine.reconfigure(
+        config(provider, security=f"api_keys: ['{API_KEY}'], oauth: {{redirect_urls: ['{callback}']}}")
+    )
+    _, body = await authorize(engine, ["read"])
+    resp = await click(engine, body["url"])
+    assert resp.status == 200 and "connected" in await resp.text()
+    assert provider.authorize_params[-1]["redirect_uri"] == callback
+    assert str(resp.url).startswith(callback + "?")
+    assert (await engine.store.grants.find(USER, "acme")) is not None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import pty
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,6 +109,56 @@ def test_bad_level_and_format_are_refused() -> None:
         configure_logging("loud")
     with pytest.raises(ValueError, match="'xml'"):
         configure_logging("info", "xml")
+
+
+def test_auto_format_is_json_when_not_a_terminal() -> None:
+    """By default (auto) a pipe, file or journal gets JSON lines."""
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    structlog.get_logger("keyturn.test").info("piped", provider="github")
+    [line] = lines(out)
+    assert line["event"] == "piped"
+
+
+def test_auto_format_is_console_on_a_terminal() -> None:
+    """On a terminal (a real pty) auto gives human-readable lines, still redacted; json overrides it."""
+    main_fd, tty_fd = pty.openpty()
+    try:
+        with (
+            open(tty_fd, "w", buffering=1, closefd=False) as tty,
+            open(main_fd, "rb", 0, closefd=False) as main,
+        ):
+            assert tty.isatty()
+            configure_logging("info", stream=tty)
+            structlog.get_logger("keyturn.test").info("on_a_terminal", provider="github", token=RANDOM)
+            text = main.read(4096).decode()
+            assert "on_a_terminal" in text and "provider" in text and "github" in text
+            assert not text.lstrip().startswith("{") and RANDOM not in text
+            configure_logging("info", "json", stream=tty)
+            structlog.get_logger("keyturn.test").info("forced_json")
+            assert json.loads(main.read(4096).decode())["event"] == "forced_json"
+    finally:
+        os.close(main_fd)
+        os.close(tty_fd)
+
+
+def test_alembic_info_lines_are_quiet() -> None:
+    """Alembic's INFO chatter is dropped; its warnings still come through."""
+    out = io.StringIO()
+    configure_logging("info", "json", out)
+    logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate.schemas")
+    logging.getLogger("alembic.runtime.migration").warning("something odd")
+    assert [line["event"] for line in lines(out)] == ["something odd"]
+
+
+def test_warn_is_accepted_as_arcade_spells_it() -> None:
+    """Arcade's level word warn means warning."""
+    out = io.StringIO()
+    configure_logging("warn", "json", out)
+    structlog.get_logger("t").info("dropped")
+    structlog.get_logger("t").warning("kept")
+    assert [line["event"] for line in lines(out)] == ["kept"]
 
 
 # ---- Redactor ---------------------------------------------------------------------------------

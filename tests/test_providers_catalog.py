@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import textwrap
 
 import pytest
 
-from engine.config.loader import load_text
+from engine.config.loader import load_config, load_text
 from engine.errors import ConfigError, ProviderError
 from engine.oauth.tokens import parse_token_answer
 from engine.providers.catalog import load_template, merge, template_ids
@@ -356,3 +357,96 @@ def test_only_the_code_flow() -> None:
             "        token_request: {endpoint: 'https://p.example/t'}\n"
         )
     assert info.value.path == "auth.providers[0].oauth2.authorization_request.params.response_type"
+
+
+CUSTOM_OIDC = """
+auth:
+  providers:
+    - id: corp
+      type: oauth2
+      client_id: cid
+      client_secret: cs
+      oauth2:
+        issuer: "https://id.example.com"
+{extra}
+"""
+
+
+def test_issuer_alone_means_discovery() -> None:
+    """A custom block with only issuer: discovery is implied and the endpoints are left to it."""
+    spec = load(CUSTOM_OIDC.format(extra="")).providers["corp"].oauth2
+    assert spec.discovery is True
+    assert spec.authorization_request.endpoint is None and spec.token_request.endpoint is None
+
+
+def test_issuer_with_endpoints_still_discovers_keys() -> None:
+    """DESIGN.md's custom block (endpoints and issuer, no discovery key) discovers jwks_uri."""
+    extra = (
+        '        authorization_request: {endpoint: "https://id.example.com/authorize"}\n'
+        '        token_request: {endpoint: "https://id.example.com/token"}\n'
+    )
+    spec = load(CUSTOM_OIDC.format(extra=extra)).providers["corp"].oauth2
+    assert spec.discovery is True and spec.jwks_uri is None
+
+
+def test_issuer_without_discovery_needs_jwks_uri() -> None:
+    """discovery: false with an issuer and no jwks_uri could never check an id_token: a config error."""
+    extra = (
+        "        discovery: false\n"
+        '        authorization_request: {endpoint: "https://id.example.com/authorize"}\n'
+        '        token_request: {endpoint: "https://id.example.com/token"}\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load(CUSTOM_OIDC.format(extra=extra))
+    assert info.value.path == "auth.providers[0].oauth2.jwks_uri"
+    assert "no id_token" in info.value.msg and info.value.line is not None
+    ok = load(CUSTOM_OIDC.format(extra=extra + '        jwks_uri: "https://id.example.com/jwks"\n'))
+    assert ok.providers["corp"].oauth2.discovery is False
+
+
+def test_issuer_without_discovery_needs_its_endpoints() -> None:
+    """discovery: false leaves no way to find the authorization endpoint: it is required."""
+    extra = '        discovery: false\n        jwks_uri: "https://id.example.com/jwks"\n'
+    with pytest.raises(ConfigError) as info:
+        load(CUSTOM_OIDC.format(extra=extra))
+    assert info.value.path == "auth.providers[0].oauth2.authorization_request.endpoint"
+
+
+def test_jwks_uri_needs_an_issuer() -> None:
+    """A key set without an issuer cannot check iss: the issuer is required."""
+    body = CUSTOM_OIDC.replace('        issuer: "https://id.example.com"\n', "").format(
+        extra='        authorization_request: {endpoint: "https://id.example.com/a"}\n'
+        '        token_request: {endpoint: "https://id.example.com/t"}\n'
+        '        jwks_uri: "https://id.example.com/jwks"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load(body)
+    assert info.value.path == "auth.providers[0].oauth2.issuer"
+
+
+@pytest.mark.parametrize("template_id", ["google", "linkedin", "twitch"])
+def test_templates_with_fixed_keys_do_not_discover(template_id: str) -> None:
+    """Templates that name their endpoints and jwks_uri keep discovery off (no metadata fetch)."""
+    loaded = load(
+        f"auth:\n  providers:\n    - {{id: p, provider_id: {template_id}, client_id: a, client_secret: b}}\n"
+    )
+    spec = loaded.providers["p"].oauth2
+    assert spec.issuer and spec.jwks_uri and spec.discovery is False
+
+
+def test_client_secret_path_is_read_beside_engine_yaml(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative client_secret_path is found next to engine.yaml, whatever the working directory."""
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "gh.txt").write_text("from-the-file\n")
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        "api: {development: true}\nauth:\n  providers:\n"
+        "    - {id: gh, provider_id: github, client_id: a, client_secret_path: secrets/gh.txt}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    loaded = load_config(config, env={})
+    assert loaded.providers["gh"].client_secret == "from-the-file"

@@ -45,9 +45,12 @@ async def start(request: web.Request) -> web.StreamResponse:
     return _answer(request, await request.app[FLOWS].start(request.match_info["flow_id"]))
 
 
-@routes.get("/v1/oauth/callback")
 async def callback(request: web.Request) -> web.StreamResponse:
     return _answer(request, await request.app[FLOWS].callback(dict(request.query)))
+
+
+routes.get("/v1/oauth/callback")(callback)
+routes.get("/api/oauth/callback")(callback)  # seed 003's redirect URL (security.oauth.redirect_urls)
 
 
 @routes.get("/v1/oauth/{provider}/callback")

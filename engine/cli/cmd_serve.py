@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 from typing import Any
 
 from engine.cli.main import config_argument
@@ -25,19 +24,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def load_settings(args: argparse.Namespace) -> Any:
     from engine.api.clientip import ClientAddress
     from engine.api.state import Settings
-    from engine.cli.main import load
+    from engine.cli.main import config_path
+    from engine.config import load_config
 
-    loaded = load(args)
+    loaded = load_config(config_path(args), listen=(args.host, args.port))  # public_url follows them
     config = loaded.config
-    api = config.api
-    if args.host is not None or args.port is not None:
-        host = args.host if args.host is not None else api.host
-        port = args.port if args.port is not None else api.port
-        public_url = api.public_url
-        if public_url == f"http://{api.host}:{api.port}":  # defaulted: follow the override
-            public_url = f"http://{host}:{port}"
-        api = dataclasses.replace(api, host=host, port=port, public_url=public_url)
-        config = dataclasses.replace(config, api=api)
     return Settings(
         config=config,
         providers=dict(loaded.providers),

@@ -5,6 +5,8 @@ carry metadata:
 
 - ``aliases``: other spellings accepted for the key (Arcade's ``authorize_request``, ...);
 - ``secret``: the value is masked by ``keyturn check-config``;
+- ``kind``: the kind of secret the key holds (``root_key``, ``api_key``, ``client_secret`` ...): a "did
+  you mean" for an unknown key never names a key of another kind (see :func:`secret_kind`);
 - ``doc``: a one-line description.
 
 Values come as produced by :mod:`engine.config.yamlsrc` (dicts and lists that remember the line
@@ -20,6 +22,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from engine.errors import ConfigError
@@ -69,8 +72,11 @@ class Context:
     source: str | None = None
     substitute: Substitute | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
-    # keys accepted and ignored with a warning (Arcade sections Keyturn does not serve)
+    # key paths accepted and ignored with a warning (Arcade keys Keyturn does not serve);
+    # "section.*" ignores every unknown key of that section
     ignored_keys: frozenset[str] = frozenset()
+    # where relative file paths in the config (client_secret_path, ...) are read from: engine.yaml's folder
+    base_dir: Path | None = None
 
     def error(self, msg: str, path: str, line: int | None) -> ConfigError:
         return ConfigError(msg, path=path, file=self.source, line=line)
@@ -218,6 +224,45 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# The kind of secret a key's name says it holds, first match wins. A hint that turned an encryption
+# key into an API key would make it a bearer credential: a hint never crosses kinds.
+_SECRET_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("root_key", re.compile(r"encrypt|root|master|kek|data_?key|cipher|aes|seal")),
+    ("metrics_token", re.compile(r"bearer_?tok")),
+    ("api_key", re.compile(r"api_?key|bearer")),
+    ("client_secret", re.compile(r"client_?secret")),
+    ("password", re.compile(r"passw|pwd")),
+    ("secret", re.compile(r"secret")),
+)
+
+
+def secret_kind(name: str) -> str | None:
+    """The kind of secret a key named ``name`` holds, judged from the name (``None``: not a secret)."""
+    lower = name.lower().replace("-", "_")
+    for kind, pattern in _SECRET_KINDS:
+        if pattern.search(lower):
+            return kind
+    return None
+
+
+def _suggest_key(word: str, fields: Mapping[str, dataclasses.Field[Any]]) -> str:
+    """A "did you mean" among ``fields`` (key -> field) that holds the same kind of secret as ``word``.
+
+    A name that says nothing of its kind ("keys") is matched to a secret key only when it is a plain
+    misspelling of it ("client_secrt").
+    """
+    kind = secret_kind(word)
+    choices: list[str] = []
+    for key, f in fields.items():
+        other = f.metadata.get("kind", secret_kind(key))
+        if key.startswith("_") or (other != kind and kind is not None):
+            continue
+        if other != kind and difflib.SequenceMatcher(None, word, key).ratio() < 0.8:
+            continue
+        choices.append(key)
+    return _suggest(word, sorted(choices))
+
+
 def _convert_dataclass(
     tp: type[Any], data: Mapping[Any, Any], path: str, line: int | None, ctx: Context
 ) -> Any:
@@ -235,11 +280,10 @@ def _convert_dataclass(
         key_line = field_line(data, raw_key) or line
         found = by_key.get(key)
         if found is None:
-            if key in ctx.ignored_keys and not path:
-                ctx.warnings.append(f"{key_path}: section not served by Keyturn; ignored")
+            if key_path in ctx.ignored_keys or f"{path}.*" in ctx.ignored_keys:
+                ctx.warnings.append(f"{key_path}: not served by Keyturn; ignored")
                 continue
-            hint = _suggest(key, sorted(k for k in by_key if not k.startswith("_")))
-            raise ctx.error(f"unknown key{hint}", key_path, key_line)
+            raise ctx.error(f"unknown key{_suggest_key(key, by_key)}", key_path, key_line)
         f = found
         if f.name in seen_from:
             raise ctx.error(f"given twice (also as {seen_from[f.name]!r})", key_path, key_line)

@@ -11,16 +11,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from engine.config import compat
 from engine.config.convert import Context, field_line, from_data
-from engine.config.model import Config
+from engine.config.model import Config, PostgresStorage
 from engine.config.substitute import Substituter
 from engine.config.yamlsrc import LineDict, load_yaml
 from engine.errors import ConfigError
 from engine.net import is_loopback_host
 from engine.providers.model import Provider
 
-# Arcade engine.yaml sections Keyturn accepts and ignores (with a warning)
-IGNORED_SECTIONS = frozenset({"llm", "telemetry", "routing", "models"})
+# Arcade engine.yaml keys Keyturn accepts and ignores (with a warning); "x.*": any other key of x
+IGNORED_SECTIONS = frozenset({"llm", "routing", "models", "cache", "execution_logging", "telemetry.*"})
 DEFAULT_SQLITE = "keyturn.db"
 
 
@@ -47,9 +48,16 @@ def _line(data: Any, *keys: str) -> int | None:
 
 
 def load_config(
-    path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    listen: tuple[str | None, int | None] = (None, None),
 ) -> LoadedConfig:
-    """Read and check a config file (``None``: the embedded development defaults)."""
+    """Read and check a config file (``None``: the embedded development defaults).
+
+    ``listen`` overrides ``api.host`` and ``api.port`` (``keyturn serve --host/--port``) before the
+    checks, so a derived ``api.public_url`` follows them.
+    """
     if path is None:
         text, source, base_dir = "api: {development: true}\n", "<defaults>", Path.cwd()
     else:
@@ -64,11 +72,16 @@ def load_config(
         except UnicodeDecodeError:
             raise ConfigError("not UTF-8 text", file=source) from None
         base_dir = file_path.resolve().parent
-    return load_text(text, source=source, base_dir=base_dir, env=env)
+    return load_text(text, source=source, base_dir=base_dir, env=env, listen=listen)
 
 
 def load_text(
-    text: str, *, source: str = "<string>", base_dir: Path | None = None, env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    listen: tuple[str | None, int | None] = (None, None),
 ) -> LoadedConfig:
     base_dir = base_dir or Path.cwd()
     data = load_yaml(text, source)
@@ -78,9 +91,30 @@ def load_text(
         raise ConfigError(
             "the top level must be a mapping of sections (api:, storage:, auth: ...)", file=source
         )
-    ctx = Context(source=source, substitute=Substituter(env, base_dir, source), ignored_keys=IGNORED_SECTIONS)
+    if "$schema" in data:  # Arcade's files name their JSON schema; nothing to apply
+        schema_free = LineDict({k: v for k, v in data.items() if k != "$schema"})
+        schema_free.line = getattr(data, "line", None)
+        schema_free.lines = dict(getattr(data, "lines", {}))
+        data = schema_free
+    ctx = Context(
+        source=source,
+        substitute=Substituter(env, base_dir, source),
+        ignored_keys=IGNORED_SECTIONS,
+        base_dir=base_dir,
+    )
     config = from_data(Config, data, ctx=ctx)
+    host, port = listen
+    if host is not None or port is not None:
+        api = dataclasses.replace(
+            config.api,
+            host=host if host is not None else config.api.host,
+            port=port if port is not None else config.api.port,
+        )
+        config = dataclasses.replace(config, api=api)
+    config = compat.apply_telemetry(config, data)
+    config = compat.apply_security(config, data, ctx)
     config = _check(config, data, ctx, base_dir)
+    compat.check_redirect_urls(config, data, ctx)
     from engine.providers.catalog import resolve_providers
 
     providers = resolve_providers(
@@ -126,10 +160,13 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
         )
     if storage.sqlite is not None:
         url = "sqlite+aiosqlite:///" + storage.sqlite.connection_string
+    elif storage.postgres is not None and storage.postgres.data_path is not None:
+        url = _embedded(storage.postgres, data, ctx, base_dir)
     elif storage.postgres is not None:
         pg = storage.postgres
         auth = quote(pg.user, safe="") + (":" + quote(pg.password, safe="") if pg.password else "")
-        url = f"postgresql+asyncpg://{auth}@{pg.host}:{pg.port}/{quote(pg.db, safe='')}"
+        host = pg.host or "127.0.0.1"
+        url = f"postgresql+asyncpg://{auth}@{host}:{pg.port}/{quote(pg.db, safe='')}"
         if pg.sslmode:
             url += f"?ssl={quote(pg.sslmode, safe='')}"
     elif url is None:
@@ -158,9 +195,10 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
     security = config.security
     keys = security.root_keys
     ids = [k.id for k in keys]
+    written_as = "encryption_keys" if security.encryption_keys else "root_keys"
     for i, key in enumerate(keys):
-        key_path = f"security.root_keys[{i}]"
-        raw_key = _section(data, "security", "root_keys")
+        key_path = f"security.{written_as}[{i}]"
+        raw_key = _section(data, "security", written_as)
         key_line = field_line(raw_key, i) if raw_key is not None else None
         if ids.count(key.id) > 1:
             raise ctx.error(f"duplicate key id {key.id!r}", f"{key_path}.id", key_line)
@@ -175,7 +213,7 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
                     f"cannot read {key.value_path!r}: {exc.strerror}", f"{key_path}.value_path", key_line
                 ) from None
         assert value is not None
-        check_root_key(value, f"{key_path}.value", key_line, ctx)
+        check_root_key(value, key_path if security.encryption_keys else f"{key_path}.value", key_line, ctx)
     defaults = [k.id for k in keys if k.default]
     if len(defaults) > 1:
         raise ctx.error(
@@ -225,6 +263,26 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
     if config.audit.sinks and "file" in config.audit.sinks and not config.audit.file:
         raise ctx.error("is required when sinks include file", "audit.file", _line(data, "audit"))
     return dataclasses.replace(config, api=api, storage=storage)
+
+
+def _embedded(pg: PostgresStorage, data: Any, ctx: Context, base_dir: Path) -> str:
+    """Arcade's embedded PostgreSQL (``data_path``, local development): Keyturn's SQLite default instead.
+
+    The folder is not used: it may hold the data of Arcade's own embedded server.
+    """
+    line = _line(data, "storage", "postgres", "data_path")
+    if pg.host is not None:
+        raise ctx.error(
+            "give data_path (embedded, local development) or host (a PostgreSQL server), not both",
+            "storage.postgres.data_path",
+            line,
+        )
+    db_file = base_dir / DEFAULT_SQLITE
+    ctx.warnings.append(
+        "storage.postgres.data_path: Keyturn has no embedded PostgreSQL; "
+        f"using SQLite at {db_file} (set storage.postgres.host or storage.url for a PostgreSQL server)"
+    )
+    return "sqlite+aiosqlite:///" + str(db_file)
 
 
 def check_root_key(value: str, path: str, line: int | None, ctx: Context) -> bytes:

@@ -38,12 +38,14 @@ class SqliteStorage:
 
 @dataclasses.dataclass(frozen=True)
 class PostgresStorage:
-    host: str = "127.0.0.1"
+    host: str | None = None  # default 127.0.0.1
     port: int = 5432
     user: str = "postgres"
-    password: str | None = secret()
+    password: str | None = secret(kind="password")
     db: str = alias("database", "dbname", default="keyturn")
     sslmode: str | None = None
+    # Arcade's embedded PostgreSQL (local development): Keyturn keeps a SQLite database in this folder
+    data_path: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +61,7 @@ class StorageConfig:
 @dataclasses.dataclass(frozen=True)
 class RootKeyConfig:
     id: str
-    value: str | None = secret()
+    value: str | None = secret(kind="root_key")
     value_path: str | None = None
     default: bool = False
 
@@ -79,10 +81,32 @@ class RateLimitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuthenticationConfig:
+    """Seed 003's ``security.authentication`` block (see ``engine.config.security``)."""
+
+    isolation_mode: str | None = None  # only "strict": tokens never reach the model
+    token_exposure: Literal["never", "api"] | None = None  # security.token_exposure
+    audit_logging: bool | str | None = None  # enabled / true: audit is always on
+
+
+@dataclasses.dataclass(frozen=True)
+class OAuthSecurityConfig:
+    """Seed 003's ``security.oauth`` block: state and PKCE are always on; the callback URLs to register."""
+
+    state_validation: bool = True
+    pkce_enabled: bool = True
+    redirect_urls: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class SecurityConfig:
-    root_keys: tuple[RootKeyConfig, ...] = ()
-    api_keys: tuple[str, ...] = secret(default=())
+    root_keys: tuple[RootKeyConfig, ...] = dataclasses.field(default=(), metadata={"kind": "root_key"})
+    # plain root keys (seed 003's spelling), each base64 of 32 bytes; become root_keys with derived ids
+    encryption_keys: tuple[str, ...] = secret(default=(), kind="root_key")
+    api_keys: tuple[str, ...] = secret(default=(), kind="api_key")
     token_exposure: Literal["never", "api"] = "never"
+    authentication: AuthenticationConfig = dataclasses.field(default_factory=AuthenticationConfig)
+    oauth: OAuthSecurityConfig = dataclasses.field(default_factory=OAuthSecurityConfig)
     user_verifier: UserVerifierConfig = dataclasses.field(default_factory=UserVerifierConfig)
     next_uri_allowlist: tuple[str, ...] = ()
     rate_limiting: RateLimitConfig = dataclasses.field(default_factory=RateLimitConfig)
@@ -100,8 +124,8 @@ class ProviderConfig:
     enabled: bool = True
     description: str | None = None
     client_id: str | None = None
-    client_secret: str | None = secret()
-    client_secret_path: str | None = None
+    client_secret: str | None = secret(kind="client_secret")
+    client_secret_path: str | None = dataclasses.field(default=None, metadata={"kind": "client_secret"})
     vars: Mapping[str, str] = dataclasses.field(default_factory=dict)  # template URL placeholders
     oauth2: Mapping[str, Any] | None = None  # raw: merged over the template, then validated
     refresh_lead: Duration | None = None
@@ -136,7 +160,7 @@ class LifecycleConfig:
 class WorkerConfig:
     id: str
     uri: str
-    secret: str | None = secret()
+    secret: str | None = secret(kind="secret")
     timeout: Duration = Duration(30)
     enabled: bool = True
 
@@ -144,7 +168,7 @@ class WorkerConfig:
 @dataclasses.dataclass(frozen=True)
 class WorkerHttp:  # Arcade: tools.directors[].workers[].http
     uri: str
-    secret: str | None = secret()
+    secret: str | None = secret(kind="secret")
     timeout: Duration = Duration(30)
     retry: int = 0
 
@@ -167,7 +191,7 @@ class Director:
 @dataclasses.dataclass(frozen=True)
 class ToolsConfig:
     directors: tuple[Director, ...] = ()
-    secrets: Mapping[str, str] = secret(factory=dict)
+    secrets: Mapping[str, str] = secret(factory=dict, kind="secret")
     catalog_refresh: Duration = Duration(60)
 
 
@@ -208,13 +232,28 @@ class AuditConfig:
 class MetricsConfig:
     enabled: bool = True
     address: str | None = None  # "127.0.0.1:9100": serve /metrics there instead of the main port
-    bearer_token: str | None = secret()
+    bearer_token: str | None = secret(kind="metrics_token")
 
 
 @dataclasses.dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "console"] = "json"
+    # auto: human-readable lines on a terminal, JSON otherwise (a pipe, a file, the journal)
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class TelemetryLogging:  # Arcade: telemetry.logging
+    level: Literal["debug", "info", "warn", "warning", "error"] | None = None
+    encoding: Literal["json", "console"] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TelemetryConfig:
+    """Arcade's ``telemetry`` section: ``logging`` applies to Keyturn's logs; OTEL keys are ignored."""
+
+    logging: TelemetryLogging | None = None
+    environment: str | None = None
 
 
 # ---- the whole file --------------------------------------------------------------------------
@@ -231,3 +270,4 @@ class Config:
     audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)

@@ -22,6 +22,7 @@ import structlog
 
 from engine.api.nexturi import check_next_uri
 from engine.api.ratelimit import SlidingWindowLimiter
+from engine.config.compat import redirect_uri
 from engine.config.model import Config
 from engine.errors import BadRequest, KeyturnError, NotFound, ProviderError, UserMismatch
 from engine.flows import reuse, revoke
@@ -160,7 +161,8 @@ class FlowService:
         return self.flow_response(flow)
 
     def redirect_uri(self) -> str:
-        return f"{self.d.public_url()}/v1/oauth/callback"
+        # security.oauth.redirect_urls (checked to be a callback under api.public_url): the one registered
+        return redirect_uri(self.d.config()) or f"{self.d.public_url()}/v1/oauth/callback"
 
     def grant_response(self, grant: Any, provider: Provider, *, flow_id: str | None = None) -> dict[str, Any]:
         context: dict[str, Any] = {}
@@ -324,7 +326,9 @@ class FlowService:
                 provider, code=code, redirect_uri=flow.redirect_uri, code_verifier=flow.code_verifier
             )
             claims: dict[str, Any] = {}
-            if tokens.id_token:
+            # without an issuer the provider is plain OAuth 2 (Microsoft's multi-tenant template): an
+            # id_token it sends anyway cannot be checked, so it is not trusted; user info names the user
+            if tokens.id_token and provider.oauth2.issuer is not None:
                 claims = await self.d.oauth.validate_id_token(provider, tokens.id_token, nonce=flow.nonce)
             elif flow.nonce is not None:
                 return await self._fail(

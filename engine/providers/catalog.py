@@ -210,6 +210,8 @@ def resolve_provider(
         values[name] = value
     filled = _fill(block, values, f"{path}.oauth2", ctx, declared=declared)
     spec = from_data(OAuth2Spec, filled, path=f"{path}.oauth2", ctx=ctx)
+    if spec.issuer is not None and "discovery" not in filled:
+        spec = dataclasses.replace(spec, discovery=True)  # an issuer means discovery unless discovery: false
     _check_spec(spec, filled, f"{path}.oauth2", oauth2_line, ctx, development=development)
     if not entry.client_id:
         raise ctx.error("is required", f"{path}.client_id", line)
@@ -219,8 +221,11 @@ def resolve_provider(
             raise ctx.error(
                 "give client_secret or client_secret_path, not both", f"{path}.client_secret_path", line
             )
+        secret_file = Path(entry.client_secret_path).expanduser()
+        if not secret_file.is_absolute() and ctx.base_dir is not None:
+            secret_file = ctx.base_dir / secret_file  # beside engine.yaml, wherever serve was started
         try:
-            client_secret = Path(entry.client_secret_path).read_text(encoding="utf-8").strip()
+            client_secret = secret_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ctx.error(
                 f"cannot read {entry.client_secret_path!r}: {exc.strerror}",
@@ -248,7 +253,7 @@ def resolve_provider(
 def _check_spec(
     spec: OAuth2Spec, data: Mapping[str, Any], path: str, line: int | None, ctx: Context, *, development: bool
 ) -> None:
-    oidc = spec.issuer is not None and spec.discovery
+    oidc = spec.issuer is not None and spec.discovery  # endpoints may come from discovery
     response_type = spec.authorization_request.params.get("response_type", "code")
     if response_type != "code":
         raise ctx.error(
@@ -277,6 +282,24 @@ def _check_spec(
         check_url(
             spec.issuer, f"{path}.issuer", field_line(data, "issuer") or line, ctx, allow_http=development
         )
+        if not spec.discovery and spec.jwks_uri is None:
+            raise ctx.error(
+                "is required when issuer is set and discovery is false: without a key set no id_token "
+                "from this provider can be checked, so every sign-in would fail at the callback "
+                "(give jwks_uri, or drop discovery: false to find it at "
+                f"{spec.issuer.rstrip('/')}/.well-known/openid-configuration)",
+                f"{path}.jwks_uri",
+                field_line(data, "discovery") or field_line(data, "issuer") or line,
+            )
+    if spec.jwks_uri is not None:
+        jwks_line = field_line(data, "jwks_uri") or line
+        check_url(spec.jwks_uri, f"{path}.jwks_uri", jwks_line, ctx, allow_http=development)
+        if spec.issuer is None:
+            raise ctx.error(
+                "is required with jwks_uri: an id_token is checked against its issuer (iss) and key set",
+                f"{path}.issuer",
+                field_line(data, "jwks_uri") or line,
+            )
 
 
 def resolve_providers(

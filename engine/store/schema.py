@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -12,6 +13,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.errors import StorageError
+
+# stdlib, not structlog: a CLI command that migrates (api-keys create) prints only its own output; under
+# `serve` engine.logs routes this logger into the same log lines
+log = logging.getLogger("keyturn.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,10 +53,16 @@ async def upgrade(engine: AsyncEngine) -> str:
 
     A database migrated by a newer Keyturn is refused, not touched.
     """
-    _refuse_newer(await current_revision(engine))
+    current = await current_revision(engine)
+    _refuse_newer(current)
+    head = head_revision()
+    if current == head:
+        return head
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
-    return head_revision()
+    # Alembic's own INFO lines are quieted (engine.logs): this is the one line a migration writes
+    log.info("database_migrated", extra={"from_revision": current or "none", "to_revision": head})
+    return head
 
 
 def _refuse_newer(current: str | None) -> None:

@@ -57,6 +57,7 @@ class KeyturnEngine:
             source="engine.yaml",
             base_dir=current.base_dir,
             env=env or {},
+            listen=(None, self.port),  # checks that depend on public_url see the bound one
         )
         config = dataclasses.replace(loaded.config, api=current.config.api)
         holder.current = dataclasses.replace(current, config=config, providers=dict(loaded.providers))
