@@ -156,12 +156,23 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         emit=emit,
         count=metrics.tool_executed if metrics is not None else None,
     )
-    if services.get("scheduler", True):
-        registry.start()
-    lifecycle = Lifecycle(refresher, retry_revocation=flows.revoke_grant, gauges=gauges)
+    lifecycle = Lifecycle(
+        refresher,
+        retry_revocation=flows.revoke_grant,
+        gauges=gauges,
+        stop_grace=lambda: float(holder.current.config.api.shutdown_grace),
+    )
     app[LIFECYCLE] = lifecycle
-    if services.get("scheduler", True):
+
+    def start_background() -> None:
+        registry.start()
         lifecycle.start()
+
+    if services.get("scheduler", True):
+        if services.get("defer_background"):
+            services["start_background"] = start_background  # the daemon calls it once it listens
+        else:
+            start_background()
     app[READY_CHECKS].append(("database", store.ping))
     try:
         yield
