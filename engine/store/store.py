@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,6 +13,7 @@ from engine.errors import StorageError
 from engine.store import models as m
 from engine.store.base import aware, new_id, now_utc
 from engine.store.db import READ_ONLY, create_engine, is_sqlite
+from engine.store.records import GrantRecord
 from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
 from engine.store.schema import check_schema, ensure_schema
 
@@ -29,6 +32,8 @@ class Store:
         self.leases = LeaseRepo(self)
         self.audit = AuditRepo(self)
         self.meta = MetaRepo(self)
+        # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
+        self.on_unreadable: Callable[[GrantRecord], None] | None = None
 
     @classmethod
     async def open(
