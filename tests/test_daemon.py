@@ -325,3 +325,25 @@ async def test_serve_on_a_busy_port_exits_without_refreshing(
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err.decode()
     assert "Traceback" not in err.decode() + out.decode()
+
+
+async def test_serve_refuses_a_wrong_root_key(tmp_path: Path) -> None:
+    """`serve` with another key under the id that sealed the database exits 1 naming the id, not the key."""
+    db = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+    store = await Store.open(db, Keyring({"k": decode_key(generate_key())}, "k"))
+    await store.close()
+    wrong = generate_key()
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        f"api: {{development: true, port: 0}}\nstorage: {{url: '{db}'}}\n"
+        f"security: {{root_keys: [{{id: k, value: '{wrong}'}}]}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine", "serve", "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert "wrong_key: root key 'k' is not the key" in err.decode()
+    assert wrong not in err.decode() + out.decode() and "Traceback" not in err.decode()
