@@ -200,6 +200,8 @@ async def test_one_unreadable_grant_is_audited_counted_and_alone(
     async with engine.browser.get(engine.url + "/metrics") as resp:
         text = await resp.text()
     assert 'keyturn_grants_unreadable_total{provider="acme"} 1.0' in text
-    status, _ = await engine.api("DELETE", f"/v1/admin/user_connections/{ids[1]}")
-    assert status == 204 and await store.grants.get(ids[1]) is None
+    status, answer = await engine.api("DELETE", f"/v1/admin/user_connections/{ids[1]}")
+    assert status == 200 and answer["outcome"] == "not_revoked_at_provider"
+    assert answer["reason"] == "unreadable" and answer["deleted"] and "could not be read" in answer["msg"]
+    assert await store.grants.get(ids[1]) is None
     assert (await store.grants.get(ids[0])).refreshed_at is not None
