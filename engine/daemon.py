@@ -13,8 +13,8 @@ from aiohttp import web
 
 from engine import sdnotify
 from engine.api.app import create_app
-from engine.api.state import SETTINGS, Settings
-from engine.errors import ConfigError
+from engine.api.state import SERVICES, SETTINGS, Settings
+from engine.errors import ConfigError, KeyturnError
 
 log = structlog.get_logger("keyturn.daemon")
 
@@ -39,9 +39,20 @@ class Daemon:
             access_log=None,
             shutdown_timeout=float(api.shutdown_grace),
         )
+        # the scheduler (a refresh pass at once) and worker polling start only once we listen:
+        # a serve that cannot bind must not touch a provider before it exits
+        self.app[SERVICES]["defer_background"] = True
         await self.runner.setup()
         site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise KeyturnError(
+                f"cannot listen on {api.host}:{api.port}: {exc.strerror or exc}", error="bind_failed"
+            ) from None
+        start_background = self.app[SERVICES].get("start_background")
+        if start_background is not None:
+            start_background()
         server = getattr(site, "_server", None)
         for sock in getattr(server, "sockets", None) or ():
             addr = sock.getsockname()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from engine.api.services import REFRESHER
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
 
@@ -157,3 +159,49 @@ async def test_audit_required_refuses_actions_when_the_file_cannot_be_written(
     assert (await engine.api("GET", "/v1/auth/status?id=" + auth["id"]))[0] == 200  # reads still work
     folder.mkdir()
     assert (await engine.api("POST", "/v1/auth/authorize", json=more))[0] == 200
+
+
+async def test_one_unreadable_grant_is_audited_counted_and_alone(
+    keyturn_engine: Any, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grant whose token does not decrypt: the others refresh, it is listed, audited, counted, deletable."""
+    engine = await keyturn_engine(acme_config(mini_provider, extra="lifecycle: {refresh_jitter: 0s}"))
+    store = engine.store
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    ids = []
+    for i in range(3):
+        refresh = mini_provider._token()
+        mini_provider.valid_refresh.add(refresh)
+        grant = await store.grants.upsert(
+            f"user-{i}", "acme", access_token=mini_provider._token(), refresh_token=refresh, id_token=None,
+            token_type="Bearer", expires_at=past, scopes=["read"], subject=None, user_info=None,
+            token_metadata={}, next_refresh_at=past,
+        )  # fmt: skip
+        ids.append(grant.id)
+    async with store.engine.begin() as conn:  # the second row gets the first row's sealed token
+        await conn.execute(
+            sa.text(
+                "UPDATE grants SET access_token=(SELECT access_token FROM grants WHERE id=:a) WHERE id=:b"
+            ),
+            {"a": ids[0], "b": ids[1]},
+        )
+    capsys.readouterr()
+    counts = await engine.app[REFRESHER].refresh_due()
+    assert counts == {"refreshed": 2}
+    status, page = await engine.api("GET", "/v1/admin/user_connections")
+    assert status == 200 and page["total_count"] == 3
+    states = {item["user_id"]: item["connection_status"] for item in page["items"]}
+    assert states == {"user-0": "active", "user-1": "unreadable", "user-2": "active"}
+    out = capsys.readouterr().out
+    audit = [json.loads(line) for line in out.splitlines() if '"keyturn.audit"' in line]
+    unreadable = [a for a in audit if a["event"] == "grant.unreadable"]
+    assert len(unreadable) == 1 and unreadable[0]["provider"] == "acme" and "user_ref" in unreadable[0]
+    assert "user-1" not in out
+    async with engine.browser.get(engine.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'keyturn_grants_unreadable_total{provider="acme"} 1.0' in text
+    status, answer = await engine.api("DELETE", f"/v1/admin/user_connections/{ids[1]}")
+    assert status == 200 and answer["outcome"] == "not_revoked_at_provider"
+    assert answer["reason"] == "unreadable" and answer["deleted"] and "could not be read" in answer["msg"]
+    assert await store.grants.get(ids[1]) is None
+    assert (await store.grants.get(ids[0])).refreshed_at is not None

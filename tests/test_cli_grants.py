@@ -91,3 +91,39 @@ async def test_revoke_with_provider_removed_says_not_revoked(
     assert "acme: deleted here but NOT revoked at the provider" in capsys.readouterr().out
     assert mini_provider.revocations == []
     assert await loop.run_in_executor(None, main, argv) == 1  # gone
+
+
+async def test_unreadable_grant_listed_and_revoked(
+    tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grant whose token does not decrypt is listed as unreadable and `grants revoke` deletes it."""
+    import sqlalchemy as sa
+
+    cfg = write_config(tmp_path, mini_provider)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, main, ["db", "upgrade", "-c", str(cfg)]) == 0
+    await add_grant(cfg, "alice", mini_provider._token())
+    await add_grant(cfg, "bob", mini_provider._token())
+
+    class Args:
+        config = str(cfg)
+
+    async with open_store(Args()) as store, store.engine.begin() as conn:  # type: ignore[arg-type]
+        await conn.execute(  # alice's row gets bob's sealed token
+            sa.text(
+                "UPDATE grants SET access_token=(SELECT access_token FROM grants WHERE user_id='bob') "
+                "WHERE user_id='alice'"
+            )
+        )
+    assert await loop.run_in_executor(None, main, ["grants", "list", "-c", str(cfg)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("alice" in line and "unreadable" in line for line in lines)
+    assert any("bob" in line and "active" in line for line in lines)
+    assert (
+        await loop.run_in_executor(None, main, ["grants", "revoke", "--user", "alice", "-c", str(cfg)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "acme: deleted here but NOT revoked at the provider (its stored tokens could not be read)" in out
+    assert mini_provider.revocations == []  # nothing readable to revoke at the provider
+    async with open_store(Args()) as store:  # type: ignore[arg-type]
+        assert [g.user_id for g in await store.grants.list()] == ["bob"]

@@ -22,6 +22,8 @@ import pytest
 
 from engine.crypto.cipher import Keyring, decode_key, generate_key
 from engine.store.store import Store
+from tests.plugins.fake_provider import FakeProvider
+from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.mini_provider import acme_config
 
 
@@ -302,3 +304,116 @@ def test_serve_on_a_terminal_logs_console_lines_and_audit_stays_json(tmp_path: P
     [audit] = [row for row in rows if '"config.loaded"' in row]
     assert json.loads(audit)["logger"] == "keyturn.audit"
     assert not [row for row in rows if "alembic" in row]
+
+
+async def _store_due_grant(db: str, key: str, refresh_token: str) -> str:
+    store = await Store.open(db, Keyring({"k": decode_key(key)}, "k"))
+    try:
+        now = datetime.now(UTC)
+        grant = await store.grants.upsert(
+            "u1",
+            "fake",
+            access_token="at-old-" + generate_key(),
+            refresh_token=refresh_token,
+            id_token=None,
+            token_type="Bearer",
+            expires_at=now + timedelta(seconds=60),
+            scopes=["read"],
+            subject=None,
+            user_info=None,
+            token_metadata={},
+            next_refresh_at=now - timedelta(seconds=1),
+        )
+        return grant.id
+    finally:
+        await store.close()
+
+
+async def test_sigterm_mid_refresh_stores_the_rotated_tokens(
+    tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """SIGTERM while the provider takes 6.5 s to answer (grace 20 s): rotated tokens are stored, exit 0."""
+    key = generate_key()
+    db = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        f"api: {{development: true, port: 0, shutdown_grace: 20s}}\nstorage: {{url: '{db}'}}\n"
+        "lifecycle: {refresh_jitter: 0s, refresh_timeout: 30s}\n"
+        f"security: {{root_keys: [{{id: k, value: '{key}'}}]}}\n" + fake_engine_config(fake_provider)
+    )
+    old_refresh = fake_provider.live_refresh_token()
+    grant_id = await _store_due_grant(db, key, old_refresh)
+    fake_provider.token_answers = ["rotate_then_slow"]
+    fake_provider.slow_seconds = 6.5
+    served, pump = await start_serve(config)
+    for _ in range(200):
+        if fake_provider.token_requests:
+            break
+        await asyncio.sleep(0.05)
+    assert fake_provider.token_requests, "the engine never started refreshing"
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 40) == 0
+    pump.cancel()
+    assert old_refresh not in fake_provider.live_refresh_tokens()  # the provider rotated it
+    store = await Store.open(db, Keyring({"k": decode_key(key)}, "k"))
+    try:
+        grant = await store.grants.get(grant_id)
+    finally:
+        await store.close()
+    assert grant is not None and grant.status == "active" and grant.refreshed_at is not None
+    assert grant.refresh_token in fake_provider.live_refresh_tokens()
+
+
+async def test_serve_on_a_busy_port_exits_without_refreshing(
+    tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """`serve` on a port in use exits 1 with "cannot listen on" and never calls the token endpoint."""
+    key = generate_key()
+    db = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        config = tmp_path / "engine.yaml"
+        config.write_text(
+            f"api: {{development: true, port: {port}}}\nstorage: {{url: '{db}'}}\n"
+            "lifecycle: {refresh_jitter: 0s}\n"
+            f"security: {{root_keys: [{{id: k, value: '{key}'}}]}}\n" + fake_engine_config(fake_provider)
+        )
+        await _store_due_grant(db, key, fake_provider.live_refresh_token())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine", "serve", "-c", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        busy.close()
+    await asyncio.sleep(0.5)  # a refresh request that was already on its way would have arrived
+    assert fake_provider.token_requests == []
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in err.decode()
+    assert "Traceback" not in err.decode() + out.decode()
+
+
+async def test_serve_refuses_a_wrong_root_key(tmp_path: Path) -> None:
+    """`serve` with another key under the id that sealed the database exits 1 naming the id, not the key."""
+    db = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+    store = await Store.open(db, Keyring({"k": decode_key(generate_key())}, "k"))
+    await store.close()
+    wrong = generate_key()
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        f"api: {{development: true, port: 0}}\nstorage: {{url: '{db}'}}\n"
+        f"security: {{root_keys: [{{id: k, value: '{wrong}'}}]}}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engine", "serve", "-c", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert "wrong_key: root key 'k' is not the key" in err.decode()
+    assert wrong not in err.decode() + out.decode() and "Traceback" not in err.decode()

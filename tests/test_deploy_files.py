@@ -31,6 +31,7 @@ METRICS = {
     "keyturn_token_refresh_duration_seconds_sum",
     "keyturn_token_refresh_duration_seconds_count",
     "keyturn_grants",
+    "keyturn_grants_unreadable_total",
     "keyturn_refresh_lag_seconds",
     "keyturn_tool_executions_total",
     "keyturn_provider_errors_total",

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider
 from tests.plugins.mini_provider import acme_config as config
@@ -456,3 +457,44 @@ async def test_redirect_url_from_security_oauth_is_sent_and_served(
     assert provider.authorize_params[-1]["redirect_uri"] == callback
     assert str(resp.url).startswith(callback + "?")
     assert (await engine.store.grants.find(USER, "acme")) is not None
+
+
+async def _fake_flow(engine: Any, fake: Any) -> tuple[str, Any]:
+    """authorize with the fake provider and follow the link: (flow id, the callback's response)."""
+    body = {"user_id": USER, "auth_requirement": {"provider_id": "fake", "oauth2": {"scopes": ["read"]}}}
+    status, flow = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 200 and flow["status"] == "pending", flow
+    return flow["id"], await click(engine, flow["url"])
+
+
+async def test_token_answer_302_with_json_fails_the_flow(keyturn_engine: Any, fake_provider: Any) -> None:
+    """A token answer with HTTP 302 carrying JSON tokens fails the flow (http_error); nothing is stored."""
+    engine = await keyturn_engine(fake_engine_config(fake_provider))
+    fake_provider.token_answers = ["redirect_json"]
+    flow_id, resp = await _fake_flow(engine, fake_provider)
+    assert resp.status in (400, 502), resp.status
+    flow = await engine.store.flows.get(flow_id)
+    assert flow.status == "failed" and flow.error == "http_error"
+    assert await engine.store.grants.find(USER, "fake") is None
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [(float("nan"), None), (-5, None), ("soon", None), (1e20, 10 * 365 * 86400.0), ("7200", 7200.0)],
+)
+async def test_code_exchange_with_strange_expires_in(
+    keyturn_engine: Any, fake_provider: Any, expires_in: Any, lifetime: float | None
+) -> None:
+    """expires_in NaN, negative, text or 1e20: the flow completes, expiry unknown or clamped to ten years."""
+    engine = await keyturn_engine(fake_engine_config(fake_provider))
+    fake_provider.expires_in = expires_in
+    flow_id, resp = await _fake_flow(engine, fake_provider)
+    assert resp.status == 200, await resp.text()
+    assert (await engine.store.flows.get(flow_id)).status == "completed"
+    grant = await engine.store.grants.find(USER, "fake")
+    assert grant.status == "active" and grant.refresh_token in fake_provider.live_refresh_tokens()
+    if lifetime is None:
+        assert grant.expires_at is None
+    else:
+        left = (grant.expires_at - datetime.now(UTC)).total_seconds()
+        assert lifetime - 60 < left <= lifetime

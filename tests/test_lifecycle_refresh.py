@@ -10,6 +10,7 @@ import pytest
 
 from engine.api.services import REFRESHER
 from engine.lifecycle.refresh import backoff, next_refresh_at
+from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
 
@@ -181,3 +182,59 @@ async def test_long_failing_grant_is_reported(keyturn_engine: Any, mini_provider
     assert (await refresher.refresh(grant.id)).outcome == "retry"
     assert seen == ["overdue"]
     assert (await engine.store.grants.get(grant.id)).status == "active"
+
+
+@pytest.mark.parametrize("expires_in", [float("nan"), -5, "soon", 1e20])
+async def test_refresh_with_strange_expires_in_keeps_the_rotated_token(
+    keyturn_engine: Any, fake_provider: Any, expires_in: Any
+) -> None:
+    """A refresh answer with expires_in NaN, negative, text or 1e20 is stored, its new refresh token too."""
+    engine = await keyturn_engine(fake_engine_config(fake_provider))
+    old = fake_provider.live_refresh_token()
+    grant = await engine.store.grants.upsert(
+        USER,
+        "fake",
+        access_token="at-old",
+        refresh_token=old,
+        id_token=None,
+        token_type="Bearer",
+        expires_at=datetime.now(UTC) - timedelta(seconds=10),
+        scopes=["read"],
+        subject=None,
+        user_info=None,
+        token_metadata={},
+        next_refresh_at=datetime.now(UTC) - timedelta(seconds=10),
+    )
+    fake_provider.expires_in = expires_in
+    result = await engine.app[REFRESHER].refresh(grant.id)
+    assert result.outcome == "refreshed"
+    fresh = await engine.store.grants.get(grant.id)
+    assert old not in fake_provider.live_refresh_tokens()
+    assert fresh.status == "active" and fresh.refresh_token in fake_provider.live_refresh_tokens()
+    if expires_in == 1e20:
+        assert fresh.expires_at > datetime.now(UTC) + timedelta(days=3600)
+
+
+async def test_refresh_answer_302_with_json_is_not_stored(keyturn_engine: Any, fake_provider: Any) -> None:
+    """A refresh answered with HTTP 302 carrying tokens is a failure (retry later); the grant is unchanged."""
+    engine = await keyturn_engine(fake_engine_config(fake_provider))
+    old = fake_provider.live_refresh_token()
+    grant = await engine.store.grants.upsert(
+        USER,
+        "fake",
+        access_token="at-old",
+        refresh_token=old,
+        id_token=None,
+        token_type="Bearer",
+        expires_at=datetime.now(UTC) - timedelta(seconds=10),
+        scopes=["read"],
+        subject=None,
+        user_info=None,
+        token_metadata={},
+        next_refresh_at=datetime.now(UTC) - timedelta(seconds=10),
+    )
+    fake_provider.token_answers = ["redirect_json"]
+    result = await engine.app[REFRESHER].refresh(grant.id)
+    assert result.outcome == "retry"
+    fresh = await engine.store.grants.get(grant.id)
+    assert fresh.access_token == "at-old" and fresh.refresh_token == old and fresh.last_error == "http_error"

@@ -108,3 +108,43 @@ async def test_grant_without_expiry_refreshes_at_max_token_age(
     assert grant.expires_at is None and grant.refresh_token
     delta = grant.next_refresh_at - datetime.now(UTC)
     assert timedelta(minutes=115) < delta <= timedelta(hours=2)
+
+
+async def test_one_failing_revocation_retry_does_not_stop_the_others(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """Two pending revocations, the first retry raises: it is logged and the second is still revoked."""
+    engine = await keyturn_engine(acme_config(mini_provider))
+    store = engine.store
+    ids = []
+    for user in ("first-user", "second-user"):
+        grant = await store.grants.upsert(
+            user,
+            "acme",
+            access_token=mini_provider._token(),
+            refresh_token=None,
+            id_token=None,
+            token_type="Bearer",
+            expires_at=None,
+            scopes=[],
+            subject=None,
+            user_info=None,
+            token_metadata={},
+            next_refresh_at=None,
+        )
+        await store.grants.set_status(grant.id, "revoked")
+        ids.append(grant.id)
+    lifecycle = engine.app[LIFECYCLE]
+    real_retry = lifecycle.retry_revocation
+    assert real_retry is not None
+
+    async def retry(grant_id: str) -> bool:  # the first provider call fails with an unexpected error
+        if grant_id == ids[0]:
+            raise RuntimeError("provider client blew up")
+        return await real_retry(grant_id)
+
+    lifecycle.retry_revocation = retry
+    counts = await lifecycle.reap()
+    assert counts["revocation_errors"] == 1 and "grants_deleted" in counts
+    assert (await store.grants.get(ids[0])).status == "revoked"  # kept for the next pass
+    assert await store.grants.get(ids[1]) is None and len(mini_provider.revocations) == 1

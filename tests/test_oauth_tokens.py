@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from engine.errors import ProviderError
-from engine.oauth.tokens import TokenSet, get_path, parse_token_answer, split_scopes
+from engine.oauth.tokens import MAX_EXPIRES_IN, TokenSet, get_path, parse_token_answer, split_scopes
 from engine.providers.schema import OAuth2Spec, RequestSpec
 
 SPEC = OAuth2Spec()
@@ -124,8 +125,36 @@ def test_expires_in_units_and_strings() -> None:
     ms = OAuth2Spec(expires_in_unit="milliseconds")
     assert parse({"access_token": "a", "expires_in": 5000}, spec=ms).expires_in == 5
     assert parse({"access_token": "a", "expires_in": 0}).expires_in is None
-    with pytest.raises(ProviderError):
-        parse({"access_token": "a", "expires_in": "soon"})
+    assert parse({"access_token": "a", "expires_in": "soon"}).expires_in is None  # unknown, not a failure
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (float("nan"), None),
+        (float("inf"), None),
+        (-5, None),
+        ("-5", None),
+        ("NaN", None),
+        (True, None),
+        ([3600], None),
+        ({"s": 1}, None),
+        (1e20, MAX_EXPIRES_IN),
+        ("1e400", None),
+        (" 120 ", 120.0),
+    ],
+)
+def test_strange_expires_in_is_unknown_or_clamped(raw: Any, expected: float | None) -> None:
+    """A non-finite, negative or non-numeric expires_in is unknown; one above ten years is ten years."""
+    assert parse({"access_token": "a", "refresh_token": "r", "expires_in": raw}).expires_in == expected
+
+
+@pytest.mark.parametrize("status", [302, 301, 304, 100])
+def test_non_2xx_answer_with_tokens_is_refused(status: int) -> None:
+    """A token answer with a non-2xx status is refused even when its body holds tokens (SECURITY.md 11)."""
+    with pytest.raises(ProviderError) as info:
+        parse({"access_token": "a", "token_type": "Bearer"}, status=status)
+    assert info.value.kind == "http_error" and str(status) in info.value.msg
 
 
 def test_metadata_kept() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.crypto.cipher import DecryptError
 from engine.store.store import Store
 from tests.plugins.store import STORE_REFRESH, STORE_TOKEN, store_grant
 
@@ -36,32 +35,65 @@ async def test_secrets_sealed_at_rest(store_opened: Store) -> None:
     assert g.id.startswith("gr_") and len(g.id) == 3 + 22
 
 
-async def test_value_copied_to_other_row_fails(store_opened: Store) -> None:
-    """An access token blob copied onto another grant's row does not decrypt."""
+async def corrupt(store: Store, grant_id: str, how: str, *, other: str | None = None) -> None:
+    """Spoil a sealed value: ``copied`` from another row, ``column`` swapped, or a ``flipped`` byte."""
+    if how == "copied":
+        assert other is not None
+        blob = (await raw(store, "SELECT access_token FROM grants WHERE id=:i", i=other))[0]
+        await write_raw(store, "UPDATE grants SET access_token=:b WHERE id=:i", b=blob, i=grant_id)
+    elif how == "column":
+        await write_raw(store, "UPDATE grants SET access_token=refresh_token WHERE id=:i", i=grant_id)
+    else:
+        blob = bytearray((await raw(store, "SELECT access_token FROM grants WHERE id=:i", i=grant_id))[0])
+        blob[-1] ^= 0x01
+        await write_raw(store, "UPDATE grants SET access_token=:b WHERE id=:i", b=bytes(blob), i=grant_id)
+
+
+@pytest.mark.parametrize("how", ["copied", "column", "flipped"])
+async def test_spoiled_value_reads_as_unreadable(store_opened: Store, how: str) -> None:
+    """A value copied from another row or column, or a flipped byte: status unreadable, no token."""
     a = await store_grant(store_opened, "u1")
     b = await store_grant(store_opened, "u2", access_token="other")
-    blob = (await raw(store_opened, "SELECT access_token FROM grants WHERE id=:i", i=a.id))[0]
-    await write_raw(store_opened, "UPDATE grants SET access_token=:b WHERE id=:i", b=blob, i=b.id)
-    with pytest.raises(DecryptError):
-        await store_opened.grants.get(b.id)
+    await corrupt(store_opened, b.id, how, other=a.id)
+    bad = await store_opened.grants.get(b.id)
+    assert bad is not None and bad.status == "unreadable" and bad.last_error == "decrypt_failed"
+    assert bad.access_token == "" and bad.refresh_token is None and bad.user_info is None
+    assert bad.user_id == "u2" and bad.provider_id == "p"
+    good = await store_opened.grants.get(a.id)
+    assert good is not None and good.status == "active" and good.access_token == STORE_TOKEN
 
 
-async def test_value_copied_to_other_column_fails(store_opened: Store) -> None:
-    """A refresh token blob copied into the access token column of the same row does not decrypt."""
-    g = await store_grant(store_opened)
-    await write_raw(store_opened, "UPDATE grants SET access_token=refresh_token WHERE id=:i", i=g.id)
-    with pytest.raises(DecryptError):
-        await store_opened.grants.get(g.id)
+async def test_one_unreadable_row_does_not_stop_the_others(store_opened: Store) -> None:
+    """With one spoiled row, list, find and due still return every other grant; the bad one is marked once."""
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    grants = [await store_grant(store_opened, f"u{i}", next_refresh_at=past) for i in range(3)]
+    await corrupt(store_opened, grants[1].id, "flipped")
+    seen: list[str] = []
+    store_opened.on_unreadable = lambda g: seen.append(g.id)
+    listed = await store_opened.grants.list()
+    assert [g.status for g in listed] == ["active", "unreadable", "active"]
+    assert seen == [grants[1].id]  # audited once: the row is now marked in the database
+    assert (await raw(store_opened, "SELECT status FROM grants WHERE id=:i", i=grants[1].id))[
+        0
+    ] == "unreadable"
+    due = await store_opened.grants.due(datetime.now(UTC))
+    assert sorted(g.id for g in due) == sorted([grants[0].id, grants[2].id])
+    assert (await store_opened.grants.find("u1", "p")).status == "unreadable"
+    assert (await store_opened.grants.find("u2", "p")).access_token == STORE_TOKEN
+    assert seen == [grants[1].id]
+    assert await store_opened.grants.count_by_status() == {("p", "active"): 2, ("p", "unreadable"): 1}
+    assert await store_opened.grants.delete(grants[1].id)
+    assert len(await store_opened.grants.list()) == 2
 
 
-async def test_flipped_byte_fails(store_opened: Store) -> None:
-    """One flipped byte in a stored ciphertext makes the row unreadable, not silently wrong."""
-    g = await store_grant(store_opened)
-    blob = bytearray((await raw(store_opened, "SELECT access_token FROM grants"))[0])
-    blob[-1] ^= 0x01
-    await write_raw(store_opened, "UPDATE grants SET access_token=:b WHERE id=:i", b=bytes(blob), i=g.id)
-    with pytest.raises(DecryptError):
-        await store_opened.grants.get(g.id)
+async def test_authorizing_again_repairs_an_unreadable_grant(store_opened: Store) -> None:
+    """A new flow's tokens replace every spoiled value, refresh token included; the grant is active."""
+    g = await store_grant(store_opened, "u1")
+    await write_raw(store_opened, "UPDATE grants SET refresh_token=access_token WHERE id=:i", i=g.id)
+    assert (await store_opened.grants.get(g.id)).status == "unreadable"
+    again = await store_grant(store_opened, "u1", access_token="fresh", refresh_token=None)
+    assert again.id == g.id and again.status == "active" and again.access_token == "fresh"
+    assert again.refresh_token is None  # the spoiled one is gone, not kept
 
 
 async def test_same_token_encrypts_differently(store_opened: Store) -> None:

@@ -119,9 +119,22 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FLOWS] = flows
 
     def emit_and_forget(event: str, *, outcome: str, **fields: Any) -> Any:
-        if event in ("grant.needs_reauth", "grant.revoked"):
+        if event in ("grant.needs_reauth", "grant.revoked", "grant.unreadable"):
             flows.forget_answers()  # a remembered "completed" answer is no longer true
         return emit(event, outcome=outcome, **fields)
+
+    def on_unreadable(grant: Any) -> None:
+        if metrics is not None:
+            metrics.grant_unreadable(grant.provider_id)
+        emit_and_forget(
+            "grant.unreadable",
+            outcome="error",
+            user_id=grant.user_id,
+            provider=grant.provider_id,
+            reason="decrypt_failed",
+        )
+
+    store.on_unreadable = on_unreadable
 
     refresher = Refresher(
         RefreshDeps(
@@ -156,12 +169,23 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         emit=emit,
         count=metrics.tool_executed if metrics is not None else None,
     )
-    if services.get("scheduler", True):
-        registry.start()
-    lifecycle = Lifecycle(refresher, retry_revocation=flows.revoke_grant, gauges=gauges)
+    lifecycle = Lifecycle(
+        refresher,
+        retry_revocation=flows.revoke_grant,
+        gauges=gauges,
+        stop_grace=lambda: float(holder.current.config.api.shutdown_grace),
+    )
     app[LIFECYCLE] = lifecycle
-    if services.get("scheduler", True):
+
+    def start_background() -> None:
+        registry.start()
         lifecycle.start()
+
+    if services.get("scheduler", True):
+        if services.get("defer_background"):
+            services["start_background"] = start_background  # the daemon calls it once it listens
+        else:
+            start_background()
     app[READY_CHECKS].append(("database", store.ping))
     try:
         yield

@@ -22,6 +22,7 @@ EVENTS: dict[str, str] = {
     "grant.needs_reauth": "a grant can no longer be refreshed; the user must authorize again",
     "grant.revoked": "a grant was revoked (at the provider where supported) and its tokens deleted",
     "grant.revoke_failed": "revocation at the provider failed; it will be retried",
+    "grant.unreadable": "a grant's stored values did not decrypt (tampered or copied); it is unusable",
     "grant.reaped": "a long-dead grant was deleted by retention",
     "token.exposed": "an access token was returned to an API caller (token_exposure: api)",
     # tools

@@ -58,6 +58,7 @@ OUTCOME_TEXT = {
     "revoked": "revoked",
     "retry_later": "unusable; provider revocation will be retried",
     "not_revoked_at_provider": "deleted here but NOT revoked at the provider (provider no longer configured)",
+    "unreadable": "deleted here but NOT revoked at the provider (its stored tokens could not be read)",
 }
 
 
@@ -88,7 +89,8 @@ def run_revoke(args: argparse.Namespace) -> int:
             for grant in grants:
                 result = await flows.revoke_grant(grant.id)
                 if result is not None:
-                    done.append(f"{grant.provider_id}: {OUTCOME_TEXT[result.outcome]}")
+                    text = OUTCOME_TEXT.get(result.reason or "") or OUTCOME_TEXT[result.outcome]
+                    done.append(f"{grant.provider_id}: {text}")
             return done
 
     results = asyncio.run(go())

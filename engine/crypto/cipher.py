@@ -12,6 +12,8 @@ to decrypt. The default key encrypts; every configured key decrypts (rotation).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -37,6 +39,12 @@ class UnknownKeyError(DecryptError):
     error = "unknown_key"
 
 
+class WrongKeyError(DecryptError):
+    """A configured key id holds another key than the one the database's values were sealed with."""
+
+    error = "wrong_key"
+
+
 def generate_key() -> str:
     """A new root key: the standard base64 of 32 random bytes."""
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
@@ -51,6 +59,11 @@ def decode_key(value: str) -> bytes:
     if len(raw) != KEY_BYTES:
         raise ValueError(f"root key must be 32 bytes for AES-256, got {len(raw)}")
     return raw
+
+
+def _check_value(key_id: str, key: bytes) -> str:
+    """HMAC-SHA256 of a fixed label under the key: equal for the same key, says nothing about it."""
+    return hmac.new(key, f"keyturn:key-check:v{VERSION}|{key_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def _aad(table: str, column: str, row_id: str, key_id: str) -> bytes:
@@ -71,11 +84,16 @@ class Keyring:
         if default_id not in keys:
             raise ValueError(f"default key {default_id!r} is not among the keys")
         self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._checks = {key_id: _check_value(key_id, key) for key_id, key in keys.items()}
         self.default_id = default_id
 
     @property
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._aead)
+
+    def check_value(self, key_id: str) -> str:
+        """A value identifying the key under ``key_id`` without revealing it (stored to catch a wrong key)."""
+        return self._checks[key_id]
 
     def __repr__(self) -> str:
         return f"Keyring(key_ids={sorted(self._aead)!r}, default_id={self.default_id!r})"

@@ -6,9 +6,10 @@ audit record (``grant.revoked`` / ``grant.revoke_failed``) and the log:
 - ``revoked``: the provider revoked the tokens (or refused them as already invalid); deleted.
 - ``retry_later``: the provider could not be reached; the grant stays ``revoked`` (unusable) and
   the reaper retries (SECURITY.md 26).
-- ``not_revoked_at_provider``: the grant's provider is no longer configured, so nothing could be
-  revoked there; the grant is deleted here, and the tokens stay valid at the provider until they
-  expire or the user removes the app there.
+- ``not_revoked_at_provider``: the grant's provider is no longer configured (reason
+  ``provider_not_configured``), or its tokens cannot be read (``unreadable``: a sealed value that does
+  not decrypt), so nothing could be revoked there; the grant is deleted here, and the tokens stay
+  valid at the provider until they expire or the user removes the app there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import structlog
 from engine.errors import ProviderError
 from engine.oauth.client import OAuthClient
 from engine.providers.model import Provider
+from engine.store.grants import UNREADABLE
 
 log = structlog.get_logger("keyturn.flows")
 
@@ -53,9 +55,14 @@ class Revocation:
         if self.reason:
             out["reason"] = self.reason
         if self.outcome == NOT_REVOKED_AT_PROVIDER:
+            why = (
+                "its stored tokens could not be read"
+                if self.reason == "unreadable"
+                else f"{self.provider_id!r} is no longer configured"
+            )
             out["msg"] = (
-                f"deleted here, but not revoked at the provider: {self.provider_id!r} is no longer "
-                "configured; its tokens stay valid there until they expire"
+                f"deleted here, but not revoked at the provider: {why}; its tokens stay valid there "
+                "until they expire"
             )
         return out
 
@@ -75,22 +82,14 @@ async def revoke_grant(
     await store.grants.set_status(grant.id, "revoked")
     provider = providers.get(grant.provider_id)
     who = {"user_id": grant.user_id, "provider": grant.provider_id}
-    if provider is None:
+    if provider is None or grant.status == UNREADABLE:
+        reason = "provider_not_configured" if provider is None else UNREADABLE
         await store.grants.delete(grant.id)
-        emit(
-            "grant.revoked",
-            outcome="failure",
-            reason="provider_not_configured",
-            revoked_at_provider=False,
-            **who,
-        )
+        emit("grant.revoked", outcome="failure", reason=reason, revoked_at_provider=False, **who)
         log.warning(
-            "grant_not_revoked_at_provider",
-            grant_id=grant.id,
-            provider=grant.provider_id,
-            reason="provider_not_configured",
+            "grant_not_revoked_at_provider", grant_id=grant.id, provider=grant.provider_id, reason=reason
         )
-        return Revocation(grant.id, grant.provider_id, NOT_REVOKED_AT_PROVIDER, "provider_not_configured")
+        return Revocation(grant.id, grant.provider_id, NOT_REVOKED_AT_PROVIDER, reason)
     try:
         await _revoke_tokens(oauth, provider, grant)
     except ProviderError as exc:

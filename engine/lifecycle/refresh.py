@@ -34,6 +34,8 @@ from engine.store import claims
 
 log = structlog.get_logger("keyturn.lifecycle")
 
+STORE_GRACE = 10.0  # seconds a shutdown waits for provider answers already received to be stored
+
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
@@ -81,17 +83,24 @@ class Refresher:
         self.d = deps
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, asyncio.Task[RefreshOutcome]] = {}
+        self._writes: set[asyncio.Task[RefreshOutcome]] = set()  # answers being stored: never cancelled
 
     async def drain(self, grace: float) -> None:
-        """Let in-flight refreshes finish (or cancel them after ``grace`` seconds): used on shutdown."""
+        """Let in-flight refreshes finish (or cancel them after ``grace`` seconds): used on shutdown.
+
+        A refresh whose provider has answered is not cancelled: its tokens are stored first (the
+        provider may already have rotated the refresh token), within ``STORE_GRACE`` more seconds.
+        """
         tasks = [t for t in self._inflight.values() if not t.done()]
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=grace)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        writes = [t for t in self._writes if not t.done()]
+        if writes:
+            await asyncio.wait(writes, timeout=STORE_GRACE)
 
     def lead_for(self, provider: Provider) -> float:
         lead = (
@@ -174,6 +183,17 @@ class Refresher:
             )
         except ProviderError as exc:
             return await self._failed(grant, provider, exc, started)
+        # the provider answered (and may have rotated the refresh token already): the next thing done
+        # is storing the answer, and a shutdown cancelling this refresh does not stop that
+        write = asyncio.ensure_future(self._store_answer(grant, provider, tokens, lead, started))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        return await asyncio.shield(write)
+
+    async def _store_answer(
+        self, grant: Any, provider: Provider, tokens: TokenSet, lead: float, started: float
+    ) -> RefreshOutcome:
+        store = self.d.store
         expires_at = now_utc() + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
         if expires_at is None and provider.oauth2.token_introspection is not None:
             expires_at = await self.d.oauth.introspected_expiry(provider, tokens.access_token)

@@ -25,6 +25,7 @@ class Lifecycle:
         *,
         retry_revocation: Callable[[str], Awaitable[object]] | None = None,
         gauges: Callable[[], Awaitable[None]] | None = None,
+        stop_grace: Callable[[], float] | None = None,
     ) -> None:
         self.gauges = gauges
         self.refresher = refresher
@@ -32,7 +33,12 @@ class Lifecycle:
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.passes = 0
         self._running: set[asyncio.Task[Any]] = set()
-        self.stop_grace = 5.0  # seconds a running pass may take to finish on shutdown
+        # seconds a running pass may take to finish on shutdown (api.shutdown_grace)
+        self._stop_grace = stop_grace or (lambda: float(refresher.d.config().api.shutdown_grace))
+
+    @property
+    def stop_grace(self) -> float:
+        return self._stop_grace()
 
     def start(self) -> None:
         lifecycle = self.refresher.d.config().lifecycle
@@ -78,14 +84,17 @@ class Lifecycle:
         """Stop scheduling; let running passes finish within ``stop_grace``, then cancel them."""
         with contextlib.suppress(Exception):
             self.scheduler.shutdown(wait=False)
+        grace = self.stop_grace
+        deadline = asyncio.get_running_loop().time() + grace
         running = [t for t in self._running if not t.done()]
         if running:
-            _, pending = await asyncio.wait(running, timeout=self.stop_grace)
+            _, pending = await asyncio.wait(running, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=self.stop_grace)
-        await self.refresher.drain(self.stop_grace)
+                await asyncio.wait(pending, timeout=1.0)
+        left = max(0.0, deadline - asyncio.get_running_loop().time())
+        await self.refresher.drain(left)
 
     def _track(self) -> None:
         task = asyncio.current_task()
@@ -123,8 +132,17 @@ class Lifecycle:
                 emit("flow.reaped", outcome="success", count=out["flows_deleted"])
             if self.retry_revocation is not None:
                 revoked: list[Any] = await store.grants.list(status="revoked")
-                for grant in revoked:
-                    await self.retry_revocation(grant.id)
+                for grant in revoked:  # one failing provider must not stop the others' retries
+                    try:
+                        await self.retry_revocation(grant.id)
+                    except Exception as exc:
+                        out["revocation_errors"] = out.get("revocation_errors", 0) + 1
+                        log.error(
+                            "revocation_retry_failed",
+                            grant_id=grant.id,
+                            provider=grant.provider_id,
+                            error=type(exc).__name__,
+                        )
             deleted = await store.grants.delete_revoked_before(
                 now - timedelta(seconds=float(lifecycle.grant_retention))
             )

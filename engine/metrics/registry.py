@@ -115,6 +115,12 @@ class Metrics:
             ["provider", "kind"],
             registry=r,
         )
+        self.grants_unreadable = Counter(
+            "keyturn_grants_unreadable",
+            "Grants found with a stored value that does not decrypt (each is then unusable).",
+            ["provider"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "keyturn_build_info", "Keyturn build; the value is 1.", ["version"], registry=r
         )
@@ -159,6 +165,9 @@ class Metrics:
 
     def provider_error(self, provider: str, kind: str) -> None:
         self.provider_errors.labels(provider=self.providers(provider), kind=self.words(kind)).inc()
+
+    def grant_unreadable(self, provider: str) -> None:
+        self.grants_unreadable.labels(provider=self.providers(provider)).inc()
 
     def set_grants(self, counts: GrantCounts) -> None:
         """Replace the grant counts reported at the next scrape (when no ``grants_source`` is set)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,7 @@ OAUTH_ERRORS = frozenset(
 RETRYABLE_ERRORS = frozenset({"server_error", "temporarily_unavailable", "slow_down"})
 # a refresh that fails with one of these needs the user to authorize again
 REAUTH_ERRORS = frozenset({"invalid_grant", "unauthorized_client", "invalid_client", "access_denied"})
+MAX_EXPIRES_IN = 10 * 365 * 86400.0  # an announced lifetime longer than ten years is taken as ten years
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -164,6 +166,31 @@ def raise_for_answer(
         raise ProviderError(f"{what}: provider answered HTTP {status}", kind="http_error")
 
 
+def read_expires_in(raw: Any, unit: str = "seconds") -> float | None:
+    """``expires_in`` as seconds: absent, non-numeric text, zero, negative, NaN or infinite → None
+    (unknown: introspection or ``max_token_age`` decide); more than ``MAX_EXPIRES_IN`` is clamped.
+
+    A strange lifetime never fails the answer: the provider has spent the code (or rotated the
+    refresh token) already, so its tokens are kept.
+    """
+    if raw is None or isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if unit == "milliseconds":
+        value /= 1000
+    if not math.isfinite(value) or value <= 0:
+        return None
+    return min(value, MAX_EXPIRES_IN)
+
+
 def parse_token_answer(
     oauth2: OAuth2Spec,
     request: RequestSpec,
@@ -181,6 +208,8 @@ def parse_token_answer(
     except ValueError:
         data = None
     raise_for_answer(what, status, data, headers, request)
+    if not 200 <= status < 300:  # SECURITY.md 11: a 3xx (or 1xx) carrying tokens is not an answer
+        raise ProviderError(f"{what}: provider answered HTTP {status}", kind="http_error")
     if data is None:
         raise ProviderError(f"{what}: the answer is neither JSON nor form-encoded", kind="bad_response")
     mapping = request.response_map
@@ -191,17 +220,7 @@ def parse_token_answer(
     access_token = pick("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise ProviderError(f"{what}: the answer has no access_token", kind="bad_response")
-    expires_in: float | None = None
-    raw_expiry = pick("expires_in")
-    if raw_expiry not in (None, ""):
-        try:
-            expires_in = float(raw_expiry)
-        except (TypeError, ValueError):
-            raise ProviderError(f"{what}: expires_in is not a number", kind="bad_response") from None
-        if oauth2.expires_in_unit == "milliseconds":
-            expires_in /= 1000
-        if expires_in <= 0:
-            expires_in = None
+    expires_in = read_expires_in(pick("expires_in"), oauth2.expires_in_unit)
     refresh_token = pick("refresh_token")
     id_token = pick("id_token")
     token_type = pick("token_type")

@@ -9,18 +9,97 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.exc import IntegrityError
 
+from engine.crypto.cipher import DecryptError
 from engine.errors import StorageError
 from engine.store import models as m
 from engine.store.base import Repo, aware, new_id, now_utc
 from engine.store.records import GrantRecord
 
+log = structlog.get_logger("keyturn.store")
+
+UNREADABLE = "unreadable"  # a grant whose sealed values do not decrypt: unusable, listed, deletable
+
 
 class GrantRepo(Repo):
+    """Grants; a row whose sealed values do not decrypt (copied, tampered) is read as ``unreadable``.
+
+    Such a row never stops a read of other rows: it comes back with status ``unreadable`` and no
+    secrets, and the first read that finds it active marks it ``unreadable`` in the database (out of
+    the refresh pass), logs ``grant_unreadable`` and calls ``store.on_unreadable`` (audit, metric).
+    """
+
     t = m.grants
 
     def _row(self, row: Any) -> GrantRecord:
+        try:
+            return self._open(row)
+        except DecryptError:
+            return self._unreadable(row)
+
+    def _unreadable(self, row: Any) -> GrantRecord:
+        return GrantRecord(
+            id=row.id,
+            user_id=row.user_id,
+            provider_id=row.provider_id,
+            status=UNREADABLE,
+            scopes=tuple(row.scopes or ()),
+            access_token="",
+            refresh_token=None,
+            id_token=None,
+            user_info=None,
+            token_type=row.token_type,
+            expires_at=aware(row.expires_at),
+            subject=row.subject,
+            token_metadata=row.token_metadata or {},
+            created_at=aware(row.created_at) or now_utc(),
+            updated_at=aware(row.updated_at) or now_utc(),
+            refreshed_at=aware(row.refreshed_at),
+            next_refresh_at=None,
+            refresh_failures=row.refresh_failures,
+            last_error="decrypt_failed",
+            version=row.version,
+        )
+
+    async def _records(self, rows: Sequence[Any]) -> builtins.list[GrantRecord]:
+        records = [self._row(r) for r in rows]
+        for row, record in zip(rows, records, strict=True):
+            if record.status == UNREADABLE and row.status == "active":
+                await self._mark_unreadable(record)
+        return records
+
+    async def _mark_unreadable(self, grant: GrantRecord) -> None:
+        async with self.tx() as conn:
+            result = await conn.execute(
+                sa.update(self.t)
+                .where(self.t.c.id == grant.id, self.t.c.status == "active")
+                .values(
+                    status=UNREADABLE,
+                    last_error="decrypt_failed",
+                    next_refresh_at=None,
+                    updated_at=now_utc(),
+                    version=self.t.c.version + 1,
+                )
+            )
+        if not result.rowcount:
+            return  # another reader marked it first
+        log.warning(
+            "grant_unreadable",
+            grant_id=grant.id,
+            provider=grant.provider_id,
+            detail="a stored value does not decrypt (tampered, or copied from another row); "
+            "the grant is unusable: delete it or have the user authorize again",
+        )
+        hook = self.s.on_unreadable
+        if hook is not None:
+            try:
+                hook(grant)
+            except Exception as exc:  # an audit problem must not make the other grants unreadable
+                log.error("grant_unreadable_hook_failed", error=type(exc).__name__)
+
+    def _open(self, row: Any) -> GrantRecord:
         gid = row.id
         info = self.s.open_value("grants", "user_info", gid, row.user_info)
         return GrantRecord(
@@ -49,7 +128,7 @@ class GrantRepo(Repo):
     async def get(self, grant_id: str) -> GrantRecord | None:
         async with self.read() as conn:
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
-        return self._row(row) if row else None
+        return (await self._records([row]))[0] if row else None
 
     async def find(self, user_id: str, provider_id: str) -> GrantRecord | None:
         async with self.read() as conn:
@@ -58,7 +137,7 @@ class GrantRepo(Repo):
                     sa.select(self.t).where(self.t.c.user_id == user_id, self.t.c.provider_id == provider_id)
                 )
             ).first()
-        return self._row(row) if row else None
+        return (await self._records([row]))[0] if row else None
 
     async def list(
         self, *, user_id: str | None = None, provider_id: str | None = None, status: str | None = None
@@ -72,7 +151,7 @@ class GrantRepo(Repo):
             q = q.where(self.t.c.status == status)
         async with self.read() as conn:
             rows = (await conn.execute(q)).all()
-        return [self._row(r) for r in rows]
+        return await self._records(rows)
 
     async def upsert(
         self,
@@ -116,7 +195,7 @@ class GrantRepo(Repo):
         async with self.tx() as conn:
             existing = (
                 await conn.execute(
-                    sa.select(self.t.c.id, self.t.c.version).where(
+                    sa.select(self.t.c.id, self.t.c.version, self.t.c.refresh_token).where(
                         self.t.c.user_id == user_id, self.t.c.provider_id == provider_id
                     )
                 )
@@ -140,7 +219,7 @@ class GrantRepo(Repo):
                 "refresh_failures": 0,
                 "last_error": None,
             }
-            if v["refresh_token"] is not None or existing is None:
+            if v["refresh_token"] is not None or existing is None or not self._opens(existing):
                 values["refresh_token"] = self.s.seal("grants", "refresh_token", gid, v["refresh_token"])
             if existing:
                 values["version"] = existing.version + 1
@@ -150,6 +229,14 @@ class GrantRepo(Repo):
                 await conn.execute(sa.insert(self.t).values(**values))
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == gid))).one()
         return self._row(row)
+
+    def _opens(self, existing: Any) -> bool:
+        """Whether the stored refresh token decrypts (an unreadable one is replaced on re-authorization)."""
+        try:
+            self.s.open_value("grants", "refresh_token", existing.id, existing.refresh_token)
+        except DecryptError:
+            return False
+        return True
 
     async def update_tokens(
         self,
@@ -235,7 +322,7 @@ class GrantRepo(Repo):
         )
         async with self.read() as conn:
             rows = (await conn.execute(q)).all()
-        return [self._row(r) for r in rows]
+        return [g for g in await self._records(rows) if g.status != UNREADABLE]
 
     async def oldest_due(self, before: datetime) -> datetime | None:
         q = sa.select(sa.func.min(self.t.c.next_refresh_at)).where(

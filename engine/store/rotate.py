@@ -9,6 +9,9 @@ provider has just rotated, or the new refresh token would be lost.
 
 Progress (the last id done per table, under ``rotate:<key id>:<table>`` in ``meta``) is written
 after each batch, so an interrupted run resumes where it stopped; a run that finishes clears it.
+
+Check values (:mod:`engine.store.keycheck`): the new default key's is written before the first value
+is sealed with it; once no value uses an old key id any more, that id's check value is dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sqlalchemy as sa
 from engine.crypto.cipher import Keyring
 from engine.store import models as m
 from engine.store.db import READ_ONLY
+from engine.store.keycheck import forget_unused, write_default_check
 from engine.store.store import Store
 
 Progress = Callable[[str, int], Any]  # (table, values rewritten so far) -> anything; may raise to stop
@@ -39,6 +43,7 @@ async def rotate(
 ) -> int:
     """Re-encrypt under ``keyring.default_id``; returns how many values were rewritten by this run."""
     keyring = keyring or store.keyring
+    await write_default_check(store, keyring)  # values are about to be sealed with it
     total = 0
     for table_name, columns in m.ENCRYPTED.items():
         table = m.metadata.tables[table_name]
@@ -63,6 +68,7 @@ async def rotate(
             if on_progress is not None:
                 on_progress(table_name, total)
     await store.meta.delete_prefix(progress_prefix(keyring))
+    await forget_unused(store, keyring)  # a key id no value uses any more may later hold another key
     return total
 
 

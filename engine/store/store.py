@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
-from engine.store import models as m
 from engine.store.base import aware, new_id, now_utc
 from engine.store.db import READ_ONLY, create_engine, is_sqlite
+from engine.store.records import GrantRecord
 from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
 from engine.store.schema import check_schema, ensure_schema
 
@@ -29,6 +31,8 @@ class Store:
         self.leases = LeaseRepo(self)
         self.audit = AuditRepo(self)
         self.meta = MetaRepo(self)
+        # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
+        self.on_unreadable: Callable[[GrantRecord], None] | None = None
 
     @classmethod
     async def open(
@@ -70,24 +74,10 @@ class Store:
             raise StorageError(f"database unreachable: {type(exc).__name__}") from None
 
     async def check_keys(self) -> None:
-        """Refuse to start when a stored value is sealed with a key id that is not configured."""
-        from engine.crypto.cipher import UnknownKeyError
+        """Refuse to start on a key id in use that is not configured, or a configured key that is wrong."""
+        from engine.store.keycheck import check_keys
 
-        known = self.keyring.key_ids
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(**{READ_ONLY: True})
-            for table_name, columns in m.ENCRYPTED.items():
-                table = m.metadata.tables[table_name]
-                for column in columns:
-                    col = table.c[column]
-                    rows = await conn.execute(sa.select(col).where(col.is_not(None)).limit(200))
-                    for (blob,) in rows:
-                        kid = self.keyring.key_id_of(blob)
-                        if kid not in known:
-                            raise UnknownKeyError(
-                                f"{table_name}.{column} holds values sealed with key {kid!r}, which is not "
-                                "in security.root_keys: add that key (not as default) to read them"
-                            )
+        await check_keys(self)
 
     async def notify_flow(self, flow_id: str) -> None:
         """Tell other replicas (PostgreSQL LISTEN) that a flow changed."""

@@ -15,9 +15,14 @@ used. Modes: ``"json"`` (standard), ``"form"`` (GitHub: form-encoded, comma-sepa
 ``"slack"`` (``{"ok": true, ..., "authed_user": {access_token, refresh_token, scope, expires_in}}``),
 ``"slack_error"`` (HTTP 200 ``{"ok": false, "error": "invalid_code"}``), ``"invalid_grant"`` (400),
 ``"500"``, ``"429"`` (``Retry-After: retry_after``), ``"slow"`` (waits ``slow_seconds`` then answers json),
-``"no_expires"`` (json without expires_in). ``rotate_refresh`` (default True): a refresh answers a new
-refresh token and kills the old one; False: the answer has no refresh_token and the old one stays valid.
-``expires_in`` sets the lifetime announced (default 3600).
+``"no_expires"`` (json without expires_in), ``"rotate_then_slow"`` (issues and rotates at once, then waits
+``slow_seconds`` before answering json: a provider that has committed the rotation), ``"redirect_json"``
+(the standard JSON tokens, but with HTTP 302 and a ``Location``). ``rotate_refresh`` (default True): a
+refresh answers a new refresh token and kills the old one; False: the answer has no refresh_token and the
+old one stays valid. ``expires_in`` sets the lifetime announced (default 3600; any JSON value, e.g.
+``float("nan")``, ``-5``, ``1e20`` or ``"soon"``, is sent as given). ``live_refresh_token()`` makes a
+refresh token the provider accepts (to seed a stored grant); ``engine_config(p)`` is an engine.yaml
+``auth.providers`` entry (id ``fake``) for it.
 
 Records: ``requests`` has every request received as :class:`Recorded` (method, path, headers, query, form,
 basic_auth); ``token_requests``, ``revocations`` and ``introspections`` filter it. ``issued_tokens`` lists
@@ -75,7 +80,7 @@ class FakeProvider:
     token_mode: str = "json"
     token_answers: list[str] = field(default_factory=list)
     rotate_refresh: bool = True
-    expires_in: int = 3600
+    expires_in: Any = 3600
     retry_after: str = "30"
     slow_seconds: float = 5.0
     send_iss: bool = True
@@ -99,6 +104,15 @@ class FakeProvider:
 
     def _only(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
+
+    def live_refresh_token(self, scope: str = "read") -> str:
+        """A refresh token this provider accepts (for a grant a test stores directly)."""
+        token = self._new_token("rt")
+        self._live_refresh[token] = scope
+        return token
+
+    def live_refresh_tokens(self) -> set[str]:
+        return set(self._live_refresh)
 
     @property
     def token_requests(self) -> list[Recorded]:
@@ -211,6 +225,8 @@ class FakeProvider:
         refresh = self._new_token("rt") if rotate else None
         if refresh is not None:
             self._live_refresh[refresh] = scope
+        if mode == "rotate_then_slow":
+            await asyncio.sleep(self.slow_seconds)
         return self._answer(mode, access, refresh, scope)
 
     def _answer(self, mode: str, access: str, refresh: str | None, scope: str) -> web.Response:
@@ -226,6 +242,8 @@ class FakeProvider:
         if mode == "slack":
             bot = self._new_token("xoxb")
             body = {"ok": True, "access_token": bot, "token_type": "bot", "authed_user": {"id": "U1", **body}}
+        if mode == "redirect_json":
+            return web.json_response(body, status=302, headers={"Location": self.url("/elsewhere")})
         return web.json_response(body)
 
     def _bearer(self, request: web.Request) -> str:
@@ -272,6 +290,21 @@ def _s256(verifier: str) -> str:
 
 def _invalid_grant(why: str) -> web.Response:
     return web.json_response({"error": "invalid_grant", "error_description": why}, status=400)
+
+
+def engine_config(p: FakeProvider, *, provider_id: str = "fake") -> str:
+    """An ``auth.providers`` block (engine.yaml) for ``p``: client_secret_basic, revocation, no discovery."""
+    return f"""
+auth:
+  providers:
+    - id: {provider_id}
+      client_id: {p.client_id}
+      client_secret: {p.client_secret}
+      oauth2:
+        authorization_request: {{endpoint: "{p.url("/authorize")}"}}
+        token_request: {{endpoint: "{p.url("/token")}"}}
+        revocation_request: {{endpoint: "{p.url("/revoke")}"}}
+"""
 
 
 @pytest.fixture
