@@ -9,7 +9,7 @@ from aiohttp import web
 
 from engine.api.auth import IDENTITY, api_key_middleware, needs_api_key
 from engine.api.middleware import error_middleware
-from engine.api.ratelimit import SlidingWindowLimiter
+from engine.ratelimit import SlidingWindowLimiter
 
 GOOD = "kt_test_" + "x" * 40
 

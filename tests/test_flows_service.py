@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from engine.api.state import REVOKER
 from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider
@@ -355,7 +356,7 @@ async def test_revoke_503_keeps_grant_unusable(keyturn_engine: Any, provider: Mi
     assert status == 204
     assert (await engine.store.grants.get(grant.id)).status == "revoked"
     provider.revoke_status = 200
-    assert await engine.flows.revoke_grant(grant.id)
+    assert await engine.app[REVOKER].revoke(grant.id)
     assert await engine.store.grants.get(grant.id) is None
 
 
@@ -390,7 +391,7 @@ async def test_reaper_retry_with_provider_removed_deletes_and_says_so(
     await click(engine, body["url"])
     grant = await engine.store.grants.find(USER, "acme")
     provider.revoke_status = 503
-    assert (await engine.flows.revoke_grant(grant.id)).outcome == "retry_later"
+    assert (await engine.app[REVOKER].revoke(grant.id)).outcome == "retry_later"
     engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")
     capsys.readouterr()
     from engine.api.services import LIFECYCLE

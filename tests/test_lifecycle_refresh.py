@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from engine.api.services import REFRESHER
-from engine.lifecycle.refresh import backoff, next_refresh_at
+from engine.grants.writer import next_refresh_at
+from engine.lifecycle.refresh import backoff
 from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 

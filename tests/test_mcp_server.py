@@ -18,9 +18,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 
 from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
-from engine.api.ratelimit import SlidingWindowLimiter
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
 from engine.mcp.server import McpServer
+from engine.ratelimit import SlidingWindowLimiter
 
 LINK = "http://127.0.0.1:1/v1/oauth/start/fl_test"
 KEY = "mcp-test-key"

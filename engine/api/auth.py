@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from engine.api.jsonio import error_response
-from engine.api.ratelimit import SlidingWindowLimiter
 from engine.errors import RateLimited, Unauthorized
+from engine.ratelimit import SlidingWindowLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -7,26 +7,14 @@ from typing import Any
 from aiohttp import web
 
 from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
-from engine.api.state import FLOWS, SETTINGS, STORE
+from engine.api.shapes import authorization_response
+from engine.api.state import FLOWS, REVOKER, SETTINGS, STORE
 from engine.errors import BadRequest, NotFound
 from engine.flows.revoke import NOT_REVOKED_AT_PROVIDER
+from engine.providers.resolve import requirement_scopes
 
 routes = web.RouteTableDef()
 MAX_WAIT = 59.0
-
-
-def _scopes(requirement: dict[str, Any]) -> tuple[str, ...]:
-    oauth2 = requirement.get("oauth2") or {}
-    if not isinstance(oauth2, dict):
-        raise BadRequest("auth_requirement.oauth2 must be an object")
-    scopes = oauth2.get("scopes") or []
-    if isinstance(scopes, str):
-        scopes = scopes.split()
-    if not isinstance(scopes, list) or not all(isinstance(s, str) and s.strip() for s in scopes):
-        raise BadRequest("auth_requirement.oauth2.scopes must be a list of non-empty strings")
-    if len(scopes) > 100 or any(len(s) > 256 for s in scopes):
-        raise BadRequest("auth_requirement.oauth2.scopes: too many or too long")
-    return tuple(dict.fromkeys(s.strip() for s in scopes))
 
 
 def _user_id(data: dict[str, Any], key: str = "user_id") -> str:
@@ -49,11 +37,11 @@ async def authorize(request: web.Request) -> web.Response:
     answer = await request.app[FLOWS].authorize(
         user_id=_user_id(data),
         requirement=requirement,
-        scopes=_scopes(requirement),
+        scopes=requirement_scopes(requirement),
         next_uri=optional_str(data, "next_uri"),
         client_ip=settings.client_address.of(request),
     )
-    return json_response(answer)
+    return json_response(authorization_response(answer))
 
 
 @routes.get("/v1/auth/status")
@@ -68,12 +56,14 @@ async def status(request: web.Request) -> web.Response:
         raise BadRequest(f"query parameter wait must be a number of seconds, got {raw_wait[:20]!r}") from None
     if wait < 0:
         raise BadRequest("query parameter wait must not be negative")
-    return json_response(await request.app[FLOWS].status(auth_id, min(wait, MAX_WAIT)))
+    answer = await request.app[FLOWS].status(auth_id, min(wait, MAX_WAIT))
+    return json_response(authorization_response(answer))
 
 
 async def _confirm_user(request: web.Request) -> web.Response:
     data = await read_json_object(request)
-    return json_response(await request.app[FLOWS].confirm_user(require_str(data, "flow_id"), _user_id(data)))
+    flow = await request.app[FLOWS].confirm_user(require_str(data, "flow_id"), _user_id(data))
+    return json_response({"auth_id": flow.id, "next_uri": flow.next_uri})
 
 
 routes.post("/v1/auth/confirm_user")(_confirm_user)
@@ -129,7 +119,7 @@ async def list_connections(request: web.Request) -> web.Response:
 @routes.delete("/v1/admin/user_connections/{id}")
 async def delete_connection(request: web.Request) -> web.Response:
     grant_id = request.match_info["id"]
-    result = await request.app[FLOWS].revoke_grant(grant_id)
+    result = await request.app[REVOKER].revoke(grant_id)
     if result is None:
         raise NotFound(f"no user connection {grant_id!r}")
     if result.outcome == NOT_REVOKED_AT_PROVIDER:  # deleted, but say that the provider still has it

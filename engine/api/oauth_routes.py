@@ -6,7 +6,7 @@ from aiohttp import web
 
 from engine.api.pages import PageKind, render_page
 from engine.api.state import FLOWS, SETTINGS
-from engine.flows.service import CallbackResult
+from engine.flows.results import CallbackResult
 
 routes = web.RouteTableDef()
 

@@ -16,16 +16,30 @@ import structlog
 from aiohttp import web
 
 from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
-from engine.api.ratelimit import SlidingWindowLimiter
-from engine.api.state import FLOWS, HTTP_SESSION, METRICS, READY_CHECKS, SERVICES, SETTINGS, STORE, TOOLS
+from engine.api.state import (
+    FLOWS,
+    HTTP_SESSION,
+    METRICS,
+    READY_CHECKS,
+    REVOKER,
+    SERVICES,
+    SETTINGS,
+    STORE,
+    TOOLS,
+)
 from engine.audit import Auditor, DatabaseSink
+from engine.clock import now_utc
 from engine.crypto.keys import keyring_from_config
-from engine.flows.service import Emit, FlowDeps, FlowService
+from engine.emit import Emit
+from engine.flows.revoke import Revoker
+from engine.flows.service import FlowDeps, FlowService
 from engine.flows.waiters import FlowWaiters, PgFlowListener
-from engine.lifecycle.refresh import RefreshDeps, Refresher, now_utc
+from engine.grants.writer import GrantWriter
+from engine.lifecycle.refresh import RefreshDeps, Refresher
 from engine.lifecycle.scheduler import Lifecycle
 from engine.metrics.registry import Metrics
 from engine.oauth.client import OAuthClient
+from engine.ratelimit import SlidingWindowLimiter
 from engine.tools.registry import ToolRegistry
 from engine.tools.runner import ToolRunner
 
@@ -103,6 +117,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUDITOR] = auditor
     metrics = app.get(METRICS)
     emit = services.get("emit") or _emitter(auditor, metrics)
+    writer = GrantWriter(store, oauth, lambda: holder.current.config)
     flows = FlowService(
         FlowDeps(
             store=store,
@@ -111,6 +126,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             config=lambda: holder.current.config,
             providers=lambda: holder.current.providers,
             public_url=lambda: holder.current.public_url,
+            writer=writer,
             emit=emit,
             notify=notify,
             on_flow=metrics.on_flow if metrics is not None else None,
@@ -142,11 +158,20 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             oauth=oauth,
             config=lambda: holder.current.config,
             providers=lambda: holder.current.providers,
+            writer=writer,
             emit=emit_and_forget,
             observe=metrics.observe_refresh if metrics is not None else None,
         )
     )
     app[REFRESHER] = refresher
+    revoker = Revoker(
+        store=store,
+        oauth=oauth,
+        providers=lambda: holder.current.providers,
+        emit=emit,
+        changed=flows.forget_answers,
+    )
+    app[REVOKER] = revoker
 
     async def gauges() -> None:
         if metrics is None:
@@ -166,12 +191,16 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         flows,
         refresher,
         lambda: holder.current.config,
+        store=store,
         emit=emit,
         count=metrics.tool_executed if metrics is not None else None,
     )
     lifecycle = Lifecycle(
         refresher,
-        retry_revocation=flows.revoke_grant,
+        store=store,
+        config=lambda: holder.current.config,
+        emit=emit_and_forget,
+        retry_revocation=revoker.revoke,
         gauges=gauges,
         stop_grace=lambda: float(holder.current.config.api.shutdown_grace),
     )

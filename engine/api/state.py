@@ -12,6 +12,7 @@ from aiohttp import web
 
 from engine.api.clientip import ClientAddress
 from engine.config.model import Config
+from engine.flows.revoke import Revoker
 from engine.metrics.registry import Metrics
 from engine.providers.model import Provider
 
@@ -55,3 +56,4 @@ STORE: web.AppKey[Any] = web.AppKey("keyturn_store")  # engine.store.Store
 FLOWS: web.AppKey[Any] = web.AppKey("keyturn_flows")  # engine.flows.service.FlowService
 METRICS = web.AppKey("keyturn_metrics", Metrics)  # set by engine.metrics.http.setup_metrics
 TOOLS: web.AppKey[Any] = web.AppKey("keyturn_tools")  # engine.tools.runner.ToolRunner
+REVOKER = web.AppKey("keyturn_revoker", Revoker)  # the one way to disconnect a grant

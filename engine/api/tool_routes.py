@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
+from engine.api.shapes import authorization_response, execution_response
 from engine.api.state import SETTINGS, TOOLS
 from engine.errors import BadRequest
 from engine.tools.formats import FORMATS, to_arcade
@@ -91,7 +92,7 @@ async def authorize_tool(request: web.Request) -> web.Response:
     answer = await request.app[TOOLS].authorize(
         require_str(data, "tool_name"), require_str(data, "user_id"), optional_str(data, "next_uri")
     )
-    return json_response(answer)
+    return json_response(authorization_response(answer))
 
 
 @routes.post("/v1/tools/execute")
@@ -105,4 +106,4 @@ async def execute_tool(request: web.Request) -> web.Response:
     answer = await request.app[TOOLS].execute(
         require_str(data, "tool_name"), inputs, optional_str(data, "user_id")
     )
-    return json_response(answer)
+    return json_response(execution_response(answer))

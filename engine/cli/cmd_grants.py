@@ -66,28 +66,18 @@ def run_revoke(args: argparse.Namespace) -> int:
     import aiohttp
 
     from engine.cli.storecmd import open_store
-    from engine.flows.service import FlowDeps, FlowService
-    from engine.flows.waiters import FlowWaiters
+    from engine.flows.revoke import Revoker
     from engine.oauth.client import OAuthClient
 
     loaded = load(args)
 
     async def go() -> list[str]:
         async with open_store(args) as store, aiohttp.ClientSession() as session:
-            flows = FlowService(
-                FlowDeps(
-                    store=store,
-                    oauth=OAuthClient(session),
-                    waiters=FlowWaiters(),
-                    config=lambda: loaded.config,
-                    providers=lambda: loaded.providers,
-                    public_url=lambda: loaded.config.api.public_url or "",
-                )
-            )
+            revoker = Revoker(store=store, oauth=OAuthClient(session), providers=lambda: loaded.providers)
             grants = await store.grants.list(user_id=args.user, provider_id=args.provider)
             done = []
             for grant in grants:
-                result = await flows.revoke_grant(grant.id)
+                result = await revoker.revoke(grant.id)
                 if result is not None:
                     text = OUTCOME_TEXT.get(result.reason or "") or OUTCOME_TEXT[result.outcome]
                     done.append(f"{grant.provider_id}: {text}")

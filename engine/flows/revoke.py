@@ -10,6 +10,9 @@ audit record (``grant.revoked`` / ``grant.revoke_failed``) and the log:
   ``provider_not_configured``), or its tokens cannot be read (``unreadable``: a sealed value that does
   not decrypt), so nothing could be revoked there; the grant is deleted here, and the tokens stay
   valid at the provider until they expire or the user removes the app there.
+
+:class:`Revoker` is the one way to do it: the admin API, ``keyturn grants revoke`` and the reaper's
+retries all call :meth:`Revoker.revoke`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from engine.emit import Emit, noop_emit
 from engine.errors import ProviderError
 from engine.oauth.client import OAuthClient
 from engine.providers.model import Provider
@@ -65,6 +69,42 @@ class Revocation:
                 "until they expire"
             )
         return out
+
+
+class Revoker:
+    """Disconnects grants; ``providers`` is read anew per call (SIGHUP reload).
+
+    ``changed`` is called after every attempt (a remembered status answer may no longer be true).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        oauth: OAuthClient,
+        providers: Callable[[], Mapping[str, Provider]],
+        emit: Emit = noop_emit,
+        changed: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store  # engine.store.Store
+        self.oauth = oauth
+        self.providers = providers
+        self.emit = emit
+        self.changed = changed
+
+    async def revoke(self, grant_id: str) -> Revocation | None:
+        """Disconnect ``grant_id``; None when there is no such grant."""
+        try:
+            return await revoke_grant(
+                store=self.store,
+                oauth=self.oauth,
+                providers=self.providers(),
+                emit=self.emit,
+                grant_id=grant_id,
+            )
+        finally:
+            if self.changed is not None:
+                self.changed()
 
 
 async def revoke_grant(

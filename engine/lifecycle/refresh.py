@@ -19,14 +19,16 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
+from engine.clock import now_utc
 from engine.config.model import Config
+from engine.emit import Emit, noop_emit
 from engine.errors import ProviderError, Unavailable
-from engine.flows.service import Emit, _noop_emit
+from engine.grants.writer import GrantWriter
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
 from engine.providers.model import Provider
@@ -35,10 +37,6 @@ from engine.store import claims
 log = structlog.get_logger("keyturn.lifecycle")
 
 STORE_GRACE = 10.0  # seconds a shutdown waits for provider answers already received to be stored
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,20 +51,10 @@ class RefreshDeps:
     oauth: OAuthClient
     config: Callable[[], Config]
     providers: Callable[[], Mapping[str, Provider]]
-    emit: Emit = _noop_emit
+    writer: GrantWriter  # writes the new tokens with their refresh schedule
+    emit: Emit = noop_emit
     observe: Callable[[str, str, float], None] | None = None  # (provider, outcome, seconds) -> metrics
     owner: str = dataclasses.field(default_factory=lambda: f"kt-{uuid.uuid4().hex[:12]}")
-
-
-def next_refresh_at(
-    expires_at: datetime | None, lead: float, max_age: float | None, now: datetime
-) -> datetime | None:
-    """When a grant should next be refreshed: ``lead`` before expiry, or ``max_age`` after now."""
-    if expires_at is not None:
-        return expires_at - timedelta(seconds=lead)
-    if max_age:
-        return now + timedelta(seconds=max_age)
-    return None
 
 
 def backoff(failures: int, base: float, cap: float, retry_after: float | None) -> float:
@@ -101,22 +89,6 @@ class Refresher:
         writes = [t for t in self._writes if not t.done()]
         if writes:
             await asyncio.wait(writes, timeout=STORE_GRACE)
-
-    def lead_for(self, provider: Provider) -> float:
-        lead = (
-            provider.refresh_lead
-            if provider.refresh_lead is not None
-            else self.d.config().lifecycle.refresh_lead
-        )
-        return float(lead)
-
-    def max_age_for(self, provider: Provider) -> float | None:
-        age = (
-            provider.max_token_age
-            if provider.max_token_age is not None
-            else self.d.config().lifecycle.max_token_age
-        )
-        return float(age) if age is not None else None
 
     async def refresh(self, grant_id: str, *, force: bool = False, leased: bool = False) -> RefreshOutcome:
         """Refresh one grant (single-flight: concurrent callers share one provider call).
@@ -165,9 +137,7 @@ class Refresher:
         provider = self.d.providers().get(grant.provider_id)
         if provider is None:
             return RefreshOutcome("skipped", grant)
-        now = now_utc()
-        lead = self.lead_for(provider)
-        if not force and grant.next_refresh_at is not None and grant.next_refresh_at > now:
+        if not force and grant.next_refresh_at is not None and grant.next_refresh_at > now_utc():
             return RefreshOutcome("skipped", grant)  # someone else refreshed it meanwhile
         if not grant.refresh_token:
             return RefreshOutcome("no_refresh_token", grant)
@@ -185,28 +155,16 @@ class Refresher:
             return await self._failed(grant, provider, exc, started)
         # the provider answered (and may have rotated the refresh token already): the next thing done
         # is storing the answer, and a shutdown cancelling this refresh does not stop that
-        write = asyncio.ensure_future(self._store_answer(grant, provider, tokens, lead, started))
+        write = asyncio.ensure_future(self._store_answer(grant, provider, tokens, started))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
         return await asyncio.shield(write)
 
     async def _store_answer(
-        self, grant: Any, provider: Provider, tokens: TokenSet, lead: float, started: float
+        self, grant: Any, provider: Provider, tokens: TokenSet, started: float
     ) -> RefreshOutcome:
         store = self.d.store
-        expires_at = now_utc() + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
-        if expires_at is None and provider.oauth2.token_introspection is not None:
-            expires_at = await self.d.oauth.introspected_expiry(provider, tokens.access_token)
-        updated = await store.grants.update_tokens(
-            grant.id,
-            expected_version=grant.version,
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token,  # None keeps the old one
-            expires_at=expires_at,
-            scopes=list(tokens.scopes) if tokens.scopes is not None else None,
-            id_token=tokens.id_token,
-            next_refresh_at=next_refresh_at(expires_at, lead, self.max_age_for(provider), now_utc()),
-        )
+        updated = await self.d.writer.store_refreshed(grant, provider, tokens)
         if updated is None:
             self._observe(provider.id, "lost_race", started)
             return RefreshOutcome("lost_race", await store.grants.get(grant.id))

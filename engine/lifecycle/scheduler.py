@@ -11,37 +11,50 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from engine.lifecycle.refresh import Refresher, now_utc
+from engine.clock import now_utc
+from engine.config.model import Config
+from engine.emit import Emit, noop_emit
+from engine.lifecycle.refresh import Refresher
 
 log = structlog.get_logger("keyturn.lifecycle")
 
 
 class Lifecycle:
-    """Owns the scheduler; ``start``/``stop`` from the app's cleanup context."""
+    """Owns the scheduler; ``start``/``stop`` from the app's cleanup context.
+
+    ``store`` is reaped (flows, long-dead grants); ``retry_revocation`` is the revoker's
+    (:meth:`engine.flows.revoke.Revoker.revoke`) for grants left revoked at a provider outage.
+    """
 
     def __init__(
         self,
         refresher: Refresher,
         *,
+        store: Any,
+        config: Callable[[], Config],
+        emit: Emit = noop_emit,
         retry_revocation: Callable[[str], Awaitable[object]] | None = None,
         gauges: Callable[[], Awaitable[None]] | None = None,
         stop_grace: Callable[[], float] | None = None,
     ) -> None:
         self.gauges = gauges
         self.refresher = refresher
+        self.store = store  # engine.store.Store
+        self.config = config
+        self.emit = emit
         self.retry_revocation = retry_revocation
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.passes = 0
         self._running: set[asyncio.Task[Any]] = set()
         # seconds a running pass may take to finish on shutdown (api.shutdown_grace)
-        self._stop_grace = stop_grace or (lambda: float(refresher.d.config().api.shutdown_grace))
+        self._stop_grace = stop_grace or (lambda: float(config().api.shutdown_grace))
 
     @property
     def stop_grace(self) -> float:
         return self._stop_grace()
 
     def start(self) -> None:
-        lifecycle = self.refresher.d.config().lifecycle
+        lifecycle = self.config().lifecycle
         self.scheduler.add_job(
             self.refresh_pass,
             "interval",
@@ -117,9 +130,9 @@ class Lifecycle:
     async def reap(self) -> dict[str, int]:
         """Expire unfinished flows, delete old flows and long-dead grants, retry pending revocations."""
         self._track()
-        store = self.refresher.d.store
-        lifecycle = self.refresher.d.config().lifecycle
-        emit = self.refresher.d.emit
+        store = self.store
+        lifecycle = self.config().lifecycle
+        emit = self.emit
         out: dict[str, int] = {}
         try:
             now = now_utc()

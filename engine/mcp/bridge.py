@@ -223,10 +223,10 @@ class McpBridge:
                 scopes=tuple(requirement.scopes),
                 next_uri=None,
             )
-            if pending["status"] != "completed":
+            if pending.status != "completed":
                 return NeedsAuthorization(
-                    url=pending["url"],
-                    flow_id=pending["id"],
+                    url=str(pending.url),
+                    flow_id=str(pending.id),
                     provider_id=requirement.provider,
                     message=f"Authorize access to {requirement.provider} to continue.",
                 )
@@ -246,10 +246,10 @@ class McpBridge:
                     scopes=tuple(requirement.scopes),
                     next_uri=None,
                 )
-                if pending.get("url"):
+                if pending.url and pending.id:
                     return NeedsAuthorization(
-                        url=pending["url"],
-                        flow_id=pending["id"],
+                        url=pending.url,
+                        flow_id=pending.id,
                         provider_id=requirement.provider,
                         message=f"Authorize access to {requirement.provider} again.",
                     )

@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from engine.api.auth import api_key_middleware
-from engine.api.ratelimit import SlidingWindowLimiter
 from engine.api.state import FLOWS, HTTP_SESSION, SETTINGS, TOOLS
 from engine.errors import KeyturnError, NotFound
+from engine.flows.results import Authorization
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
 from engine.mcp.bridge import McpBridge
 from engine.mcp.protocol import text_result
 from engine.mcp.server import McpServer
+from engine.ratelimit import SlidingWindowLimiter
 from engine.tools.formats import input_json_schema
 
 
@@ -74,17 +75,17 @@ class EngineToolBackend:
             raise ToolNotFound(name) from exc
         except KeyturnError as exc:
             return text_result(f"{exc.error}: {exc.msg}", is_error=True)
-        output = answer.get("output") or {}
-        pending = output.get("authorization")
-        if pending and pending.get("url"):
-            provider = str(pending.get("provider_id") or "the provider")
+        output = answer.output
+        pending = answer.authorization
+        if pending is not None and pending.url:
+            provider = pending.provider_id or "the provider"
             return NeedsAuthorization(
-                url=str(pending["url"]),
-                flow_id=str(pending["id"]),
+                url=pending.url,
+                flow_id=str(pending.id),
                 provider_id=provider,
                 message=f"Authorize access to {provider} to continue.",
             )
-        if not answer.get("success"):
+        if not answer.success:
             error = output.get("error") or {}
             return text_result(str(error.get("message") or "the tool failed"), is_error=True)
         value = output.get("value")
@@ -96,10 +97,10 @@ class EngineToolBackend:
 
     async def wait_flow(self, flow_id: str, timeout: float) -> str:  # noqa: ASYNC109 - a long-poll bound
         try:
-            answer = await self.app[FLOWS].status(flow_id, timeout)
+            answer: Authorization = await self.app[FLOWS].status(flow_id, timeout)
         except KeyturnError:
             return "failed"
-        return str(answer.get("status") or "pending")
+        return answer.status
 
 
 def engine_mcp_server(app: web.Application, path: str = "/mcp", *, key_check: bool = True) -> McpServer:

@@ -7,7 +7,6 @@ algorithm allowlist; the claims (iss, aud, azp, exp, iat, nonce) are checked her
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -18,6 +17,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from engine.errors import ProviderError
+from engine.oauth.callback import nonce_matches
 
 GetJson = Callable[[str, str], Awaitable[dict[str, Any]]]
 JWKS_TTL = 3600.0
@@ -148,7 +148,5 @@ def check_claims(
         raise fail("was issued in the future")
     if not isinstance(claims.get("sub"), str) or not claims.get("sub"):
         raise fail("has no sub")
-    if nonce is not None:
-        got = claims.get("nonce")
-        if not isinstance(got, str) or not hmac.compare_digest(got.encode(), nonce.encode()):
-            raise fail("nonce does not match the flow's")
+    if nonce is not None and not nonce_matches(claims, nonce):
+        raise fail("nonce does not match the flow's")

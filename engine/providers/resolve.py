@@ -43,3 +43,19 @@ def resolve_provider(providers: Mapping[str, Provider], requirement: Mapping[str
     raise NotFound(
         f"unknown provider {wanted_pid!r}: not an enabled auth.providers[] entry", error="unknown_provider"
     )
+
+
+def requirement_scopes(requirement: Mapping[str, Any]) -> tuple[str, ...]:
+    """The scopes an ``auth_requirement`` asks for (``oauth2.scopes``: a list, or one space-separated
+    string), stripped and without repeats; a malformed list is a 400 naming the field."""
+    oauth2 = requirement.get("oauth2") or {}
+    if not isinstance(oauth2, Mapping):
+        raise BadRequest("auth_requirement.oauth2 must be an object")
+    scopes = oauth2.get("scopes") or []
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list | tuple) or not all(isinstance(s, str) and s.strip() for s in scopes):
+        raise BadRequest("auth_requirement.oauth2.scopes must be a list of non-empty strings")
+    if len(scopes) > 100 or any(len(s) > 256 for s in scopes):
+        raise BadRequest("auth_requirement.oauth2.scopes: too many or too long")
+    return tuple(dict.fromkeys(s.strip() for s in scopes))

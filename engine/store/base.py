@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from engine.clock import now_utc
 from engine.errors import StorageError
 from engine.store.db import READ_ONLY
 
+__all__ = ["Repo", "aware", "new_id", "now_utc"]
+
 if TYPE_CHECKING:
     from engine.store.store import Store
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:

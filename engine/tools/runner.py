@@ -3,6 +3,8 @@
 Validate the input against the tool's schema; when the tool needs authorization, find the user's
 usable grant (refreshed on demand) or answer with the pending authorization; add the configured
 secrets; call the worker; on an upstream auth error refresh once and retry; audit and count.
+Answers are records (:class:`Execution`, :class:`engine.flows.results.Authorization`); the API edge
+makes Arcade's JSON of them (:mod:`engine.api.shapes`).
 """
 
 from __future__ import annotations
@@ -11,17 +13,33 @@ import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import jsonschema
 
+from engine.clock import now_utc
 from engine.config.model import Config
+from engine.emit import Emit, noop_emit
 from engine.errors import BadRequest, KeyturnError, ProviderError, Unavailable, ValidationFailed
-from engine.flows.service import Emit, FlowService, _noop_emit
+from engine.flows.results import Authorization
+from engine.flows.service import FlowService
 from engine.lifecycle.refresh import Refresher
+from engine.providers.resolve import requirement_scopes
 from engine.tools.formats import input_json_schema
 from engine.tools.registry import Tool, ToolRegistry
+
+
+@dataclasses.dataclass(frozen=True)
+class Execution:
+    """One execute's result: the worker's ``output`` (value/error/logs), or the authorization it waits for."""
+
+    id: str
+    success: bool
+    output: dict[str, Any]
+    duration_ms: float
+    finished_at: datetime
+    authorization: Authorization | None = None
 
 
 @dataclasses.dataclass
@@ -30,17 +48,21 @@ class ToolRunner:
     flows: FlowService
     refresher: Refresher
     config: Callable[[], Config]
-    emit: Emit = _noop_emit
+    store: Any  # engine.store.Store: the user's grants (statuses, marking needs_reauth)
+    emit: Emit = noop_emit
     count: Callable[[str, str], None] | None = None  # (tool, outcome) -> metrics
 
-    async def authorize(self, name: str, user_id: str, next_uri: str | None = None) -> dict[str, Any]:
+    async def authorize(self, name: str, user_id: str, next_uri: str | None = None) -> Authorization:
         """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
         tool = await self.registry.get(name)
         requirement = tool.auth
         if requirement is None:
-            return {"status": "completed", "user_id": user_id, "scopes": [], "context": {}}
+            return Authorization(id=None, status="completed", provider_id=None, user_id=user_id, scopes=())
         return await self.flows.authorize(
-            user_id=user_id, requirement=requirement, scopes=_scopes(requirement), next_uri=next_uri
+            user_id=user_id,
+            requirement=requirement,
+            scopes=requirement_scopes(requirement),
+            next_uri=next_uri,
         )
 
     async def auth_statuses(self, tools: list[Tool], user_id: str) -> dict[str, dict[str, Any]]:
@@ -57,6 +79,7 @@ class ToolRunner:
                 continue
             try:
                 provider = self.flows.find_provider(requirement)
+                wanted = requirement_scopes(requirement)
             except KeyturnError as exc:
                 out[tool.name] = {
                     "status": "inactive",
@@ -65,19 +88,19 @@ class ToolRunner:
                 }
                 continue
             if provider.id not in grants:
-                grants[provider.id] = await self.flows.d.store.grants.find(user_id, provider.id)
+                grants[provider.id] = await self.store.grants.find(user_id, provider.id)
             grant = grants[provider.id]
             if grant is None:
                 token_status = "not_started"
             elif grant.status != "active":
                 token_status = "failed"
             else:
-                covered = set(_scopes(requirement)) <= set(grant.scopes)
+                covered = set(wanted) <= set(grant.scopes)
                 token_status = "completed" if covered else "not_started"
             out[tool.name] = {"status": "active", "token_status": token_status}
         return out
 
-    async def execute(self, name: str, inputs: Mapping[str, Any], user_id: str | None) -> dict[str, Any]:
+    async def execute(self, name: str, inputs: Mapping[str, Any], user_id: str | None) -> Execution:
         started = time.monotonic()
         tool = await self.registry.get(name)
         validate_input(tool, inputs)
@@ -92,14 +115,15 @@ class ToolRunner:
                     f"tool {tool.name} needs authorization: user_id is required", error="user_required"
                 )
             provider = self.flows.find_provider(requirement)
+            scopes = requirement_scopes(requirement)
             grant = await self.refresher.usable_grant(user_id, provider.id)
-            if grant is None or not set(_scopes(requirement)) <= set(grant.scopes):
+            if grant is None or not set(scopes) <= set(grant.scopes):
                 pending = await self.flows.authorize(
-                    user_id=user_id, requirement=requirement, scopes=_scopes(requirement), next_uri=None
+                    user_id=user_id, requirement=requirement, scopes=scopes, next_uri=None
                 )
-                if pending["status"] != "completed":
+                if pending.status != "completed":
                     self._done(tool, "authorization_required", user_id, started)
-                    return _response(execution_id, started, success=False, output={"authorization": pending})
+                    return _result(execution_id, started, success=False, authorization=pending)
                 grant = await self.refresher.usable_grant(user_id, provider.id)
                 if grant is None:
                     raise Unavailable("the user's authorization is not usable yet; try again", retry_after=1)
@@ -116,11 +140,11 @@ class ToolRunner:
                     + ", ".join(missing),
                 }
                 self._done(tool, "failed", user_id, started)
-                return _response(execution_id, started, success=False, output={"error": error})
+                return _result(execution_id, started, success=False, output={"error": error})
             context["secrets"] = [{"key": k, "value": available[k]} for k in needed]
         request = {
             "execution_id": execution_id,
-            "created_at": datetime.now(UTC).isoformat(),
+            "created_at": now_utc().isoformat(),
             "tool": {
                 "name": tool.definition["name"],
                 "toolkit": tool.definition["toolkit"]["name"],
@@ -153,7 +177,7 @@ class ToolRunner:
         if isinstance(clean.get("error"), dict):
             clean["error"].pop("stacktrace", None)
         self._done(tool, "success" if success else "failed", user_id, started)
-        return _response(execution_id, started, success=success, output=clean)
+        return _result(execution_id, started, success=success, output=clean)
 
     async def _invoke(self, tool: Tool, request: dict[str, Any]) -> dict[str, Any]:
         """The worker's answer; a worker that cannot be reached or refuses us becomes a tool error."""
@@ -171,9 +195,9 @@ class ToolRunner:
 
     async def _reauthorize(
         self, tool: Tool, grant: Any, user_id: str | None, started: float, execution_id: str
-    ) -> dict[str, Any]:
+    ) -> Execution:
         requirement = tool.auth or {}
-        store = self.flows.d.store
+        store = self.store
         current = await store.grants.get(grant.id)
         if current is not None and current.status == "active":  # a failed refresh may have marked it already
             await store.grants.set_status(grant.id, "needs_reauth", last_error="upstream_auth_error")
@@ -185,10 +209,13 @@ class ToolRunner:
                 reason="upstream_auth_error",
             )
         pending = await self.flows.authorize(
-            user_id=str(user_id), requirement=requirement, scopes=_scopes(requirement), next_uri=None
+            user_id=str(user_id),
+            requirement=requirement,
+            scopes=requirement_scopes(requirement),
+            next_uri=None,
         )
         self._done(tool, "authorization_required", user_id, started)
-        return _response(execution_id, started, success=False, output={"authorization": pending})
+        return _result(execution_id, started, success=False, authorization=pending)
 
     def _done(self, tool: Tool, outcome: str, user_id: str | None, started: float) -> None:
         duration = round(time.monotonic() - started, 4)
@@ -205,12 +232,6 @@ class ToolRunner:
         )
         if self.count is not None:
             self.count(tool.name, outcome)
-
-
-def _scopes(requirement: Mapping[str, Any]) -> tuple[str, ...]:
-    oauth2 = requirement.get("oauth2") or {}
-    scopes = oauth2.get("scopes") if isinstance(oauth2, Mapping) else None
-    return tuple(scopes or ())
 
 
 def _error(message: str, kind: str, can_retry: bool, retry_after_ms: int | None) -> dict[str, Any]:
@@ -256,14 +277,19 @@ def validate_input(tool: Tool, inputs: Mapping[str, Any]) -> None:
         raise ValidationFailed(f"{tool.name}: input.{where}: {first.message}"[:500])
 
 
-def _response(execution_id: str, started: float, *, success: bool, output: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": execution_id,
-        "execution_id": execution_id,
-        "execution_type": "immediate",
-        "finished_at": datetime.now(UTC).isoformat(),
-        "duration": round((time.monotonic() - started) * 1000, 3),
-        "status": "success" if success else "failed",
-        "success": success,
-        "output": output,
-    }
+def _result(
+    execution_id: str,
+    started: float,
+    *,
+    success: bool,
+    output: dict[str, Any] | None = None,
+    authorization: Authorization | None = None,
+) -> Execution:
+    return Execution(
+        id=execution_id,
+        success=success,
+        output=output or {},
+        duration_ms=round((time.monotonic() - started) * 1000, 3),
+        finished_at=now_utc(),
+        authorization=authorization,
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.nexturi import check_next_uri, next_uri_allowed
 from engine.errors import BadRequest
+from engine.flows.nexturi import check_next_uri, next_uri_allowed
 
 ALLOW = ["https://app.example/", "https://other.example/done"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.ratelimit import SlidingWindowLimiter
 from engine.errors import RateLimited
+from engine.ratelimit import SlidingWindowLimiter
 
 
 class Clock:

@@ -1,0 +1,1 @@
+"""engine.grants: writing grants and their refresh schedule (below flows and lifecycle)."""
