@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from engine.api.services import REFRESHER
-from engine.grants.writer import next_refresh_at
 from engine.lifecycle.refresh import backoff
 from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
@@ -159,15 +158,11 @@ async def test_refresh_pass_only_due(engine: Any, mini_provider: MiniProvider) -
     assert (await engine.store.grants.get(later.id)).version == later.version
 
 
-def test_backoff_and_schedule() -> None:
-    """Backoff grows, is capped, never undercuts Retry-After; next_refresh_at uses lead or max age."""
+def test_backoff() -> None:
+    """Backoff grows, is capped, never undercuts Retry-After."""
     assert 15 <= backoff(1, 30, 3600, None) <= 30
     assert backoff(20, 30, 3600, None) <= 3600
     assert backoff(1, 30, 3600, 500) >= 500
-    now = datetime.now(UTC)
-    assert next_refresh_at(now + timedelta(hours=1), 300, None, now) == now + timedelta(minutes=55)
-    assert next_refresh_at(None, 300, 600, now) == now + timedelta(minutes=10)
-    assert next_refresh_at(None, 300, None, now) is None
 
 
 async def test_long_failing_grant_is_reported(keyturn_engine: Any, mini_provider: MiniProvider) -> None:
