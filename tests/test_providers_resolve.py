@@ -6,7 +6,7 @@ import pytest
 
 from engine.errors import BadRequest, NotFound
 from engine.providers.model import Provider
-from engine.providers.resolve import resolve_provider
+from engine.providers.resolve import requirement_scopes, resolve_provider
 from engine.providers.schema import OAuth2Spec
 
 
@@ -59,3 +59,24 @@ def test_unknown_and_empty_requirements() -> None:
     with pytest.raises(BadRequest) as bad:
         resolve_provider(entries(("gh", "github")), {"id": "", "oauth2": {}})
     assert bad.value.error == "invalid_request"
+
+
+def test_requirement_scopes() -> None:
+    """oauth2.scopes as a list or one space-separated string, stripped, first occurrence kept."""
+    assert requirement_scopes({"oauth2": {"scopes": ["b", " a ", "b"]}}) == ("b", "a")
+    assert requirement_scopes({"oauth2": {"scopes": "read  write read"}}) == ("read", "write")
+    assert requirement_scopes({"id": "acme"}) == ()
+    assert requirement_scopes({"oauth2": {"scopes": ("x",)}}) == ("x",)
+
+
+def test_malformed_requirement_scopes_name_the_field() -> None:
+    """A non-object oauth2 or a list with a non-string names the field (400, never a crash)."""
+    for bad, field in (
+        ({"oauth2": "read"}, "auth_requirement.oauth2 "),
+        ({"oauth2": {"scopes": ["ok", 3]}}, "auth_requirement.oauth2.scopes"),
+        ({"oauth2": {"scopes": ["", "x"]}}, "auth_requirement.oauth2.scopes"),
+        ({"oauth2": {"scopes": ["s"] * 101}}, "too many"),
+    ):
+        with pytest.raises(BadRequest) as info:
+            requirement_scopes(bad)
+        assert field in info.value.msg
