@@ -1,10 +1,15 @@
-"""bench/execute: POST /v1/tools/execute through Keyturn to a no-op worker vs calling the worker directly.
+"""bench/execute: POST /v1/tools/execute via Keyturn to an arcade-tdk worker vs calling the worker directly.
 
-    python bench/execute.py [--runs 5] [--duration 5] [--concurrency 64] [--users 1000]
+    python bench/execute.py [--runs 5] [--duration 5] [--connections 64] [--threads 2] [--users 1000]
+                            [--quick]
 
 1,000 distinct users hold grants; each request runs ``Echo.Ping`` (needs the user's authorization,
-does nothing) for the next user. The baseline posts the same ToolCallRequest straight to the
-worker's /worker/tools/invoke. Targets: rps >= 0.5 x direct; engine-added p50 <= 2 ms, p99 <= 10 ms.
+answers "pong" only when it got a token) for the next user, round robin. The baseline posts the same
+ToolCallRequest straight to the worker's /worker/tools/invoke with a worker JWT signed as the engine
+signs it (HS256, ``aud: worker``, ``ver: "1"``, ``iat`` now). Every answer of both must be 2xx and carry
+"pong", or the run is INVALID (exit 1). Runs alternate engine, direct, then the same with one connection
+(the engine-added latency, unloaded). The audit goes to a file sink, as in production.
+Targets (issue 19): rps >= 0.6 x direct; engine-added p50 <= 1 ms, p99 <= 5 ms unloaded.
 """
 
 from __future__ import annotations
@@ -12,130 +17,176 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import PY, ROOT, Proc, free_port, load, median_of, report, wait_http
+from joserfc import jwt
+from joserfc.jwk import OctKey
+
+from bench import wrk
+from bench.harness import PY, ROOT, Proc, finish, free_port, median_of, ratios, wait_http
 from bench.seed import API_KEY, seed, write_config
-from engine.tools.worker import worker_token
+
+SECRET = "bench-worker-secret-0123456789abcdef"
+
+
+def direct_token(secret: str, valid_for: float) -> str:
+    """A worker JWT as arcade-serve checks it: HS256, aud "worker", ver "1", iat now, exp after the run."""
+    now = int(time.time())
+    claims = {"aud": "worker", "ver": "1", "iat": now, "exp": now + int(valid_for) + 30}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, OctKey.import_key(secret))
+
+
+def invoke_body(i: int) -> str:
+    return json.dumps(
+        {
+            "execution_id": f"x{i}",
+            "tool": {"name": "Ping", "toolkit": "Echo"},
+            "inputs": {},
+            "context": {
+                "user_id": f"user{i:07d}@bench.test",
+                "authorization": {"token": f"at-bench-{i}", "user_info": {}},
+            },
+        }
+    )
+
+
+def preflight(url: str, body: str, headers: dict[str, str]) -> None:
+    """One request before the runs: it must be 200 with the tool's real answer, or say why not."""
+    req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        print(f"INVALID: {url} answered {exc.code}: {exc.read()[:300]!r}", file=sys.stderr)
+        raise SystemExit(1) from exc
+    if "pong" not in json.dumps(answer):
+        print(f"INVALID: {url} did not run the tool: {answer}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="a self-check: 1 run of 1 s, 50 users")
     args = parser.parse_args()
-    secret = "bench-worker-secret-0123456789abcdef"
+    if args.quick:
+        args.runs, args.duration, args.users = 1, 1.0, 50
+    wrk.require()
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port, wport = free_port(), free_port()
-        extra = f"workers: [{{id: echo, uri: 'http://127.0.0.1:{wport}', secret: '{secret}'}}]"
+        extra = f"workers: [{{id: echo, uri: 'http://127.0.0.1:{wport}', secret: '{SECRET}'}}]"
         cfg = write_config(work, port=port, storage=f"sqlite+aiosqlite:///{work}/kt.db", extra=extra)
         asyncio.run(seed(cfg, args.users))
-        bodies = work / "bodies.txt"
-        bodies.write_text(
-            "".join(
-                json.dumps({"tool_name": "Echo.Ping", "input": {}, "user_id": f"user{i:07d}@bench.test"})
-                + "\n"
-                for i in range(args.users)
+        via_engine = [
+            (
+                "/v1/tools/execute",
+                json.dumps({"tool_name": "Echo.Ping", "input": {}, "user_id": f"user{i:07d}@bench.test"}),
             )
-        )
-        direct = work / "direct.txt"
-        direct.write_text(
-            "".join(
-                json.dumps(
-                    {
-                        "execution_id": f"x{i}",
-                        "tool": {"name": "Ping", "toolkit": "Echo"},
-                        "inputs": {},
-                        "context": {
-                            "user_id": f"user{i:07d}@bench.test",
-                            "authorization": {"token": "at-bench", "user_info": {}},
-                        },
-                    }
-                )
-                + "\n"
-                for i in range(args.users)
-            )
-        )
+            for i in range(args.users)
+        ]
+        direct = [("/worker/tools/invoke", invoke_body(i)) for i in range(args.users)]
         worker = Proc(
             [PY, str(ROOT / "examples" / "worker" / "echo_worker.py"), str(wport)],
-            env={"ARCADE_WORKER_SECRET": secret, "ACME_USERINFO_URL": "http://127.0.0.1:1/"},
+            env={"ARCADE_WORKER_SECRET": SECRET, "ACME_USERINFO_URL": "http://127.0.0.1:1/"},
             log=work / "worker.log",
         )
         engine = Proc([PY, "-m", "engine", "serve", "-c", str(cfg)], cwd=work, log=work / "engine.log")
+        engine_url, worker_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{wport}"
+        engine_headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        runs: dict[str, list[dict[str, float]]] = {"engine": [], "direct": [], "engine_1": [], "direct_1": []}
         try:
-            wait_http(f"http://127.0.0.1:{port}/ping")
-            wait_http(f"http://127.0.0.1:{wport}/worker/health")
-            token = worker_token(secret, now=time.time() + 3000)  # valid for the whole run
-            engine_runs, direct_runs, ratios = [], [], []
+            wait_http(f"{engine_url}/ping")
+            wait_http(f"{worker_url}/worker/health")
+
+            def direct_headers() -> dict[str, str]:
+                token = direct_token(SECRET, args.duration)  # signed now, for this run
+                return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+            preflight(f"{worker_url}/worker/tools/invoke", direct[0][1], direct_headers())
+            preflight(f"{engine_url}/v1/tools/execute", via_engine[0][1], engine_headers)
             for _ in range(args.runs):
-                e = load(
-                    [f"http://127.0.0.1:{port}/v1/tools/execute"],
-                    concurrency=args.concurrency,
-                    duration=args.duration,
-                    method="POST",
-                    body_file=bodies,
-                    headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
-                )
-                d = load(
-                    [f"http://127.0.0.1:{wport}/worker/tools/invoke"],
-                    concurrency=args.concurrency,
-                    duration=args.duration,
-                    method="POST",
-                    body_file=direct,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                )
-                engine_runs.append(e)
-                direct_runs.append(d)
-                ratios.append(e["rps"] / d["rps"] if d["rps"] else 0.0)
-            single_e = load(
-                [f"http://127.0.0.1:{port}/v1/tools/execute"],
-                concurrency=1,
-                duration=args.duration,
-                method="POST",
-                body_file=bodies,
-                headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
-            )
-            single_d = load(
-                [f"http://127.0.0.1:{wport}/worker/tools/invoke"],
-                concurrency=1,
-                duration=args.duration,
-                method="POST",
-                body_file=direct,
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
+                for name, conns in (("", args.connections), ("_1", 1)):
+                    runs["engine" + name].append(
+                        wrk.run(
+                            engine_url,
+                            via_engine,
+                            method="POST",
+                            headers=engine_headers,
+                            connections=conns,
+                            threads=args.threads,
+                            duration=args.duration,
+                            expect="pong",
+                        )
+                    )
+                    runs["direct" + name].append(
+                        wrk.run(
+                            worker_url,
+                            direct,
+                            method="POST",
+                            headers=direct_headers(),
+                            connections=conns,
+                            threads=args.threads,
+                            duration=args.duration,
+                            expect="pong",
+                        )
+                    )
             rss = engine.rss_mb()
         finally:
             engine.stop()
             worker.stop()
-    report(
-        "execute",
+        audited = sum(1 for _ in (work / "audit.jsonl").open()) if (work / "audit.jsonl").exists() else 0
+    per_run = ratios(runs["engine"], runs["direct"])
+    added_p50 = [e["p50_ms"] - d["p50_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]
+    added_p99 = [e["p99_ms"] - d["p99_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]
+    failed = {k: int(sum(r["failed"] for r in v)) for k, v in runs.items()}
+    finish(
+        "execute_quick" if args.quick else "execute",
         {
+            "load_generator": f"wrk, {args.threads} threads",
             "runs": args.runs,
             "duration_s": args.duration,
-            "concurrency": args.concurrency,
+            "connections": args.connections,
             "users": args.users,
-            "engine_rps_median": round(median_of(engine_runs, "rps")),
-            "direct_rps_median": round(median_of(direct_runs, "rps")),
-            "ratio_median": round(statistics.median(ratios), 3),
-            "target_ratio": 0.5,
-            "engine_errors": sum(r["errors"] for r in engine_runs),
-            "added_p50_ms_unloaded": round(single_e["p50_ms"] - single_d["p50_ms"], 2),
-            "added_p99_ms_unloaded": round(single_e["p99_ms"] - single_d["p99_ms"], 2),
-            "target_added_p50_ms": 2,
-            "target_added_p99_ms": 10,
+            "engine_rps_median": round(median_of(runs["engine"], "rps")),
+            "direct_rps_median": round(median_of(runs["direct"], "rps")),
+            "ratio_median": round(statistics.median(per_run), 3),
+            "ratios": [round(r, 3) for r in per_run],
+            "target_ratio": 0.6,
+            "engine_p50_ms": round(median_of(runs["engine"], "p50_ms"), 2),
+            "engine_p99_ms": round(median_of(runs["engine"], "p99_ms"), 2),
+            "direct_p50_ms": round(median_of(runs["direct"], "p50_ms"), 2),
+            "engine_rps_1_connection": round(median_of(runs["engine_1"], "rps")),
+            "direct_rps_1_connection": round(median_of(runs["direct_1"], "rps")),
+            "added_p50_ms_unloaded": round(statistics.median(added_p50), 2),
+            "added_p99_ms_unloaded": round(statistics.median(added_p99), 2),
+            "target_added_p50_ms": 1,
+            "target_added_p99_ms": 5,
+            "requests_ok": {
+                k: int(sum(r["requests"] - r["non2xx"] - r["wrong_body"] for r in v)) for k, v in runs.items()
+            },
+            "failed_by_load": failed,
+            "audit_lines": audited,
             "engine_rss_mb": round(rss, 1),
-            "pid": os.getpid(),
         },
+        sum(failed.values()),
     )
 
 

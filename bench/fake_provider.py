@@ -1,7 +1,8 @@
 """A token endpoint with fixed latency for bench/refresh (python bench/fake_provider.py PORT LATENCY_MS).
 
 POST /token (grant_type=refresh_token) answers a new access token after LATENCY_MS; GET /count says
-how many refresh calls arrived and how many presented a refresh token already seen (duplicates).
+how many refresh calls arrived, how many presented a refresh token already seen (duplicates) and how many
+were refused (errors: not a refresh_token grant, or no refresh token).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import sys
 from aiohttp import web
 
 seen: set[str] = set()
-stats = {"calls": 0, "duplicates": 0}
+stats = {"calls": 0, "duplicates": 0, "errors": 0}
 
 
 async def token(request: web.Request) -> web.Response:
     form = await request.post()
     stats["calls"] += 1
     presented = str(form.get("refresh_token", ""))
+    if form.get("grant_type") != "refresh_token" or not presented:
+        stats["errors"] += 1
+        return web.json_response({"error": "invalid_request"}, status=400)
     if presented in seen:
         stats["duplicates"] += 1
     seen.add(presented)

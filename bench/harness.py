@@ -1,4 +1,7 @@
-"""Shared by the benchmarks: start processes, wait for them, run the load generator, summarize runs."""
+"""Shared by the benchmarks: start processes, wait for them, summarize runs, refuse invalid runs.
+
+The load generator is wrk (bench/wrk.py).
+"""
 
 from __future__ import annotations
 
@@ -73,43 +76,13 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def load(
-    urls: Sequence[str],
-    *,
-    concurrency: int,
-    duration: float,
-    headers: dict[str, str] | None = None,
-    method: str = "GET",
-    body: str | None = None,
-    url_file: Path | None = None,
-    body_file: Path | None = None,
-) -> dict[str, float]:
-    argv = [
-        PY,
-        str(ROOT / "bench" / "load.py"),
-        "--concurrency",
-        str(concurrency),
-        "--duration",
-        str(duration),
-        "--method",
-        method,
-    ]
-    for url in urls:
-        argv += ["--url", url]
-    for k, v in (headers or {}).items():
-        argv += ["--header", f"{k}:{v}"]
-    if body is not None:
-        argv += ["--body", body]
-    if url_file is not None:
-        argv += ["--url-file", str(url_file)]
-    if body_file is not None:
-        argv += ["--body-file", str(body_file)]
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def median_of(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in runs)
+
+
+def ratios(engine: list[dict[str, float]], baseline: list[dict[str, float]], key: str = "rps") -> list[float]:
+    """Per-run ratios engine / baseline (runs taken in turn, so run i of each saw the same machine load)."""
+    return [e[key] / b[key] if b[key] else 0.0 for e, b in zip(engine, baseline, strict=True)]
 
 
 def machine() -> str:
@@ -120,6 +93,14 @@ def machine() -> str:
 def report(name: str, result: dict[str, Any]) -> None:
     result = {"benchmark": name, "machine": machine(), "date": time.strftime("%Y-%m-%d"), **result}
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results"
+    out = Path(os.environ.get("KEYTURN_BENCH_RESULTS") or ROOT / "bench" / "results")
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def finish(name: str, result: dict[str, Any], failed: int) -> None:
+    """Report ``result`` with its failure count; a run where any request failed is invalid: exit 1."""
+    report(name, {**result, "failed_requests": failed, "valid": failed == 0})
+    if failed:
+        print(f"INVALID: {failed} requests failed", file=sys.stderr)
+        raise SystemExit(1)

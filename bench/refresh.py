@@ -1,11 +1,13 @@
 """bench/refresh: 10,000 grants due at once against a token endpoint with 50 ms latency.
 
-    python bench/refresh.py [--grants 10000] [--latency-ms 50] [--runs 1] [--postgres]
+    python bench/refresh.py [--grants 10000] [--latency-ms 50] [--runs 1] [--postgres] [--quick]
 
 Measures the time until every grant is refreshed, the refresh calls the provider saw (must equal
 the number of grants, none duplicated) and how late grants were refreshed after they fell due.
-SQLite runs one engine; ``--postgres`` runs two engines on one PostgreSQL database.
-Target: 10,000 in <= 60 s, zero duplicates, also across two replicas.
+SQLite runs one engine; ``--postgres`` runs two engines on one PostgreSQL database. A run where any
+grant was left unrefreshed or the provider refused a call is INVALID (exit 1). The audit goes to a file
+sink, as in production. Targets (issue 19): 10,000 at 50 ms in <= 15 s on SQLite with one engine;
+100,000 in <= 120 s with two engines on PostgreSQL; zero duplicates.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
-from bench.harness import PY, Proc, free_port, report, wait_http
+from bench.harness import PY, Proc, finish, free_port, wait_http
 from bench.seed import seed, write_config
 from engine.store.db import create_engine
 
@@ -130,6 +132,10 @@ def one_run(grants: int, latency_ms: int, postgres: bool) -> dict[str, float]:
             time.sleep(1.5)  # anything duplicated would arrive now
             counts = provider_count(pport)
             left, lags = asyncio.run(lateness(url))
+            settle = time.monotonic() + 10  # the last answers may still be being stored
+            while left and time.monotonic() < settle:
+                time.sleep(0.5)
+                left, lags = asyncio.run(lateness(url))
             rss = max(e.rss_mb() for e in engines)
         finally:
             for e in engines:
@@ -142,6 +148,7 @@ def one_run(grants: int, latency_ms: int, postgres: bool) -> dict[str, float]:
         "seconds_to_refresh_all": round(elapsed, 2),
         "provider_calls": counts["calls"],
         "duplicate_refreshes": counts["duplicates"],
+        "provider_refused": counts["errors"],
         "not_refreshed": left,
         "lag_p50_s": round(lags[len(lags) // 2], 2) if lags else 0.0,
         "lag_p99_s": round(lags[int(len(lags) * 0.99)], 2) if lags else 0.0,
@@ -156,19 +163,25 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a self-check: 200 grants")
     args = parser.parse_args()
+    if args.quick:
+        args.grants, args.runs = 200, 1
     runs = [one_run(args.grants, args.latency_ms, args.postgres) for _ in range(args.runs)]
-    name = "refresh_postgres" if args.postgres else "refresh_sqlite"
-    report(
+    name = ("refresh_postgres" if args.postgres else "refresh_sqlite") + ("_quick" if args.quick else "")
+    failed = sum(int(r["not_refreshed"]) + int(r["provider_refused"]) for r in runs)
+    finish(
         name,
         {
             "grants": args.grants,
             "provider_latency_ms": args.latency_ms,
             "runs": args.runs,
             "seconds_median": statistics.median(r["seconds_to_refresh_all"] for r in runs),
-            "target_seconds": 60,
+            "target_seconds": 120 if args.postgres else 15,
+            "duplicates": sum(int(r["duplicate_refreshes"]) for r in runs),
             "runs_detail": runs,
         },
+        failed,
     )
 
 

@@ -37,7 +37,7 @@ auth:
       oauth2:
         authorization_request: {{endpoint: "{provider_url}/authorize"}}
         token_request: {{endpoint: "{provider_url}/token", auth_method: client_secret_post}}
-audit: {{sinks: []}}
+audit: {{sinks: [file], file: "{workdir.resolve()}/audit.jsonl"}}
 logging: {{level: warning}}
 {extra}
 """)
