@@ -48,12 +48,18 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
     return app
 
 
+# An idle outgoing connection is dropped before the peer's own keep-alive timeout would close it
+# (uvicorn, so every arcade-serve worker, closes after 5 s; Node and Apache too): reusing one just as
+# the peer closes it gets "connection reset" and fails the call. aiohttp's default is 15 s.
+IDLE_CONNECTION_S = 4.0
+
+
 async def http_session_ctx(app: web.Application) -> AsyncIterator[None]:
     """One outgoing HTTP session (providers, workers, upstream MCP) for the app's lifetime."""
     session = aiohttp.ClientSession(
         headers={"User-Agent": f"Keyturn/{__version__}"},
         timeout=aiohttp.ClientTimeout(total=30, connect=10),
-        connector=aiohttp.TCPConnector(limit=200, limit_per_host=64),
+        connector=aiohttp.TCPConnector(limit=200, limit_per_host=64, keepalive_timeout=IDLE_CONNECTION_S),
     )
     app[HTTP_SESSION] = session
     yield
