@@ -32,7 +32,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from bench import wrk
-from bench.harness import PY, ROOT, Proc, finish, free_port, median_of, ratios, wait_http
+from bench.harness import PY, ROOT, Proc, finish, free_port, keep_logs, median_of, ratios, wait_http
 from bench.seed import API_KEY, seed, write_config
 
 SECRET = "bench-worker-secret-0123456789abcdef"
@@ -152,6 +152,7 @@ def main() -> None:
         finally:
             engine.stop()
             worker.stop()
+            keep_logs(work, "execute_quick" if args.quick else "execute")
         audited = sum(1 for _ in (work / "audit.jsonl").open()) if (work / "audit.jsonl").exists() else 0
     per_run = ratios(runs["engine"], runs["direct"])
     added_p50 = [e["p50_ms"] - d["p50_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -93,9 +94,21 @@ def machine() -> str:
 def report(name: str, result: dict[str, Any]) -> None:
     result = {"benchmark": name, "machine": machine(), "date": time.strftime("%Y-%m-%d"), **result}
     print(json.dumps(result, indent=2))
+    (results_dir() / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def results_dir() -> Path:
     out = Path(os.environ.get("KEYTURN_BENCH_RESULTS") or ROOT / "bench" / "results")
     out.mkdir(exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return out
+
+
+def keep_logs(work: Path, name: str) -> None:
+    """Copy a run's process logs (engine, worker) to bench/results/NAME-logs/, to read after a failure."""
+    out = results_dir() / f"{name}-logs"
+    out.mkdir(exist_ok=True)
+    for log in work.glob("*.log"):
+        shutil.copyfile(log, out / log.name)
 
 
 def finish(name: str, result: dict[str, Any], failed: int) -> None:

@@ -46,12 +46,12 @@ function response(status, headers, body)
   if status < 200 or status > 299 then
     non2xx = non2xx + 1
     if sample == "" then
-      sample = status .. " " .. string.sub(body or "", 1, 200)
+      sample = status .. " " .. string.sub(body or "", 1, 600)
     end
   elseif expected ~= nil and not string.find(body or "", expected, 1, true) then
     wrong = wrong + 1
     if sample == "" then
-      sample = status .. " " .. string.sub(body or "", 1, 200)
+      sample = status .. " " .. string.sub(body or "", 1, 600)
     end
   end
 end

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wrk
-from bench.harness import PY, Proc, finish, free_port, median_of, ratios, wait_http
+from bench.harness import PY, Proc, finish, free_port, keep_logs, median_of, ratios, wait_http
 from bench.seed import API_KEY, seed, write_config
 
 
@@ -65,6 +65,7 @@ def main() -> None:
         finally:
             engine.stop()
             hello.stop()
+            keep_logs(work, "status_quick" if args.quick else "status")
     per_run = ratios(runs["engine"], runs["hello"])
     failed = {k: int(sum(r["failed"] for r in v)) for k, v in runs.items()}
     finish(
