@@ -41,6 +41,9 @@ def create_app(settings: Settings, *, services: bool = True) -> web.Application:
         app.router.add_routes(auth_routes.routes)
         app.router.add_routes(oauth_routes.routes)
         app.router.add_routes(tool_routes.routes)
+        from engine.api import login_routes
+
+        login_routes.setup(app)  # /login, /logout, /login/verify, /connections
         if settings.config.mcp.enabled:
             from engine.mcp.engine_backend import engine_mcp_server
 

@@ -18,11 +18,11 @@ _KINDS: dict[str, PageKind] = {
 }
 
 
-def _answer(request: web.Request, result: CallbackResult) -> web.StreamResponse:
+async def _answer(request: web.Request, result: CallbackResult) -> web.StreamResponse:
     branding = request.app[SETTINGS].current.config.api.branding
     if result.redirect is not None:
         status = 303 if result.outcome in ("verifying", "completed") else 302
-        return web.Response(
+        response = web.Response(
             status=status,
             headers={
                 "Location": result.redirect,
@@ -30,6 +30,12 @@ def _answer(request: web.Request, result: CallbackResult) -> web.StreamResponse:
                 "Referrer-Policy": "no-referrer",
             },
         )
+        verifier = request.app[SETTINGS].current.config.security.user_verifier
+        if result.outcome == "verifying" and verifier.mode == "login" and result.flow_id:
+            from engine.api.login_routes import bind_browser
+
+            await bind_browser(request, response, result.flow_id)  # /login/verify wants this browser
+        return response
     kind: PageKind = _KINDS.get(result.outcome, "failure")
     return render_page(
         kind,
@@ -42,11 +48,11 @@ def _answer(request: web.Request, result: CallbackResult) -> web.StreamResponse:
 
 @routes.get("/v1/oauth/start/{flow_id}")
 async def start(request: web.Request) -> web.StreamResponse:
-    return _answer(request, await request.app[FLOWS].start(request.match_info["flow_id"]))
+    return await _answer(request, await request.app[FLOWS].start(request.match_info["flow_id"]))
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
-    return _answer(request, await request.app[FLOWS].callback(dict(request.query)))
+    return await _answer(request, await request.app[FLOWS].callback(dict(request.query)))
 
 
 routes.get("/v1/oauth/callback")(callback)
@@ -58,4 +64,4 @@ async def provider_callback(request: web.Request) -> web.StreamResponse:
     result = await request.app[FLOWS].callback(
         dict(request.query), provider_hint=request.match_info["provider"]
     )
-    return _answer(request, result)
+    return await _answer(request, result)

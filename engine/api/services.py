@@ -272,7 +272,7 @@ def api_key_guard(app: web.Application) -> Any:
 
 
 # GET requests that still change something: the flow link (a new state) and the provider's callback
-_CHANGING_GETS = ("/v1/oauth/",)
+_CHANGING_GETS = ("/v1/oauth/", "/login")
 
 
 def audit_guard(app: web.Application) -> Any:

@@ -28,6 +28,11 @@ EVENTS: dict[str, str] = {
     # tools
     "tool.executed": "a tool ran (or failed) on behalf of a user",
     "tool.denied": "a tool call was refused (missing grant, scope or authorization)",
+    # people signing in (login:) and their own pages
+    "login.succeeded": "a person signed in through the login provider and got a session",
+    "login.failed": "a sign-in was refused (provider error, unverified email, domain, state)",
+    "session.revoked": "a session ended before its expiry (sign-out, keyturn sessions revoke, a new sign-in)",
+    "connection.disconnected": "a signed-in person disconnected one of their grants on /connections",
     # API edge
     "api_key.denied": "a request presented a missing or wrong API key",
     "rate_limited": "a caller or user hit a rate limit",

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 
 from engine.config import compat
 from engine.config.convert import Context, field_line, from_data
+from engine.config.login import check_login
 from engine.config.model import Config, PostgresStorage
 from engine.config.substitute import Substituter
 from engine.config.yamlsrc import LineDict, load_yaml
@@ -124,6 +125,7 @@ def load_text(
         development=config.api.development,
     )
     _check_references(config, providers, data, ctx)
+    config = check_login(config, providers, data, ctx)
     return LoadedConfig(config, providers, source, tuple(ctx.warnings), base_dir)
 
 
@@ -238,10 +240,11 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
         from engine.providers.catalog import check_url
 
         check_url(verifier.url, "security.user_verifier.url", vline, ctx, allow_http=api.development)
-    elif not api.development and not is_loopback_url(api.public_url or ""):
+    elif verifier.mode == "none" and not api.development and not is_loopback_url(api.public_url or ""):
         raise ctx.error(
             "mode none lets whoever opens the link complete a flow for the user; it is allowed only with "
-            "api.development: true or a loopback api.public_url; use mode: custom with your app's verify URL",
+            "api.development: true or a loopback api.public_url; use mode: custom with your app's verify URL "
+            "or mode: login",
             "security.user_verifier.mode",
             vline,
         )

@@ -68,7 +68,7 @@ class RootKeyConfig:
 
 @dataclasses.dataclass(frozen=True)
 class UserVerifierConfig:
-    mode: Literal["none", "custom"] = "none"
+    mode: Literal["none", "custom", "login"] = "none"
     url: str | None = None
 
 
@@ -135,6 +135,17 @@ class ProviderConfig:
 @dataclasses.dataclass(frozen=True)
 class AuthConfig:
     providers: tuple[ProviderConfig, ...] = ()
+
+
+# ---- login ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class LoginConfig:
+    """Sign-in through the organisation's OpenID provider (``engine.config.login`` checks it)."""
+
+    provider: str  # an auth.providers[] id with an issuer
+    user_claim: str = "email"  # email | sub | preferred_username | any claim of the id_token/user info
+    session_ttl: Duration = Duration(12 * 3600)
+    allowed_domains: tuple[str, ...] = ()  # domains of the verified email claim; empty: any
 
 
 # ---- lifecycle -------------------------------------------------------------------------------
@@ -263,6 +274,7 @@ class Config:
     storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
     security: SecurityConfig = dataclasses.field(default_factory=SecurityConfig)
     auth: AuthConfig = dataclasses.field(default_factory=AuthConfig)
+    login: LoginConfig | None = None
     lifecycle: LifecycleConfig = dataclasses.field(default_factory=LifecycleConfig)
     workers: tuple[WorkerConfig, ...] = ()
     tools: ToolsConfig = dataclasses.field(default_factory=ToolsConfig)

@@ -131,7 +131,9 @@ class BrowserLeg:
         except ProviderError as exc:
             return await self.end.failed(flow, exc.kind, exc.msg, provider_error=True)
         verifier = self.d.config().security.user_verifier
-        if verifier.mode == "custom" and verifier.url:
+        # mode login: the engine's own /login/verify (engine.api.login_routes) checks the signed-in user
+        verify_url = f"{self.d.public_url()}/login/verify" if verifier.mode == "login" else verifier.url
+        if verifier.mode in ("custom", "login") and verify_url:
             held = await self.d.store.flows.finish(
                 flow.id,
                 status="verifying",
@@ -141,10 +143,8 @@ class BrowserLeg:
             )
             if not held:
                 return CallbackResult("expired", message="This sign-in attempt was already completed.")
-            sep = "&" if "?" in verifier.url else "?"
-            return CallbackResult(
-                "verifying", redirect=f"{verifier.url}{sep}flow_id={flow.id}", flow_id=flow.id
-            )
+            sep = "&" if "?" in verify_url else "?"
+            return CallbackResult("verifying", redirect=f"{verify_url}{sep}flow_id={flow.id}", flow_id=flow.id)
         grant = await self.end.store_grant(flow, provider, tokens, who.subject, who.user_info)
         if not await self.d.store.flows.finish(
             flow.id, status="completed", expected_status="pending", grant_id=grant.id

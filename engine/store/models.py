@@ -110,8 +110,37 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+# signed-in browsers (engine.store.sessions): only the SHA-256 of the cookie's random id is kept
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Column("last_used_at", UTC_TS, nullable=False),
+    sa.Index("ix_sessions_user", "user_id"),
+    sa.Index("ix_sessions_expires", "expires_at"),
+)
+
+# sign-ins in progress at the login provider: state (hashed), PKCE verifier and nonce (encrypted)
+logins = sa.Table(
+    "logins",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("state_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("code_verifier", sa.LargeBinary),
+    sa.Column("nonce", sa.LargeBinary),
+    sa.Column("next_path", sa.String(2048), nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Index("ix_logins_expires", "expires_at"),
+)
+
 # every encrypted column, for key rotation: table -> columns
 ENCRYPTED: dict[str, tuple[str, ...]] = {
     "grants": ("access_token", "refresh_token", "id_token", "user_info"),
     "flows": ("code_verifier", "nonce", "pending_tokens", "pending_user_info"),
+    "logins": ("code_verifier", "nonce"),
 }

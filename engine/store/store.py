@@ -15,6 +15,7 @@ from engine.store.db import READ_ONLY, create_engine, is_sqlite
 from engine.store.records import GrantRecord
 from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
 from engine.store.schema import check_schema, ensure_schema
+from engine.store.sessions import LoginRepo, SessionRepo
 
 
 class Store:
@@ -31,6 +32,8 @@ class Store:
         self.leases = LeaseRepo(self)
         self.audit = AuditRepo(self)
         self.meta = MetaRepo(self)
+        self.sessions = SessionRepo(self)
+        self.logins = LoginRepo(self)
         # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
         self.on_unreadable: Callable[[GrantRecord], None] | None = None
 
