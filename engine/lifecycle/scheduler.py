@@ -128,7 +128,8 @@ class Lifecycle:
         return counts
 
     async def reap(self) -> dict[str, int]:
-        """Expire unfinished flows, delete old flows and long-dead grants, retry pending revocations."""
+        """Expire unfinished flows, delete old flows, expired sessions and sign-ins, and long-dead grants,
+        retry pending revocations."""
         self._track()
         store = self.store
         lifecycle = self.config().lifecycle
@@ -143,6 +144,8 @@ class Lifecycle:
             )
             if out["flows_deleted"]:
                 emit("flow.reaped", outcome="success", count=out["flows_deleted"])
+            out["sessions_deleted"] = await store.sessions.delete_expired(now)  # signed-in browsers
+            out["logins_deleted"] = await store.logins.delete_expired(now)  # sign-ins never finished
             if self.retry_revocation is not None:
                 revoked: list[Any] = await store.grants.list(status="revoked")
                 for grant in revoked:  # one failing provider must not stop the others' retries

@@ -20,8 +20,9 @@
 //   resource server "urn:keyturn:api": when a request asks for any of them the access token is for that API (its
 //   token answer's scope lists the API scopes; such a token is not accepted by /me, the userinfo endpoint). Ask for
 //   OIDC scopes only to get a userinfo token. The id_token is issued whenever openid was asked.
-// - Claims: sub (= account id), email (= ID@example.test), email_verified, name; in the id_token too
-//   (conformIdTokenClaims off) as well as from userinfo.
+// - Claims: sub (= account id), email (= ID@example.test), email_verified (false for accounts whose id starts
+//   with "unverified", true otherwise), name; in the id_token too (conformIdTokenClaims off) as well as from
+//   userinfo.
 // - JWKS generated at start: one RS256 and one ES256 key (id_tokens RS256 unless the client says otherwise).
 // - RFC 9207: the authorization response carries iss (oidc-provider 9 default).
 // - Redirect URIs: an exact match, or a loopback one (http://127.0.0.1/..., http://localhost/...) registered
@@ -133,7 +134,12 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   findAccount: async (ctx, id) => ({
     accountId: id,
-    claims: async () => ({ sub: id, email: `${id}@example.test`, email_verified: true, name: id }),
+    claims: async () => ({
+      sub: id,
+      email: `${id}@example.test`,
+      email_verified: !id.startsWith("unverified"),
+      name: id,
+    }),
   }),
   renderError: async (ctx, out) => {
     ctx.type = "application/json";
