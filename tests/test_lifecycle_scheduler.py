@@ -148,3 +148,21 @@ async def test_one_failing_revocation_retry_does_not_stop_the_others(
     assert counts["revocation_errors"] == 1 and "grants_deleted" in counts
     assert (await store.grants.get(ids[0])).status == "revoked"  # kept for the next pass
     assert await store.grants.get(ids[1]) is None and len(mini_provider.revocations) == 1
+
+
+async def test_reaper_deletes_expired_sessions_and_sign_ins(keyturn_engine: Any) -> None:
+    """The reaper removes sessions past their expiry and sign-ins never finished; live ones stay."""
+    engine = await keyturn_engine("")
+    store = engine.store
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    live, _ = await store.sessions.create("alice@example.test", 3600)
+    dead, _ = await store.sessions.create("bob@example.test", 3600)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE sessions SET expires_at = :t WHERE user_id = 'bob@example.test'"), {"t": past}
+        )
+    await store.logins.create(state="s", code_verifier="v", nonce="n", next_path="/", expires_at=past)
+    counts = await engine.app[LIFECYCLE].reap()
+    assert counts["sessions_deleted"] == 1 and counts["logins_deleted"] == 1
+    assert [s.user_id for s in await store.sessions.list()] == ["alice@example.test"]
+    assert await store.sessions.lookup(live) is not None and await store.sessions.lookup(dead) is None

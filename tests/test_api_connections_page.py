@@ -1,0 +1,162 @@
+"""engine.api.connections_page: one's grants on /connections; Disconnect revokes; Reconnect starts a flow."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from engine.api.connections_page import connections
+from engine.config.model import Branding
+from tests.plugins.login import finish_flow, sign_in
+from tests.plugins.token_scan import remember
+
+ALICE = "alice@example.test"
+
+
+async def connect(engine: Any, browser: Any, user: str = ALICE, account: str = "alice") -> Any:
+    body = {"user_id": user, "auth_requirement": {"id": "op", "oauth2": {"scopes": ["email"]}}}
+    _, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+    status, _, _ = await finish_flow(engine, browser, auth["url"], account)
+    assert status == 200
+    grant = await engine.store.grants.find(user, "op")
+    remember(grant.access_token)
+    remember(grant.refresh_token)
+    return grant
+
+
+async def page_of(engine: Any, browser: Any) -> str:
+    async with browser.get(engine.url + "/connections") as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+def csrf_in(text: str) -> str:
+    return text.split('name=csrf_token value="', 1)[1].split('"', 1)[0]
+
+
+async def introspect(op: Any, token: str) -> bool:
+    basic = base64.b64encode(f"{op.client_id}:{op.client_secret}".encode()).decode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            op.issuer + "/token/introspection",
+            headers={"Authorization": f"Basic {basic}"},
+            data={"token": token},
+        ) as resp,
+    ):
+        return bool((await resp.json())["active"])
+
+
+@pytest.mark.e2e
+async def test_disconnect_revokes_at_the_provider_and_is_gone(
+    login_engine: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Disconnect: RFC 7009 at the provider (introspection says inactive), the grant is gone, audited."""
+    engine = await login_engine()
+    browser = engine.new_browser()
+    grant = await connect(engine, browser)
+    text = await page_of(engine, browser)
+    assert "Example Docs" in text and "Active" in text and "email" in text and ALICE in text
+    assert f'action="/connections/{grant.id}/disconnect"' in text
+    assert await introspect(engine.op, grant.refresh_token)
+    capsys.readouterr()
+    async with browser.post(
+        engine.url + f"/connections/{grant.id}/disconnect",
+        data={"csrf_token": csrf_in(text)},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == engine.url + "/connections?notice=disconnected"
+    assert await engine.store.grants.get(grant.id) is None
+    assert not await introspect(engine.op, grant.refresh_token)
+    assert not await introspect(engine.op, grant.access_token)
+    text = await page_of(engine, browser)
+    assert "no connections" in text and "Example Docs" not in text
+    audit = [json.loads(x) for x in capsys.readouterr().out.splitlines() if '"keyturn.audit"' in x]
+    [event] = [a for a in audit if a["event"] == "connection.disconnected"]
+    assert event["provider"] == "op" and event["result"] == "revoked" and ALICE not in json.dumps(event)
+    async with browser.get(engine.url + "/metrics") as resp:
+        assert 'keyturn_connections_disconnected_total{provider="op"} 1.0' in await resp.text()
+
+
+@pytest.mark.e2e
+async def test_disconnect_refuses_bad_csrf_and_other_peoples_grants(login_engine: Any) -> None:
+    """No token, another session's token, or bob's grant id: refused, and the grant stays."""
+    engine = await login_engine()
+    alice, bob = engine.new_browser(), engine.new_browser()
+    grant = await connect(engine, alice)
+    await sign_in(engine, bob, "bob")
+    bobs_token = csrf_in(await page_of(engine, bob))
+    url = engine.url + f"/connections/{grant.id}/disconnect"
+    for form in ({}, {"csrf_token": bobs_token}):
+        async with alice.post(url, data=form, allow_redirects=False) as resp:
+            assert resp.status == 403
+    async with bob.post(url, data={"csrf_token": bobs_token}, allow_redirects=False) as resp:
+        assert resp.status == 404  # not bob's
+    async with aiohttp.ClientSession() as stranger, stranger.post(url, allow_redirects=False) as resp:
+        assert resp.status == 303 and "/login?next=" in resp.headers["Location"]
+    assert (await engine.store.grants.get(grant.id)).status == "active"
+    assert "Example Docs" not in await page_of(engine, bob)  # bob sees only his own
+
+
+@pytest.mark.e2e
+async def test_reconnect_starts_a_flow_for_the_same_provider_and_scopes(login_engine: Any) -> None:
+    """needs_reauth shows Reconnect; it hands out a new flow link that completes and makes it active."""
+    engine = await login_engine()
+    browser = engine.new_browser()
+    grant = await connect(engine, browser)
+    await engine.store.grants.set_status(grant.id, "needs_reauth")
+    text = await page_of(engine, browser)
+    assert "Needs re-authorization" in text and f"/connections/{grant.id}/reconnect" in text
+    async with browser.post(
+        engine.url + f"/connections/{grant.id}/reconnect", data={"csrf_token": csrf_in(text)}
+    ) as resp:
+        assert resp.status == 200
+        body = await resp.text()
+        assert "form-action 'self'" in resp.headers["Content-Security-Policy"]
+    link = body.split('class=button href="', 1)[1].split('"', 1)[0]
+    assert link.startswith(engine.url + "/v1/oauth/start/")
+    flow = await engine.store.flows.get(link.rsplit("/", 1)[1])
+    assert flow.user_id == ALICE and set(grant.scopes) <= set(flow.scopes)
+    status, final, _ = await finish_flow(engine, browser, link, "alice")
+    assert status == 200 and final.endswith("/connections?notice=connected")
+    again = await engine.store.grants.find(ALICE, "op")
+    remember(again.access_token)
+    remember(again.refresh_token)
+    assert again.status == "active"
+
+
+def test_page_escapes_and_loads_nothing_from_elsewhere() -> None:
+    """Provider and user strings are escaped; no script, no third-party URL; viewport for phones."""
+    grant = SimpleNamespace(
+        id="gr_1",
+        provider_id="op",
+        status="active",
+        scopes=("read", "<b>write</b>"),
+        user_info={"email": "<script>alert(1)</script>@example.test"},
+        subject="s",
+        created_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
+        refreshed_at=None,
+    )
+    resp = connections(
+        Branding(name="Acme <Corp>"),
+        who='a"b@example.test',
+        csrf="tok",
+        grants=[grant],
+        names={"op": "<i>Op</i>"},
+    )
+    text = resp.text or ""
+    assert "<script" not in text and "&lt;script&gt;" in text and "&lt;i&gt;Op&lt;/i&gt;" in text
+    assert "Acme &lt;Corp&gt;" in text and "a&quot;b@example.test" in text
+    assert "http://" not in text and "https://" not in text
+    assert 'name=viewport content="width=device-width' in text
+    csp = resp.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "form-action 'self'" in csp and "script-src" not in csp
+    assert resp.headers["Cache-Control"] == "no-store" and resp.headers["Referrer-Policy"] == "no-referrer"
+    assert "last refreshed never" in text and "Connected 2026-01-02 03:04 UTC" in text
