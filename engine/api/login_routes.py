@@ -18,8 +18,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from engine.api import connections_page as pages
-from engine.api.state import FLOWS, METRICS, SETTINGS, STORE
+from engine.api.state import FLOWS, METRICS, REVOKER, SETTINGS, STORE
 from engine.errors import KeyturnError, ProviderError, UserMismatch
+from engine.flows.service import FlowService
 from engine.login.metrics import LoginMetrics
 from engine.login.service import LoginService, normalise
 from engine.login.web import LOGIN, SESSION, VERIFY, CookiePolicy, binding, csrf_ok, csrf_token, safe_next
@@ -39,9 +40,10 @@ def setup(app: web.Application) -> None:
 
 async def _login_ctx(app: web.Application) -> AsyncIterator[None]:
     holder = app[SETTINGS]
+    flows: FlowService = app[FLOWS]
     app[LOGIN_SERVICE] = LoginService(
         store=app[STORE],
-        oauth=app[FLOWS].d.oauth,
+        oauth=flows.d.oauth,
         config=lambda: holder.current.config,
         providers=lambda: holder.current.providers,
         public_url=lambda: holder.current.public_url,
@@ -233,10 +235,10 @@ async def verify(request: web.Request) -> web.StreamResponse:
             status=410,
         )
     claim = service.settings.user_claim
-    flows = request.app[FLOWS]
+    flows: FlowService = request.app[FLOWS]
     matches = normalise(claim, flow.user_id) == who.session.user_id
     try:
-        answer = await flows.confirm_user(flow_id, flow.user_id if matches else who.session.user_id)
+        confirmed = await flows.confirm_user(flow_id, flow.user_id if matches else who.session.user_id)
     except UserMismatch:
         response: web.StreamResponse = pages.message(
             branding,
@@ -249,7 +251,7 @@ async def verify(request: web.Request) -> web.StreamResponse:
         return response
     except KeyturnError as exc:
         return pages.message(branding, "Authorization failed", exc.msg, status=exc.status)
-    next_uri = answer.get("next_uri")
+    next_uri = confirmed.next_uri
     public_url = request.app[SETTINGS].current.public_url
     response = _redirect(next_uri or f"{public_url}/connections?notice=connected")
     cookies.clear(response, f"{VERIFY}_{flow_id}")
@@ -300,7 +302,7 @@ async def disconnect(request: web.Request) -> web.StreamResponse:
     if refused is not None:
         return refused
     assert who is not None
-    result = await request.app[FLOWS].revoke_grant(grant.id)
+    result = await request.app[REVOKER].revoke(grant.id)
     request.app[LOGIN_METRICS].connection_disconnected(grant.provider_id)
     _emit(
         request,
@@ -326,8 +328,9 @@ async def reconnect(request: web.Request) -> web.StreamResponse:
         return pages.message(
             branding, "Cannot reconnect", "This provider is no longer configured.", status=409
         )
+    flows: FlowService = request.app[FLOWS]
     try:
-        answer = await request.app[FLOWS].authorize(
+        answer = await flows.authorize(
             user_id=grant.user_id,
             requirement={"id": grant.provider_id},
             scopes=tuple(grant.scopes),
@@ -336,6 +339,6 @@ async def reconnect(request: web.Request) -> web.StreamResponse:
         )
     except KeyturnError as exc:
         return pages.message(branding, "Cannot reconnect", exc.msg, status=exc.status)
-    if answer.get("status") == "completed" or not answer.get("url"):
+    if answer.status == "completed" or not answer.url:
         return _redirect(f"{request.app[SETTINGS].current.public_url}/connections?notice=connected")
-    return pages.continue_to(branding, answer["url"], provider.description or provider.id)
+    return pages.continue_to(branding, answer.url, provider.description or provider.id)

@@ -144,7 +144,9 @@ class BrowserLeg:
             if not held:
                 return CallbackResult("expired", message="This sign-in attempt was already completed.")
             sep = "&" if "?" in verify_url else "?"
-            return CallbackResult("verifying", redirect=f"{verify_url}{sep}flow_id={flow.id}", flow_id=flow.id)
+            return CallbackResult(
+                "verifying", redirect=f"{verify_url}{sep}flow_id={flow.id}", flow_id=flow.id
+            )
         grant = await self.end.store_grant(flow, provider, tokens, who.subject, who.user_info)
         if not await self.d.store.flows.finish(
             flow.id, status="completed", expected_status="pending", grant_id=grant.id
