@@ -262,6 +262,9 @@ async def test_callback_from_another_browser_is_refused(login_engine: Any) -> No
     callback = await follow_login(started, location, account="alice")
     async with other.get(callback, allow_redirects=False) as resp:
         assert resp.status == 400 and SESSION_COOKIE not in resp.cookies
+    forged = callback.replace("state=", "state=x")
+    async with started.get(forged, allow_redirects=False) as resp:  # a stray answer: refused, sign-in kept
+        assert resp.status == 400 and "__Host-keyturn_login" not in resp.cookies
     async with started.get(callback, allow_redirects=False) as resp:  # the state was not spent by it
         assert resp.status == 303
 

@@ -140,7 +140,8 @@ async def login_callback(request: web.Request) -> web.StreamResponse:
             status=result.status,
             link=("/login?next=" + quote(result.next_path, safe="/"), "Try again"),
         )
-        cookies.clear(response, LOGIN)
+        if reason != "state_mismatch":  # a stray answer does not end this browser's sign-in in progress
+            cookies.clear(response, LOGIN)
         return response
     store = request.app[STORE]
     earlier = cookies.get(request, SESSION)
