@@ -1,4 +1,10 @@
-"""Run the engine: bind, serve, reload on SIGHUP, drain and stop on SIGTERM/SIGINT."""
+"""Run the engine: bind, serve, reload on SIGHUP, drain and stop on SIGTERM/SIGINT.
+
+A reload (one at a time) re-reads engine.yaml and swaps it in through the settings holder, whose
+subscribers apply what they built from it (``engine.wiring``); the log line ``config_reloaded`` and
+the audit event ``config.reloaded`` name the keys that changed, those that need a restart and those
+that could not be applied.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,11 @@ from aiohttp import web
 
 from engine import sdnotify
 from engine.api.app import create_app
-from engine.api.state import SERVICES, SETTINGS, Settings
 from engine.errors import ConfigError, KeyturnError
+from engine.events import OpsEvent, OpsName, Outcome
+from engine.wiring.options import BACKGROUND, WiringOptions
+from engine.wiring.services import AUDITOR
+from engine.wiring.settings import EVENTS, SETTINGS, Settings
 
 log = structlog.get_logger("keyturn.daemon")
 
@@ -25,7 +34,9 @@ class Daemon:
     def __init__(self, settings: Settings, *, reload: Reloader | None = None) -> None:
         self.settings = settings
         self.reload_fn = reload
-        self.app = create_app(settings)
+        # the scheduler (a refresh pass at once) and worker polling start only once we listen:
+        # a serve that cannot bind must not touch a provider before it exits
+        self.app = create_app(settings, options=WiringOptions(defer_background=True))
         self.runner: web.AppRunner | None = None
         self.stopping = asyncio.Event()
         self.bound: list[tuple[str, int]] = []
@@ -39,9 +50,6 @@ class Daemon:
             access_log=None,
             shutdown_timeout=float(api.shutdown_grace),
         )
-        # the scheduler (a refresh pass at once) and worker polling start only once we listen:
-        # a serve that cannot bind must not touch a provider before it exits
-        self.app[SERVICES]["defer_background"] = True
         await self.runner.setup()
         site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
         try:
@@ -50,15 +58,16 @@ class Daemon:
             raise KeyturnError(
                 f"cannot listen on {api.host}:{api.port}: {exc.strerror or exc}", error="bind_failed"
             ) from None
-        start_background = self.app[SERVICES].get("start_background")
-        if start_background is not None:
-            start_background()
+        if BACKGROUND in self.app:
+            self.app[BACKGROUND].start()
         server = getattr(site, "_server", None)
         for sock in getattr(server, "sockets", None) or ():
             addr = sock.getsockname()
             self.bound.append((str(addr[0]), int(addr[1])))
-        await self._follow_bound_port(self.settings)
-        self._audit("config.loaded", "success", providers=len(self.settings.providers))
+        if (followed := self._follow_bound_port(self.settings)) is not self.settings:
+            await self.app[SETTINGS].swap(followed)
+            self.settings = followed
+        self._audit("config.loaded", "success", {"providers": len(self.settings.providers)})
         log.info(
             "started",
             listen=[f"{h}:{p}" for h, p in self.bound],
@@ -76,57 +85,70 @@ class Daemon:
             await asyncio.sleep(every)
 
     async def reload(self) -> bool:
-        """Swap in a freshly read config; keep the old one (and say why) when the new one is invalid."""
+        """Swap in a freshly read config; keep the old one (and say why) when the new one is invalid.
+
+        Reloads are serialized: a SIGHUP during a reload waits for it, then reads the file again.
+        """
         if self.reload_fn is None:
             return False
-        sdnotify.reloading()
-        try:
-            return await self._reload(self.reload_fn)
-        finally:
-            sdnotify.ready()  # reloaded, or kept the old config: serving either way
+        holder = self.app[SETTINGS]
+        async with holder.lock:
+            sdnotify.reloading()
+            try:
+                return await self._reload(self.reload_fn)
+            finally:
+                sdnotify.ready()  # reloaded, or kept the old config: serving either way
 
     async def _reload(self, reload_fn: Reloader) -> bool:
         self._reopen_audit()
         try:
-            new = reload_fn()
+            new = self._follow_bound_port(reload_fn())
         except ConfigError as exc:
             log.error("config_reload_rejected", error=str(exc))
-            self._audit("config.reload_rejected", "failure", reason=exc.path or "config")
+            self._audit("config.reload_rejected", "failure", {"reason": exc.path or "config"})
             return False
-        await self.app[SETTINGS].swap(new)
+        report = await self.app[SETTINGS].swap(new)
         self.settings = new
-        await self._follow_bound_port(new)
-        log.info("config_reloaded", source=new.source)
-        self._audit("config.reloaded", "success", providers=len(new.providers))
+        if report.touched("logging"):
+            from engine.logs import configure_logging
+
+            configure_logging(new.config.logging.level, new.config.logging.format)
+        fields = {
+            "changed": report.changed,
+            "needs_restart": report.needs_restart,
+            "not_applied": sorted(report.failed),
+        }
+        if report.needs_restart or report.failed:
+            log.warning(
+                "config_reloaded",
+                source=new.source,
+                **fields,
+                errors=[f"{k}: {v}" for k, v in report.failed.items()],
+            )
+        else:
+            log.info("config_reloaded", source=new.source, **fields)
+        self._audit("config.reloaded", "success", {"providers": len(new.providers), **fields})
         return True
 
-    async def _follow_bound_port(self, settings: Settings) -> None:
+    def _follow_bound_port(self, settings: Settings) -> Settings:
         """``api.port: 0`` with a derived public_url (``...:0``): the URL names the port actually bound."""
         parts = urlsplit(settings.public_url)
         if settings.config.api.port != 0 or parts.port != 0 or not self.bound:
-            return
+            return settings
         netloc = parts.netloc.rsplit(":", 1)[0] + f":{self.bound[0][1]}"
         api = dataclasses.replace(settings.config.api, public_url=urlunsplit(parts._replace(netloc=netloc)))
-        new = dataclasses.replace(settings, config=dataclasses.replace(settings.config, api=api))
-        await self.app[SETTINGS].swap(new)
-        self.settings = new
+        return dataclasses.replace(settings, config=dataclasses.replace(settings.config, api=api))
 
     def _reopen_audit(self) -> None:
-        from engine.api.services import AUDITOR
-
         auditor = self.app.get(AUDITOR)
         if auditor is not None:
             auditor.reopen()  # logrotate moved the file: start a new one
 
-    def _audit(self, event: str, outcome: str, **fields: object) -> None:
-        from engine.api.services import AUDITOR
-
-        auditor = self.app.get(AUDITOR)
-        if auditor is not None:
-            try:
-                auditor.emit(event, outcome=outcome, **fields)
-            except Exception as exc:  # an audit sink problem must not stop a reload
-                log.error("audit_failed", audit_event=event, error=type(exc).__name__)
+    def _audit(self, name: OpsName, outcome: Outcome, details: dict[str, object]) -> None:
+        try:
+            self.app[EVENTS].publish(OpsEvent(name=name, outcome=outcome, details=details))
+        except Exception as exc:  # an audit sink problem must not stop a reload
+            log.error("audit_failed", audit_event=name, error=type(exc).__name__)
 
     async def stop(self) -> None:
         if self._watchdog is not None:

@@ -26,6 +26,11 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._events: dict[Hashable, deque[float]] = {}
 
+    def configure(self, limit: int, window: float) -> None:
+        """New limit and window (a reload); counts already taken stay."""
+        self.limit = limit
+        self.window = window
+
     def _trim(self, key: Hashable, now: float) -> deque[float]:
         q = self._events.get(key)
         if q is None:

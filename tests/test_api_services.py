@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.api.services import REFRESHER
+from engine.wiring.services import REFRESHER
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
 
@@ -45,7 +45,7 @@ async def test_security_events_are_audited(
     keyturn_engine: Any, mini_provider: MiniProvider, echo_worker: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Each security event shows up once its path runs, and no audit line carries a token or a user id."""
-    from engine.api.services import REFRESHER
+    from engine.wiring.services import REFRESHER
 
     worker = await echo_worker(mini_provider.url("/userinfo"))
     a = await keyturn_engine(acme_config(mini_provider, extra=worker.yaml()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,3 +128,35 @@ async def test_unreadable_grant_listed_and_revoked(
     assert mini_provider.revocations == []  # nothing readable to revoke at the provider
     async with open_store(Args()) as store:  # type: ignore[arg-type]
         assert [g.user_id for g in await store.grants.list()] == ["bob"]
+
+
+async def test_revoke_is_audited_through_the_sinks(
+    tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """grants revoke writes grant.revoked through the configured sinks (file and database), redacted."""
+    cfg = write_config(tmp_path, mini_provider)
+    audit = tmp_path / "audit.log"
+    cfg.write_text(cfg.read_text() + f"audit: {{sinks: [file, database, stdout], file: '{audit}'}}\n")
+    token = mini_provider._token()
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, main, ["db", "upgrade", "-c", str(cfg)]) == 0
+    await add_grant(cfg, "alice@example.test", token)
+    capsys.readouterr()
+    argv = ["grants", "revoke", "--user", "alice@example.test", "-c", str(cfg)]
+    assert await loop.run_in_executor(None, main, argv) == 0
+    out, err = capsys.readouterr()
+    assert out == "acme: revoked\n"  # the stdout sink writes to stderr: the output stays the command's
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["grant.revoked"]
+    assert records[0]["outcome"] == "success" and records[0]["provider"] == "acme"
+    assert len(records[0]["user_ref"]) == 64 and "user_id" not in records[0]
+    assert '"grant.revoked"' in err
+    text = audit.read_text() + err
+
+    class Args:
+        config = str(cfg)
+
+    async with open_store(Args()) as store:  # type: ignore[arg-type]
+        stored = await store.audit.list()
+    assert [r["event"] for r in stored] == ["grant.revoked"]
+    assert "alice@example.test" not in text and token not in text

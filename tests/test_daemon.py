@@ -417,3 +417,103 @@ async def test_serve_refuses_a_wrong_root_key(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "wrong_key: root key 'k' is not the key" in err.decode()
     assert wrong not in err.decode() + out.decode() and "Traceback" not in err.decode()
+
+
+async def _mcp_initialize(session: aiohttp.ClientSession, url: str) -> int:
+    client = {"name": "t", "version": "1"}
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    headers = {"Accept": "application/json, text/event-stream"}
+    async with session.post(url + "/mcp", json=body, headers=headers) as resp:
+        return resp.status
+
+
+async def test_sighup_applies_rate_limits_mcp_auth_and_audit_sinks(tmp_path: Path) -> None:
+    """After SIGHUP: a lower API key limit answers 429, mcp.auth none stops the 401, a new file sink is
+    written to; a storage change is reported (log and audit) as needing a restart."""
+    config = tmp_path / "engine.yaml"
+    audit = tmp_path / "audit.log"
+    base = (
+        "api: {development: true, port: 0}\nlogging: {level: info, format: json}\n"
+        f"storage: {{url: 'sqlite+aiosqlite:///{tmp_path}/kt.db'}}\n"
+    )
+    config.write_text(
+        base + "security: {api_keys: [k-0123456789abcdef], rate_limiting: {max_api_key_failures: 1000}}\n"
+    )
+    served, pump = await start_serve(config)
+    bad = {"Authorization": "Bearer wrong-key"}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with session.get(served.url + "/v1/tools", headers=bad) as resp:
+                    assert resp.status == 401
+            assert await _mcp_initialize(session, served.url) == 401
+            config.write_text(
+                base.replace("storage: {", "storage: {busy_timeout: 9s, ")
+                + "security: {api_keys: [k-0123456789abcdef], rate_limiting: {max_api_key_failures: 2}}\n"
+                + "mcp: {auth: none}\n"
+                + f"audit: {{sinks: [stdout, file], file: '{audit}'}}\n"
+            )
+            served.proc.send_signal(signal.SIGHUP)
+            reloaded = await served.wait_for("config_reloaded")
+            assert reloaded["needs_restart"] == ["storage.busy_timeout"]
+            assert {"security.rate_limiting.max_api_key_failures", "mcp.auth", "audit.sinks"} <= set(
+                reloaded["changed"]
+            )
+            audited = [line for line in served.lines if line.get("logger") == "keyturn.audit"]
+            assert any(a["event"] == "config.reloaded" and a["needs_restart"] for a in audited)
+            async with session.get(served.url + "/v1/tools", headers=bad) as resp:
+                assert resp.status == 429  # 3 failures already over the new limit of 2
+            assert await _mcp_initialize(session, served.url) == 200
+        events = [json.loads(line)["event"] for line in audit.read_text().splitlines()]
+        assert "config.reloaded" in events and "rate_limited" in events
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+        pump.cancel()
+
+
+async def test_sighup_shortens_the_refresh_interval(tmp_path: Path, mini_provider: Any) -> None:
+    """refresh_interval 1h -> 1s on SIGHUP: the scheduler is rescheduled and a due grant is refreshed."""
+    key = generate_key()
+    db = f"sqlite+aiosqlite:///{tmp_path}/kt.db"
+    config = tmp_path / "engine.yaml"
+    head = f"api: {{development: true, port: 0}}\nstorage: {{url: '{db}'}}\n"
+    security = f"root_keys: [{{id: k, value: '{key}'}}]"
+    config.write_text(
+        head
+        + "lifecycle: {refresh_interval: 1h, refresh_jitter: 0s}\n"
+        + acme_config(mini_provider, security=security)
+    )
+    served, pump = await start_serve(config)
+    try:
+        await asyncio.sleep(1.0)  # the first pass (at start) is over
+        store = await Store.open(db, Keyring({"k": decode_key(key)}, "k"))
+        refresh = mini_provider._token()
+        mini_provider.valid_refresh.add(refresh)
+        now = datetime.now(UTC)
+        await store.grants.upsert(
+            "u1", "acme", access_token=mini_provider._token(), refresh_token=refresh, id_token=None,
+            token_type="Bearer", expires_at=now + timedelta(seconds=60), scopes=["read"], subject=None,
+            user_info=None, token_metadata={}, next_refresh_at=now - timedelta(seconds=1),
+        )  # fmt: skip
+        await store.close()
+        await asyncio.sleep(1.5)
+        assert mini_provider.refresh_calls == []  # not before the next pass, an hour away
+        config.write_text(
+            head
+            + "lifecycle: {refresh_interval: 1s, refresh_jitter: 0s}\n"
+            + acme_config(mini_provider, security=security)
+        )
+        served.proc.send_signal(signal.SIGHUP)
+        line = await served.wait_for("job_rescheduled")
+        assert line["job"] == "refresh" and line["interval_s"] == 1.0
+        for _ in range(100):
+            if mini_provider.refresh_calls:
+                break
+            await asyncio.sleep(0.1)
+        assert mini_provider.refresh_calls == [refresh]
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+        pump.cancel()

@@ -24,7 +24,7 @@ async def test_elicitation_with_oidc_provider(keyturn_engine: Any, oidc_op: Any,
     worker = await echo_worker(op.issuer + "/me")
     engine = await keyturn_engine(worker.yaml())
     client_id, client_secret = await op.register(engine.url + "/v1/oauth/callback")
-    engine.reconfigure(op.provider_yaml(client_id, client_secret, id="acme") + worker.yaml())
+    await engine.reconfigure(op.provider_yaml(client_id, client_secret, id="acme") + worker.yaml())
     messages: list[Any] = []
 
     async def elicit(context: Any, params: Any) -> types.ElicitResult:

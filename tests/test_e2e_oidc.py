@@ -31,7 +31,7 @@ async def connected(keyturn_engine: Any, oidc_op: Any, **op_kw: Any) -> tuple[An
     op = await oidc_op(**op_kw)
     engine = await keyturn_engine("")
     client_id, client_secret = await op.register(engine.url + "/v1/oauth/callback")
-    engine.reconfigure(op.provider_yaml(client_id, client_secret))
+    await engine.reconfigure(op.provider_yaml(client_id, client_secret))
     return engine, op, AsyncArcade(base_url=engine.url, api_key=API_KEY, max_retries=0)
 
 
@@ -84,7 +84,7 @@ async def test_scheduler_refreshes_rotating_tokens(keyturn_engine: Any, oidc_op:
         "lifecycle: {refresh_interval: 1s, refresh_lead: 3s, refresh_jitter: 0s}\n", scheduler=True
     )
     client_id, client_secret = await op.register(engine.url + "/v1/oauth/callback")
-    engine.reconfigure(
+    await engine.reconfigure(
         op.provider_yaml(client_id, client_secret)
         + "lifecycle: {refresh_interval: 1s, refresh_lead: 3s, refresh_jitter: 0s}\n"
     )
@@ -139,7 +139,7 @@ async def test_user_revoked_app_needs_reauth(keyturn_engine: Any, oidc_op: Any) 
     remember(grant.access_token)
     remember(grant.refresh_token)
     await op.revoke_account("dave")
-    from engine.api.services import REFRESHER
+    from engine.wiring.services import REFRESHER
 
     result = await engine.app[REFRESHER].refresh(grant.id, force=True)
     assert result.outcome == "needs_reauth"
@@ -157,7 +157,7 @@ async def test_design_style_custom_block_with_issuer(keyturn_engine: Any, oidc_o
         session.get(op.issuer + "/.well-known/openid-configuration") as resp,
     ):
         meta = await resp.json()
-    engine.reconfigure(f"""
+    await engine.reconfigure(f"""
 auth:
   providers:
     - id: custom-oauth-provider

@@ -89,7 +89,7 @@ async def test_explicit_provider_id_never_falls_back(keyturn_engine: Any, toolki
     listed = next(t for t in page["items"] if t["qualified_name"] == "Company.ListEvents")
     assert listed["requirements"]["authorization"]["status"] == "inactive"
 
-    engine.reconfigure(GOOGLE + COMPANY + worker.yaml())
+    await engine.reconfigure(GOOGLE + COMPANY + worker.yaml())
     status, flow = await engine.api("POST", "/v1/tools/authorize", json=company)
     assert status == 200 and flow["provider_id"] == "company-google-calendar"
     status, gmail = await engine.api(

@@ -20,7 +20,7 @@ async def test_tools_authorize_wait_execute(keyturn_engine: Any, oidc_op: Any, e
     worker = await echo_worker(op.issuer + "/me")
     engine = await keyturn_engine(worker.yaml())
     client_id, client_secret = await op.register(engine.url + "/v1/oauth/callback")
-    engine.reconfigure(op.provider_yaml(client_id, client_secret, id="acme") + worker.yaml())
+    await engine.reconfigure(op.provider_yaml(client_id, client_secret, id="acme") + worker.yaml())
     client = AsyncArcade(base_url=engine.url, api_key=API_KEY, max_retries=0)
     try:
         auth = await client.tools.authorize(tool_name="Echo.WhoAmI", user_id="ulla@example.test")

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
-from engine.api.state import REVOKER
+from engine.wiring.services import REVOKER
 from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider
@@ -368,7 +368,7 @@ async def test_revoke_with_provider_removed_says_not_revoked(
     _, body = await authorize(engine, ["read"])
     await click(engine, body["url"])
     grant = await engine.store.grants.find(USER, "acme")
-    engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")  # acme removed
+    await engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")  # acme removed
     capsys.readouterr()
     status, answer = await engine.api("DELETE", f"/v1/admin/user_connections/{grant.id}")
     assert status == 200 and answer["outcome"] == "not_revoked_at_provider"
@@ -392,9 +392,9 @@ async def test_reaper_retry_with_provider_removed_deletes_and_says_so(
     grant = await engine.store.grants.find(USER, "acme")
     provider.revoke_status = 503
     assert (await engine.app[REVOKER].revoke(grant.id)).outcome == "retry_later"
-    engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")
+    await engine.reconfigure("security: {api_keys: ['test-api-key-0123456789abcdef']}")
     capsys.readouterr()
-    from engine.api.services import LIFECYCLE
+    from engine.wiring.services import LIFECYCLE
 
     await engine.app[LIFECYCLE].reap()
     assert await engine.store.grants.get(grant.id) is None
@@ -449,7 +449,7 @@ async def test_redirect_url_from_security_oauth_is_sent_and_served(
     """security.oauth.redirect_urls (seed 003's /api/oauth/callback) is the redirect URI sent and served."""
     engine = await keyturn_engine(config(provider))
     callback = engine.url + "/api/oauth/callback"
-    engine.reconfigure(
+    await engine.reconfigure(
         config(provider, security=f"api_keys: ['{API_KEY}'], oauth: {{redirect_urls: ['{callback}']}}")
     )
     _, body = await authorize(engine, ["read"])

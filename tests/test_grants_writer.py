@@ -6,12 +6,12 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.api.services import REFRESHER
 from engine.config.convert import Duration
 from engine.config.model import Config, LifecycleConfig
 from engine.grants.writer import lead_for, max_age_for, next_refresh_at
 from engine.providers.model import Provider
 from engine.providers.schema import OAuth2Spec
+from engine.wiring.services import REFRESHER
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
 

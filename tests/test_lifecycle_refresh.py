@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from engine.api.services import REFRESHER
+from engine.events import RefreshObserved
 from engine.lifecycle.refresh import backoff
+from engine.wiring.services import REFRESHER
+from engine.wiring.settings import EVENTS
 from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
@@ -172,7 +174,7 @@ async def test_long_failing_grant_is_reported(keyturn_engine: Any, mini_provider
     )
     seen: list[str] = []
     refresher = engine.app[REFRESHER]
-    refresher.d.observe = lambda provider, outcome, seconds: seen.append(outcome)
+    engine.app[EVENTS].subscribe(lambda e: seen.append(e.result) if isinstance(e, RefreshObserved) else None)
     grant = await make_grant(engine, mini_provider)
     mini_provider.refresh_plan = ["500"]
     assert (await refresher.refresh(grant.id)).outcome == "retry"

@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.api.services import REFRESHER
 from engine.store import models as m
 from engine.store.store import new_id
+from engine.wiring.services import REFRESHER
 from tests.plugins.mini_provider import MiniProvider, acme_config
 
 KEY = base64.b64encode(os.urandom(32)).decode()

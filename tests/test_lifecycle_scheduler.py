@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.api.services import LIFECYCLE
+from engine.wiring.services import LIFECYCLE
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
 

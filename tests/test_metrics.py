@@ -14,12 +14,12 @@ from prometheus_client import CollectorRegistry
 
 from engine import __version__
 from engine.api.app import create_app
-from engine.api.state import METRICS, Settings
 from engine.config.model import Config, MetricsConfig
 from engine.errors import ConfigError
 from engine.metrics import Metrics
 from engine.metrics.http import METRICS_RUNNER, authorized, parse_address
-from engine.metrics.registry import MAX_LABEL_VALUES, OTHER
+from engine.metrics.registry import MAX_LABEL_VALUES, METRICS, OTHER
+from engine.wiring.settings import Settings
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 TOKEN = "metrics-scrape-token-1234"

@@ -12,6 +12,7 @@ import pytest
 from engine.config.loader import load_text
 from engine.config.model import Config
 from engine.errors import NotFound
+from engine.events import Event, WorkerChecked
 from engine.tools import registry as registry_module
 from engine.tools.registry import ToolRegistry, configured_workers, normalize
 
@@ -80,13 +81,18 @@ async def test_catalog_from_director_worker(
 async def test_down_worker_keeps_last_good_list(
     echo_worker: Any, registry_session: aiohttp.ClientSession
 ) -> None:
-    """A worker that stops answering keeps its last tools, is marked down and reported to on_worker."""
+    """A worker that stops answering keeps its last tools, is marked down and published as down."""
     worker = await echo_worker()
     config = config_for(
         f"workers: [{{id: w1, uri: '{worker.url}', secret: '{worker.secret}', timeout: 3s}}]\n"
     )
     seen: list[tuple[str, bool]] = []
-    registry = ToolRegistry(lambda: config, registry_session, on_worker=lambda w, up: seen.append((w, up)))
+
+    def publish(event: Event) -> None:
+        assert isinstance(event, WorkerChecked)
+        seen.append((event.worker, event.up))
+
+    registry = ToolRegistry(lambda: config, registry_session, publish=publish)
     await registry.refresh()
     before = {t.name for t in await registry.all()}
     assert "Echo.Say" in before and registry.up["w1"] is True

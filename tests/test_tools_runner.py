@@ -223,8 +223,8 @@ async def test_auth_statuses_for_a_user(setup: tuple[Any, MiniProvider]) -> None
     """Per user, an auth-requiring tool reads not_started, then completed after the flow; met follows."""
     from arcadepy.types import ToolDefinition
 
-    from engine.api.state import TOOLS
     from engine.tools.formats import to_arcade
+    from engine.wiring.services import TOOLS
 
     engine, _ = setup
     runner = engine.app[TOOLS]

@@ -8,10 +8,11 @@ from aiohttp import web
 
 from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
 from engine.api.shapes import authorization_response
-from engine.api.state import FLOWS, REVOKER, SETTINGS, STORE
 from engine.errors import BadRequest, NotFound
 from engine.flows.revoke import NOT_REVOKED_AT_PROVIDER
 from engine.providers.resolve import requirement_scopes
+from engine.wiring.services import FLOWS, REVOKER, STORE
+from engine.wiring.settings import SETTINGS
 
 routes = web.RouteTableDef()
 MAX_WAIT = 59.0

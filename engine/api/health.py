@@ -9,7 +9,7 @@ from aiohttp import web
 
 from engine import __version__
 from engine.api.jsonio import json_response
-from engine.api.state import READY_CHECKS
+from engine.wiring.settings import READY_CHECKS
 
 log = structlog.get_logger("keyturn.health")
 routes = web.RouteTableDef()

@@ -18,13 +18,16 @@ from urllib.parse import quote
 from aiohttp import web
 
 from engine.api import connections_page as pages
-from engine.api.state import FLOWS, METRICS, REVOKER, SETTINGS, STORE
 from engine.errors import KeyturnError, ProviderError, UserMismatch
+from engine.events import LoginEvent, LoginName, Outcome
 from engine.flows.service import FlowService
 from engine.login.metrics import LoginMetrics
 from engine.login.service import LoginService, normalise
 from engine.login.web import LOGIN, SESSION, VERIFY, CookiePolicy, binding, csrf_ok, csrf_token, safe_next
+from engine.metrics.registry import METRICS
 from engine.store.sessions import SessionRecord, grants_of
+from engine.wiring.services import FLOWS, OAUTH, REVOKER, STORE
+from engine.wiring.settings import EVENTS, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -40,10 +43,9 @@ def setup(app: web.Application) -> None:
 
 async def _login_ctx(app: web.Application) -> AsyncIterator[None]:
     holder = app[SETTINGS]
-    flows: FlowService = app[FLOWS]
     app[LOGIN_SERVICE] = LoginService(
         store=app[STORE],
-        oauth=flows.d.oauth,
+        oauth=app[OAUTH],
         config=lambda: holder.current.config,
         providers=lambda: holder.current.providers,
         public_url=lambda: holder.current.public_url,
@@ -70,9 +72,9 @@ def _branding(request: web.Request) -> Any:
     return request.app[SETTINGS].current.config.api.branding
 
 
-def _emit(request: web.Request, event: str, *, outcome: str, **fields: Any) -> None:
+def _emit(request: web.Request, name: LoginName, *, outcome: Outcome, **fields: Any) -> None:
     source_ip = request.app[SETTINGS].current.client_address.of(request)
-    request.app[FLOWS].d.emit(event, outcome=outcome, source_ip=source_ip, **fields)
+    request.app[EVENTS].publish(LoginEvent(name=name, outcome=outcome, source_ip=source_ip, **fields))
 
 
 async def visitor(request: web.Request) -> Visitor | None:

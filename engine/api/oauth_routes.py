@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.api.pages import PageKind, render_page
-from engine.api.state import FLOWS, SETTINGS
 from engine.flows.results import CallbackResult
+from engine.wiring.services import FLOWS
+from engine.wiring.settings import SETTINGS
 
 routes = web.RouteTableDef()
 

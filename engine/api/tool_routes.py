@@ -8,9 +8,10 @@ from aiohttp import web
 
 from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
 from engine.api.shapes import authorization_response, execution_response
-from engine.api.state import SETTINGS, TOOLS
 from engine.errors import BadRequest
 from engine.tools.formats import FORMATS, to_arcade
+from engine.wiring.services import TOOLS
+from engine.wiring.settings import SETTINGS
 
 routes = web.RouteTableDef()
 

@@ -1,12 +1,16 @@
 """The audit events the engine may emit: one place, one line each (name -> what happened).
 
-An event not listed here is a programming error: :class:`engine.audit.processors.EventAllowlist`
+The names are those of :data:`engine.events.AuditName` (the typed event stream). An event not
+listed here is a programming error: :class:`engine.audit.processors.EventAllowlist`
 refuses it, so a typo fails a test instead of producing a line nobody's alert matches.
 """
 
 from __future__ import annotations
 
-EVENTS: dict[str, str] = {
+from engine.events import AuditName
+
+# every name of engine.events.AuditName, described (tests/test_audit_events.py checks both agree)
+EVENTS: dict[AuditName, str] = {
     # flows
     "flow.started": "an authorization flow was created for a user and provider",
     "flow.completed": "a flow's code was exchanged and a grant stored",

@@ -2,6 +2,7 @@
 
     auditor = Auditor(config.audit, salt, database=store.audit.write)
     auditor.emit("flow.started", outcome="success", user_id=user_id, provider="github")
+    bus.subscribe(auditor.on_event)  # every audited engine.events.Event becomes one record
 
 ``salt`` is the installation's audit salt: the engine creates it once
 (:func:`engine.audit.processors.new_salt`), keeps it in its store and passes it in here.
@@ -9,6 +10,8 @@
 raises :class:`engine.errors.Unavailable` instead of returning False, so the action fails.
 ``require_ready`` (called before an action that changes something) raises the same when
 ``audit.required`` is set and no sink can write now, so the action is refused before it happens.
+``reconfigure`` (SIGHUP) applies a new ``audit`` section: sinks added, removed or moved, ``required``
+and ``include_user_id``; a sink that stays as it was keeps running (the database queue is not cut).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from engine.audit.processors import EventAllowlist, UserHasher
 from engine.audit.sinks import DatabaseSink, DatabaseWrite, FileSink, Probe, Sink, StdoutSink
 from engine.config.model import AuditConfig
 from engine.errors import AuditUnavailable, ConfigError
+from engine.events import Event, RefreshObserved, WorkerChecked
 from engine.logs import Redactor
 
 
@@ -42,6 +46,10 @@ class _FanOut:
 def _event_first(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     head = {k: event_dict.pop(k) for k in ("time", "event", "outcome") if k in event_dict}
     return {**head, **event_dict}
+
+
+def _same_sink(sink: Sink, name: str, file: str | None) -> bool:
+    return sink.name == name and (name != "file" or getattr(sink, "path", None) == file)
 
 
 class Auditor:
@@ -64,19 +72,22 @@ class Auditor:
         stdout: TextIO | None = None,
     ) -> None:
         self.config = config
+        self._database, self._probe, self._stdout = database, probe, stdout
         self.sinks: list[Sink] = (
             list(sinks) if sinks is not None else self._build_sinks(config, database, probe, stdout)
         )
+        self._hasher = UserHasher(salt, include_user_id=config.include_user_id)
+        self._fan_out = _FanOut(self.sinks)
         self.processors: list[Processor] = [
             EventAllowlist(),
             structlog.contextvars.merge_contextvars,  # request_id bound by the API middleware
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
-            UserHasher(salt, include_user_id=config.include_user_id),
+            self._hasher,
             Redactor(),
             _event_first,
         ]
         self._logger = structlog.wrap_logger(
-            _FanOut(self.sinks),
+            self._fan_out,
             processors=self.processors,
             wrapper_class=structlog.BoundLogger,
             context_class=dict,
@@ -85,11 +96,18 @@ class Auditor:
 
     @staticmethod
     def _build_sinks(
-        config: AuditConfig, database: DatabaseWrite | None, probe: Probe | None, stdout: TextIO | None
+        config: AuditConfig,
+        database: DatabaseWrite | None,
+        probe: Probe | None,
+        stdout: TextIO | None,
+        keep: Sequence[Sink] = (),
     ) -> list[Sink]:
         sinks: list[Sink] = []
         for name in config.sinks:
-            if name == "stdout":
+            kept = next((s for s in keep if _same_sink(s, name, config.file)), None)
+            if kept is not None:
+                sinks.append(kept)  # unchanged: keep it running
+            elif name == "stdout":
                 sinks.append(StdoutSink(stdout))
             elif name == "file":
                 if not config.file:
@@ -103,6 +121,29 @@ class Auditor:
             elif name == "database" and database is not None:
                 sinks.append(DatabaseSink(database, probe=probe))
         return sinks
+
+    def start(self) -> None:
+        """Start the database sink's writer (needs the running loop)."""
+        for sink in self.sinks:
+            if isinstance(sink, DatabaseSink):
+                sink.start()
+
+    async def reconfigure(self, config: AuditConfig) -> None:
+        """Apply a new ``audit`` section; ConfigError (old sinks kept) when a new sink cannot open."""
+        sinks = self._build_sinks(config, self._database, self._probe, self._stdout, keep=self.sinks)
+        dropped = [s for s in self.sinks if s not in sinks]
+        self.config = config
+        self._hasher.include_user_id = config.include_user_id
+        self.sinks = self._fan_out.sinks = sinks
+        self.start()
+        for sink in dropped:
+            await sink.aclose()
+
+    def on_event(self, event: Event) -> None:
+        """The event stream's subscriber: one record per audited event (raises like :meth:`emit`)."""
+        if isinstance(event, RefreshObserved | WorkerChecked):
+            return  # metrics only
+        self.emit(event.name, outcome=event.outcome, **event.fields())
 
     def __repr__(self) -> str:
         return f"Auditor(sinks={[s.name for s in self.sinks]}, required={self.config.required})"

@@ -107,15 +107,19 @@ def _time(value: str | None, name: str) -> datetime | None:
 
 def run_export(args: argparse.Namespace) -> int:
     from engine.audit.processors import user_ref
-    from engine.cli.storecmd import open_store
+    from engine.cli.storecmd import open_engine
+    from engine.events import OpsEvent
+    from engine.wiring.services import AUDITOR, STORE
+    from engine.wiring.settings import EVENTS
 
     since, until = _time(args.since, "since"), _time(args.until, "until")
 
     async def go() -> list[dict[str, Any]]:
-        async with open_store(args) as store:
+        async with open_engine(args, until=AUDITOR) as app:
+            store = app[STORE]
             ref = user_ref(await store.meta.installation_salt(), args.user) if args.user else None
             records = await store.audit.list(since=since, until=until, user_ref=ref)
-            await store.audit.write({"event": "audit.exported", "outcome": "success", "count": len(records)})
+            app[EVENTS].publish(OpsEvent(name="audit.exported", details={"count": len(records)}))
             return records
 
     records = asyncio.run(go())

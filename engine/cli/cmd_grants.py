@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from engine.cli.main import config_argument, load
+from engine.cli.main import config_argument
 from engine.errors import NotFound
 
 
@@ -63,21 +63,16 @@ OUTCOME_TEXT = {
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    import aiohttp
-
-    from engine.cli.storecmd import open_store
-    from engine.flows.revoke import Revoker
-    from engine.oauth.client import OAuthClient
-
-    loaded = load(args)
+    from engine.cli.storecmd import open_engine
+    from engine.wiring.services import AUDITOR, REVOKER, STORE
 
     async def go() -> list[str]:
-        async with open_store(args) as store, aiohttp.ClientSession() as session:
-            revoker = Revoker(store=store, oauth=OAuthClient(session), providers=lambda: loaded.providers)
-            grants = await store.grants.list(user_id=args.user, provider_id=args.provider)
+        async with open_engine(args, until=REVOKER) as app:
+            grants = await app[STORE].grants.list(user_id=args.user, provider_id=args.provider)
             done = []
             for grant in grants:
-                result = await revoker.revoke(grant.id)
+                app[AUDITOR].require_ready()  # audit.required: refused before anything changes
+                result = await app[REVOKER].revoke(grant.id)  # audited: grant.revoked
                 if result is not None:
                     text = OUTCOME_TEXT.get(result.reason or "") or OUTCOME_TEXT[result.outcome]
                     done.append(f"{grant.provider_id}: {text}")

@@ -38,26 +38,25 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_rotate(args: argparse.Namespace) -> int:
-    from engine.cli.storecmd import open_store
+    from engine.cli.storecmd import open_engine
+    from engine.events import OpsEvent
     from engine.store.rotate import pending, rotate
+    from engine.wiring.services import AUDITOR, STORE
+    from engine.wiring.settings import EVENTS
 
     async def go() -> tuple[int, int, str]:
-        async with open_store(args) as store:
+        async with open_engine(args, until=AUDITOR) as app:
+            store = app[STORE]
+            app[AUDITOR].require_ready()
             done = await rotate(
                 store,
                 batch_size=max(1, args.batch_size),
                 on_progress=lambda table, n: print(f"{table}: {n} values re-encrypted", file=sys.stderr),
             )
             left = await pending(store)
-            await store.audit.write(
-                {
-                    "event": "key.rotated",
-                    "outcome": "success",
-                    "count": done,
-                    "key_id": store.keyring.default_id,
-                }
-            )
-            return done, left, store.keyring.default_id
+            key_id = store.keyring.default_id
+            app[EVENTS].publish(OpsEvent(name="key.rotated", details={"count": done, "key_id": key_id}))
+            return done, left, key_id
 
     done, left, key_id = asyncio.run(go())
     print(f"re-encrypted {done} values under key {key_id!r}; {left} left under other keys")

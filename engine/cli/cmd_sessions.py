@@ -55,25 +55,23 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_revoke(args: argparse.Namespace) -> int:
-    from engine.audit.processors import user_ref
-    from engine.cli.storecmd import open_store
+    from engine.cli.storecmd import open_engine
+    from engine.events import LoginEvent
+    from engine.wiring.services import AUDITOR, STORE
+    from engine.wiring.settings import EVENTS
 
     if not args.user and not args.id:
         raise BadRequest("give --user USER or --id SESSION_ID", error="invalid_input")
 
     async def go() -> list[str]:
-        async with open_store(args) as store:
-            ids = await store.sessions.revoke(user_id=args.user, session_id=args.id)
+        async with open_engine(args, until=AUDITOR) as app:
+            app[AUDITOR].require_ready()
+            ids: list[str] = await app[STORE].sessions.revoke(user_id=args.user, session_id=args.id)
             if ids:
-                record: dict[str, Any] = {
-                    "event": "session.revoked",
-                    "outcome": "success",
-                    "reason": "cli",
-                    "count": len(ids),
-                }
-                if args.user:
-                    record["user_ref"] = user_ref(await store.meta.installation_salt(), args.user)
-                await store.audit.write(record)
+                revoked = LoginEvent(
+                    name="session.revoked", outcome="success", user_id=args.user, reason="cli", count=len(ids)
+                )
+                app[EVENTS].publish(revoked)
             return ids
 
     ids = asyncio.run(go())

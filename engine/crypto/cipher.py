@@ -87,6 +87,13 @@ class Keyring:
         self._checks = {key_id: _check_value(key_id, key) for key_id, key in keys.items()}
         self.default_id = default_id
 
+    def keeps(self, other: Keyring) -> bool:
+        """Whether this keyring holds every key of ``other``, each with the same value."""
+        return all(
+            hmac.compare_digest(self._checks.get(key_id, ""), check)
+            for key_id, check in other._checks.items()
+        )
+
     @property
     def key_ids(self) -> frozenset[str]:
         return frozenset(self._aead)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.config.model import Config
-from engine.emit import Emit, noop_emit
+from engine.events import FlowEvent, FlowName, Outcome, Publish, discard
 from engine.flows.waiters import FlowWaiters
 from engine.grants.writer import GrantWriter
 from engine.oauth.client import OAuthClient
@@ -25,6 +25,17 @@ class FlowDeps:
     providers: Callable[[], Mapping[str, Provider]]
     public_url: Callable[[], str]
     writer: GrantWriter  # stores a completed flow's grant with its refresh schedule
-    emit: Emit = noop_emit
+    publish: Publish = discard  # the event stream (engine.events)
     notify: Callable[[str], Any] | None = None  # cross-replica notification (PostgreSQL NOTIFY)
-    on_flow: Callable[[str, str], None] | None = None  # (provider, outcome) -> metrics
+
+
+def flow_event(name: FlowName, outcome: Outcome, flow: Any, *, reason: str | None = None) -> FlowEvent:
+    """The event about ``flow`` (its user, provider and id)."""
+    return FlowEvent(
+        name=name,
+        outcome=outcome,
+        user_id=flow.user_id,
+        provider=flow.provider_id,
+        flow_id=flow.id,
+        reason=reason,
+    )

@@ -7,7 +7,8 @@ from typing import Any
 
 import structlog
 
-from engine.flows.deps import FlowDeps
+from engine.events import FlowEvent
+from engine.flows.deps import FlowDeps, flow_event
 from engine.flows.results import CallbackResult
 from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
@@ -33,20 +34,20 @@ class FlowEnd:
         """The flow's grant (:class:`engine.grants.writer.GrantWriter`); says when the account changed."""
         previous = await self.d.store.grants.find(flow.user_id, provider.id)
         if previous is not None and previous.subject and subject is not None and subject != previous.subject:
-            self.d.emit(
-                "reauth.reconnect_sub_changed", outcome="success", user_id=flow.user_id, provider=provider.id
+            changed = FlowEvent(
+                name="reauth.reconnect_sub_changed",
+                outcome="success",
+                user_id=flow.user_id,
+                provider=provider.id,
             )
+            self.d.publish(changed)
         self.forget()
         return await self.d.writer.store_new(
             flow.user_id, provider, tokens, scopes=flow.scopes, subject=subject, user_info=user_info
         )
 
     def completed(self, flow: Any, provider: Provider) -> None:
-        self.d.emit(
-            "flow.completed", outcome="success", user_id=flow.user_id, provider=provider.id, flow_id=flow.id
-        )
-        if self.d.on_flow:
-            self.d.on_flow(provider.id, "completed")
+        self.d.publish(flow_event("flow.completed", "success", flow))
         self.notify(flow.id)
 
     def notify(self, flow_id: str) -> None:
@@ -65,16 +66,7 @@ class FlowEnd:
             error=error[:64],
             error_description=(description or "")[:300] or None,
         )
-        self.d.emit(
-            "flow.failed",
-            outcome="failure",
-            user_id=flow.user_id,
-            provider=flow.provider_id,
-            flow_id=flow.id,
-            reason=error[:64],
-        )
-        if self.d.on_flow:
-            self.d.on_flow(flow.provider_id, "failed")
+        self.d.publish(flow_event("flow.failed", "failure", flow, reason=error[:64]))
         self.notify(flow.id)
         log.info("flow_failed", flow_id=flow.id, provider=flow.provider_id, reason=error[:64])
         message = "The provider refused the authorization." if provider_error else "The authorization failed."

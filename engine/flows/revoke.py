@@ -23,8 +23,8 @@ from typing import Any
 
 import structlog
 
-from engine.emit import Emit, noop_emit
 from engine.errors import ProviderError
+from engine.events import GrantEvent, Publish, discard
 from engine.oauth.client import OAuthClient
 from engine.providers.model import Provider
 from engine.store.grants import UNREADABLE
@@ -74,7 +74,7 @@ class Revocation:
 class Revoker:
     """Disconnects grants; ``providers`` is read anew per call (SIGHUP reload).
 
-    ``changed`` is called after every attempt (a remembered status answer may no longer be true).
+    Each outcome is published as a grant event (the flow status cache forgets on it).
     """
 
     def __init__(
@@ -83,28 +83,22 @@ class Revoker:
         store: Any,
         oauth: OAuthClient,
         providers: Callable[[], Mapping[str, Provider]],
-        emit: Emit = noop_emit,
-        changed: Callable[[], None] | None = None,
+        publish: Publish = discard,
     ) -> None:
         self.store = store  # engine.store.Store
         self.oauth = oauth
         self.providers = providers
-        self.emit = emit
-        self.changed = changed
+        self.publish = publish
 
     async def revoke(self, grant_id: str) -> Revocation | None:
         """Disconnect ``grant_id``; None when there is no such grant."""
-        try:
-            return await revoke_grant(
-                store=self.store,
-                oauth=self.oauth,
-                providers=self.providers(),
-                emit=self.emit,
-                grant_id=grant_id,
-            )
-        finally:
-            if self.changed is not None:
-                self.changed()
+        return await revoke_grant(
+            store=self.store,
+            oauth=self.oauth,
+            providers=self.providers(),
+            publish=self.publish,
+            grant_id=grant_id,
+        )
 
 
 async def revoke_grant(
@@ -112,7 +106,7 @@ async def revoke_grant(
     store: Any,
     oauth: OAuthClient,
     providers: Mapping[str, Provider],
-    emit: Callable[..., Any],
+    publish: Publish,
     grant_id: str,
 ) -> Revocation | None:
     """Revoke ``grant_id`` (None when there is no such grant); see the module docstring."""
@@ -121,11 +115,19 @@ async def revoke_grant(
         return None
     await store.grants.set_status(grant.id, "revoked")
     provider = providers.get(grant.provider_id)
-    who = {"user_id": grant.user_id, "provider": grant.provider_id}
     if provider is None or grant.status == UNREADABLE:
         reason = "provider_not_configured" if provider is None else UNREADABLE
         await store.grants.delete(grant.id)
-        emit("grant.revoked", outcome="failure", reason=reason, revoked_at_provider=False, **who)
+        publish(
+            GrantEvent(
+                name="grant.revoked",
+                outcome="failure",
+                reason=reason,
+                revoked_at_provider=False,
+                user_id=grant.user_id,
+                provider=grant.provider_id,
+            )
+        )
         log.warning(
             "grant_not_revoked_at_provider", grant_id=grant.id, provider=grant.provider_id, reason=reason
         )
@@ -134,11 +136,27 @@ async def revoke_grant(
         await _revoke_tokens(oauth, provider, grant)
     except ProviderError as exc:
         if exc.retryable:
-            emit("grant.revoke_failed", outcome="error", reason=exc.kind, **who)
+            publish(
+                GrantEvent(
+                    name="grant.revoke_failed",
+                    outcome="error",
+                    reason=exc.kind,
+                    user_id=grant.user_id,
+                    provider=grant.provider_id,
+                )
+            )
             return Revocation(grant.id, grant.provider_id, RETRY_LATER, exc.kind)
         # a definite refusal (e.g. token already invalid) means there is nothing left to revoke
     await store.grants.delete(grant.id)
-    emit("grant.revoked", outcome="success", revoked_at_provider=True, **who)
+    publish(
+        GrantEvent(
+            name="grant.revoked",
+            outcome="success",
+            revoked_at_provider=True,
+            user_id=grant.user_id,
+            provider=grant.provider_id,
+        )
+    )
     return Revocation(grant.id, grant.provider_id, REVOKED)
 
 

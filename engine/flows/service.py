@@ -14,16 +14,17 @@ import secrets
 import time
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 
 from engine.clock import now_utc
 from engine.config.compat import redirect_uri
 from engine.errors import BadRequest, KeyturnError, NotFound, UserMismatch
+from engine.events import AccessEvent, Event, GrantEvent, GrantName
 from engine.flows import reuse
 from engine.flows.browser import BrowserLeg
-from engine.flows.deps import FlowDeps
+from engine.flows.deps import FlowDeps, flow_event
 from engine.flows.finish import FlowEnd
 from engine.flows.nexturi import check_next_uri
 from engine.flows.results import Authorization, AuthStatus, CallbackResult
@@ -98,7 +99,7 @@ class FlowService:
             try:
                 self.limiter.hit(limiter_key, what="authorization attempts for this user and provider")
             except KeyturnError:
-                self.d.emit("rate_limited", outcome="denied", user_id=user_id, provider=provider.id)
+                self.d.publish(AccessEvent(name="rate_limited", user_id=user_id, provider=provider.id))
                 raise
 
         flow, created = await reuse.find_or_start(
@@ -119,7 +120,7 @@ class FlowService:
         )
         if not created:  # asked again: the same flow and link, not counted as a new attempt
             return self._flow_result(flow)
-        self.d.emit("flow.started", outcome="success", user_id=user_id, provider=provider.id, flow_id=flow.id)
+        self.d.publish(flow_event("flow.started", "success", flow))
         return self._flow_result(flow)
 
     def redirect_uri(self) -> str:
@@ -130,7 +131,10 @@ class FlowService:
         token = None
         if self.d.config().security.token_exposure == "api" and grant.status == "active":
             token = grant.access_token
-            self.d.emit("token.exposed", outcome="success", user_id=grant.user_id, provider=provider.id)
+            exposed = GrantEvent(
+                name="token.exposed", outcome="success", user_id=grant.user_id, provider=provider.id
+            )
+            self.d.publish(exposed)
         return Authorization(
             id=flow_id or grant.id,
             status="completed" if grant.status == "active" else "failed",
@@ -219,6 +223,11 @@ class FlowService:
         """A grant changed somewhere: drop every remembered status answer."""
         self._answers.clear()
 
+    def on_event(self, event: Event) -> None:
+        """The event stream's subscriber: a grant whose status changed makes remembered answers stale."""
+        if isinstance(event, GrantEvent) and changes_status(event.name):
+            self.forget_answers()
+
     # ---- confirm_user --------------------------------------------------------------------------
     async def confirm_user(self, flow_id: str, user_id: str) -> Any:
         """The custom verifier names the signed-in user: store the held grant; the flow record back."""
@@ -237,9 +246,7 @@ class FlowService:
             await self.d.store.flows.finish(
                 flow.id, status="failed", expected_status="verifying", error="user_mismatch"
             )
-            self.d.emit(
-                "user.mismatch", outcome="denied", user_id=flow.user_id, provider=provider.id, flow_id=flow.id
-            )
+            self.d.publish(flow_event("user.mismatch", "denied", flow))
             self.end.notify(flow.id)
             raise UserMismatch("the signed-in user is not the user this authorization was started for")
         held = await self.d.store.flows.take_pending_tokens(flow.id)
@@ -254,8 +261,17 @@ class FlowService:
             flow.id, status="completed", expected_status="verifying", grant_id=grant.id
         ):
             raise BadRequest(f"flow {flow_id!r} was already confirmed", error="invalid_state")
-        self.d.emit(
-            "user.verified", outcome="success", user_id=flow.user_id, provider=provider.id, flow_id=flow.id
-        )
+        self.d.publish(flow_event("user.verified", "success", flow))
         self.end.completed(flow, provider)
         return flow
+
+
+def changes_status(name: GrantName) -> bool:
+    """Whether a grant event changes what a status answer says (completed vs failed)."""
+    match name:
+        case "grant.needs_reauth" | "grant.revoked" | "grant.revoke_failed" | "grant.unreadable":
+            return True
+        case "grant.refreshed" | "grant.refresh_failed" | "token.exposed":
+            return False
+        case _:
+            assert_never(name)

@@ -26,8 +26,8 @@ import structlog
 
 from engine.clock import now_utc
 from engine.config.model import Config
-from engine.emit import Emit, noop_emit
 from engine.errors import ProviderError, Unavailable
+from engine.events import GrantEvent, Publish, RefreshObserved, RefreshResult, discard
 from engine.grants.writer import GrantWriter
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
@@ -52,8 +52,7 @@ class RefreshDeps:
     config: Callable[[], Config]
     providers: Callable[[], Mapping[str, Provider]]
     writer: GrantWriter  # writes the new tokens with their refresh schedule
-    emit: Emit = noop_emit
-    observe: Callable[[str, str, float], None] | None = None  # (provider, outcome, seconds) -> metrics
+    publish: Publish = discard  # the event stream (engine.events): grant events, refresh results
     owner: str = dataclasses.field(default_factory=lambda: f"kt-{uuid.uuid4().hex[:12]}")
 
 
@@ -169,7 +168,9 @@ class Refresher:
             self._observe(provider.id, "lost_race", started)
             return RefreshOutcome("lost_race", await store.grants.get(grant.id))
         self._observe(provider.id, "refreshed", started)
-        self.d.emit("grant.refreshed", outcome="success", user_id=grant.user_id, provider=provider.id)
+        self.d.publish(
+            GrantEvent(name="grant.refreshed", outcome="success", user_id=grant.user_id, provider=provider.id)
+        )
         return RefreshOutcome("refreshed", updated)
 
     async def _failed(
@@ -183,12 +184,14 @@ class Refresher:
                 return RefreshOutcome("lost_race", current)
             await store.grants.set_status(grant.id, "needs_reauth", last_error=exc.kind)
             self._observe(provider.id, "needs_reauth", started)
-            self.d.emit(
-                "grant.needs_reauth",
-                outcome="failure",
-                user_id=grant.user_id,
-                provider=provider.id,
-                reason=exc.kind,
+            self.d.publish(
+                GrantEvent(
+                    name="grant.needs_reauth",
+                    outcome="failure",
+                    user_id=grant.user_id,
+                    provider=provider.id,
+                    reason=exc.kind,
+                )
             )
             return RefreshOutcome("needs_reauth", await store.grants.get(grant.id))
         lifecycle = self.d.config().lifecycle
@@ -204,15 +207,17 @@ class Refresher:
         since = grant.refreshed_at or grant.created_at
         overdue = (now_utc() - since).total_seconds() > float(lifecycle.failure_report_after)
         self._observe(provider.id, "overdue" if overdue else "retry", started)
-        self.d.emit(
-            "grant.refresh_failed",
-            outcome="error",
-            user_id=grant.user_id,
-            provider=provider.id,
-            reason=exc.kind,
-            failures=failures,
-            retry_in=round(delay, 1),
-            overdue=overdue,
+        self.d.publish(
+            GrantEvent(
+                name="grant.refresh_failed",
+                outcome="error",
+                user_id=grant.user_id,
+                provider=provider.id,
+                reason=exc.kind,
+                failures=failures,
+                retry_in=round(delay, 1),
+                overdue=overdue,
+            )
         )
         if overdue:
             log.warning(
@@ -231,9 +236,8 @@ class Refresher:
         )
         return RefreshOutcome("retry", await store.grants.get(grant.id))
 
-    def _observe(self, provider: str, outcome: str, started: float) -> None:
-        if self.d.observe is not None:
-            self.d.observe(provider, outcome, time.monotonic() - started)
+    def _observe(self, provider: str, result: RefreshResult, started: float) -> None:
+        self.d.publish(RefreshObserved(provider=provider, result=result, seconds=time.monotonic() - started))
 
     # ---- the token a tool call uses -----------------------------------------------------------
     async def usable_grant(self, user_id: str, provider_id: str) -> Any | None:

@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from engine.clock import now_utc
 from engine.config.model import Config
-from engine.emit import Emit, noop_emit
+from engine.events import Publish, ReapEvent, discard
 from engine.lifecycle.refresh import Refresher
 
 log = structlog.get_logger("keyturn.lifecycle")
@@ -32,7 +32,7 @@ class Lifecycle:
         *,
         store: Any,
         config: Callable[[], Config],
-        emit: Emit = noop_emit,
+        publish: Publish = discard,
         retry_revocation: Callable[[str], Awaitable[object]] | None = None,
         gauges: Callable[[], Awaitable[None]] | None = None,
         stop_grace: Callable[[], float] | None = None,
@@ -41,7 +41,7 @@ class Lifecycle:
         self.refresher = refresher
         self.store = store  # engine.store.Store
         self.config = config
-        self.emit = emit
+        self.publish = publish
         self.retry_revocation = retry_revocation
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.passes = 0
@@ -84,6 +84,20 @@ class Lifecycle:
                 next_run_time=now_utc(),
             )
         self.scheduler.start()
+
+    def reschedule(self) -> None:
+        """Apply the current ``refresh_interval`` and ``reap_interval`` (SIGHUP) to a running scheduler."""
+        if not self.scheduler.running:
+            return
+        lifecycle = self.config().lifecycle
+        for job, seconds in (
+            ("refresh", float(lifecycle.refresh_interval)),
+            ("reap", float(lifecycle.reap_interval)),
+        ):
+            current = self.scheduler.get_job(job)
+            if current is not None and current.trigger.interval.total_seconds() != seconds:
+                self.scheduler.reschedule_job(job, trigger="interval", seconds=seconds)
+                log.info("job_rescheduled", job=job, interval_s=seconds)
 
     async def _gauges(self) -> None:
         assert self.gauges is not None
@@ -133,7 +147,6 @@ class Lifecycle:
         self._track()
         store = self.store
         lifecycle = self.config().lifecycle
-        emit = self.emit
         out: dict[str, int] = {}
         try:
             now = now_utc()
@@ -143,7 +156,7 @@ class Lifecycle:
                 now - timedelta(seconds=float(lifecycle.flow_retention))
             )
             if out["flows_deleted"]:
-                emit("flow.reaped", outcome="success", count=out["flows_deleted"])
+                self.publish(ReapEvent(name="flow.reaped", count=out["flows_deleted"]))
             out["sessions_deleted"] = await store.sessions.delete_expired(now)  # signed-in browsers
             out["logins_deleted"] = await store.logins.delete_expired(now)  # sign-ins never finished
             if self.retry_revocation is not None:
@@ -164,7 +177,7 @@ class Lifecycle:
             )
             out["grants_deleted"] = deleted
             if deleted:
-                emit("grant.reaped", outcome="success", count=deleted)
+                self.publish(ReapEvent(name="grant.reaped", count=deleted))
         except Exception as exc:
             log.error("reap_failed", error=type(exc).__name__, detail=str(exc)[:200])
         return out

@@ -1,28 +1,29 @@
 """The engine's tools behind ``ToolBackend``: the worker catalog and the ``/v1/tools/execute`` path.
 
-``engine_mcp_server(app)`` builds the ``McpServer`` for the running engine from its settings
-(``mcp.allowed_origins`` plus the public URL's origin, ``mcp.auth``, ``mcp.default_user``).
+``mount_mcp(app)`` serves ``/mcp`` with the ``McpServer`` that ``mcp_ctx`` builds from the settings
+(``mcp.allowed_origins`` plus the public URL's origin, ``mcp.auth``, ``mcp.default_user``) and keeps
+in step with them on SIGHUP.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from engine.api.auth import api_key_middleware
-from engine.api.state import FLOWS, HTTP_SESSION, SETTINGS, TOOLS
 from engine.errors import KeyturnError, NotFound
 from engine.flows.results import Authorization
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
 from engine.mcp.bridge import McpBridge
 from engine.mcp.protocol import text_result
 from engine.mcp.server import McpServer
-from engine.ratelimit import SlidingWindowLimiter
 from engine.tools.formats import input_json_schema
+from engine.wiring.options import opened
+from engine.wiring.services import FLOWS, REFRESHER, TOOLS
+from engine.wiring.settings import HTTP_SESSION, SETTINGS, ReloadReport, Settings
 
 
 class EngineToolBackend:
@@ -39,7 +40,7 @@ class EngineToolBackend:
                 lambda: self.app[SETTINGS].current.config,
                 self.app[HTTP_SESSION],
                 self.app[FLOWS],
-                self.app[TOOLS].refresher,
+                self.app[REFRESHER],
             )
             self._bridge_instance = bridge
         return bridge
@@ -103,52 +104,70 @@ class EngineToolBackend:
         return answer.status
 
 
-def engine_mcp_server(app: web.Application, path: str = "/mcp", *, key_check: bool = True) -> McpServer:
-    """The ``McpServer`` for this engine.
+def engine_mcp_server(app: web.Application) -> McpServer:
+    """The ``McpServer`` for this engine, configured from the current settings.
 
-    ``key_check`` adds a middleware checking the API key on ``path`` (unless ``mcp.auth: none``);
-    pass False once the app's own API key middleware covers it (``needs_api_key_or_mcp``).
+    The app's API key middleware covers ``/mcp`` (``needs_api_key_or_mcp``); the server also refuses a
+    request the middleware did not authenticate while ``mcp.auth`` is ``api_key``.
     """
-    settings = app[SETTINGS]
-    config = settings.current.config
-    require_key = config.mcp.auth != "none"
+    holder = app[SETTINGS]
+    config = holder.current.config
 
     def origins() -> list[str]:
-        current = settings.current
+        current = holder.current
         public = urlsplit(current.public_url)
         return [*current.config.mcp.allowed_origins, f"{public.scheme}://{public.netloc}"]
 
-    if require_key and key_check:
-        app.middlewares.append(_mcp_key_guard(app, path))
     return McpServer(
         EngineToolBackend(app),
         allowed_origins=origins,
-        require_api_key=require_key,
+        require_api_key=config.mcp.auth != "none",
         default_user=config.mcp.default_user,
         elicitation_timeout=float(config.security.flow_ttl),
     )
 
 
-def _mcp_key_guard(app: web.Application, path: str) -> Any:
-    from engine.api.services import AUDITOR, ApiKeys
-
-    config = app[SETTINGS].current.config
-    limiter = SlidingWindowLimiter(
-        config.security.rate_limiting.max_api_key_failures,
-        config.security.rate_limiting.window_minutes * 60.0,
-    )
-
-    async def denied(request: web.Request, reason: str) -> None:
-        auditor = app.get(AUDITOR)
-        if auditor is not None:
-            event = "rate_limited" if reason == "rate_limited" else "api_key.denied"
-            with contextlib.suppress(Exception):
-                auditor.emit(event, outcome="denied", reason=reason, source_ip=_ip(app, request))
-
-    return api_key_middleware(
-        lambda _r: ApiKeys(app), limiter, lambda r: _ip(app, r), denied, needs_key=lambda p: p == path
-    )
+MCP = web.AppKey("keyturn_mcp", McpServer)
 
 
-def _ip(app: web.Application, request: web.Request) -> str:
-    return app[SETTINGS].current.client_address.of(request)
+async def mcp_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The MCP server and its sessions; ``mcp.auth``, ``mcp.default_user`` follow the settings."""
+    server = engine_mcp_server(app)
+    app[MCP] = server
+
+    async def reconfigure(old: Settings, new: Settings, report: ReloadReport) -> None:
+        server.require_api_key = new.config.mcp.auth != "none"
+        server.default_user = new.config.mcp.default_user
+        server.elicitation_timeout = float(new.config.security.flow_ttl)
+
+    unsubscribe = app[SETTINGS].subscribe(reconfigure)
+    try:
+        opened(app, "mcp")
+        yield
+    finally:
+        unsubscribe()
+        server.close_all()
+
+
+def mount_mcp(app: web.Application, path: str = "/mcp") -> None:
+    """Serve ``path`` with the engine's MCP server (404 while ``mcp.enabled`` is false) and open it."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if not request.app[SETTINGS].current.config.mcp.enabled:
+            raise web.HTTPNotFound()
+        server = request.app[MCP]
+        if request.method == "POST":
+            return await server.post(request)
+        if request.method == "GET":
+            return await server.get(request)
+        return await server.delete(request)
+
+    async def end_sessions(app: web.Application) -> None:
+        server = app.get(MCP)
+        if server is not None:
+            server.close_all()  # open streams end before the server waits for requests to finish
+
+    for method in ("POST", "GET", "DELETE"):
+        app.router.add_route(method, path, handle)
+    app.on_shutdown.append(end_sessions)
+    app.cleanup_ctx.append(mcp_ctx)

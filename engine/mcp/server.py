@@ -49,13 +49,13 @@ Origins = Iterable[str] | Callable[[], Iterable[str]]
 class McpServer:
     """The MCP endpoint over a ``ToolBackend``; ``setup(app)`` mounts it (POST/GET/DELETE ``/mcp``).
 
-    ``backend=None`` serves the engine's own tools (``engine.mcp.engine_backend``), configured from
-    the app's settings at ``setup`` time; the other arguments are then ignored.
+    The engine's own server is built and mounted by ``engine.mcp.engine_backend.mount_mcp``.
+    ``require_api_key`` and ``default_user`` may be changed while serving (a reload).
     """
 
     def __init__(
         self,
-        backend: ToolBackend | None = None,
+        backend: ToolBackend,
         *,
         allowed_origins: Origins = (),
         require_api_key: bool = True,
@@ -84,11 +84,6 @@ class McpServer:
         return [web.post(path, self.post), web.get(path, self.get), web.delete(path, self.delete)]
 
     def setup(self, app: web.Application, path: str = "/mcp") -> None:
-        if self.backend is None:  # the engine's own tools
-            from engine.mcp.engine_backend import engine_mcp_server
-
-            engine_mcp_server(app, path).setup(app, path)
-            return
         app.router.add_routes(self.routes(path))
         app.on_shutdown.append(self._shutdown)
 
@@ -266,7 +261,6 @@ class McpServer:
 
     @property
     def _backend(self) -> ToolBackend:
-        assert self.backend is not None  # setup() replaces a None backend
         return self.backend
 
     async def _call(self, request: web.Request, session: p.Session, params: dict[str, Any]) -> dict[str, Any]:

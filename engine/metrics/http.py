@@ -1,8 +1,9 @@
 """``/metrics`` over HTTP: the handler (optional bearer token), the timing middleware, a separate listener.
 
 ``setup_metrics(app)`` is what :func:`engine.api.app.create_app` calls when ``metrics.enabled``:
-it puts a :class:`Metrics` on a fresh registry under ``METRICS``, adds the timing middleware and
-serves ``/metrics`` on the main port, or, with ``metrics.address``, on its own listener.
+it puts a :class:`Metrics` on a fresh registry under ``METRICS``, subscribes it to the event
+stream, adds the timing middleware and serves ``/metrics`` on the main port, or, with
+``metrics.address``, on its own listener.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from prometheus_client.process_collector import ProcessCollector
 
 from engine.api.jsonio import error_response
 from engine.api.middleware import timing_middleware
-from engine.api.state import METRICS, SETTINGS
 from engine.errors import ConfigError, Unauthorized
-from engine.metrics.registry import Metrics
+from engine.metrics.events import MetricsSubscriber
+from engine.metrics.registry import METRICS, Metrics
+from engine.wiring.settings import EVENTS, SETTINGS
 
 log = structlog.get_logger("keyturn.metrics")
 
@@ -89,6 +91,7 @@ def setup_metrics(app: web.Application, registry: CollectorRegistry | None = Non
     config = app[SETTINGS].current.config.metrics
     metrics = Metrics(registry if registry is not None else new_registry())
     app[METRICS] = metrics
+    app[EVENTS].subscribe(MetricsSubscriber(metrics))
     app.middlewares.insert(0, metrics_middleware(metrics))  # outermost: sees every final status
 
     def token() -> str | None:

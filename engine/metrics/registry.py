@@ -5,8 +5,8 @@ path), methods a fixed set, providers and error kinds short identifiers (the fir
 ``MAX_LABEL_VALUES`` distinct ones per label; later ones and anything else count as ``other``).
 No user id, token or path ever becomes a label value.
 
-The ``observe_*``/``on_*`` methods have the shapes the engine's hooks expect:
-``engine.api.middleware.timing_middleware(observe)``, ``FlowDeps.on_flow``, ``RefreshDeps.observe``.
+``observe_request`` is what ``engine.api.middleware.timing_middleware`` reports to; the others are
+called by :class:`engine.metrics.events.MetricsSubscriber` from the event stream.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -145,11 +146,9 @@ class Metrics:
         self.http_request_duration.labels(route=route).observe(max(seconds, 0.0))
 
     def on_flow(self, provider: str, outcome: str) -> None:
-        """For ``FlowDeps.on_flow``."""
         self.flows.labels(provider=self.providers(provider), outcome=self.words(outcome)).inc()
 
     def observe_refresh(self, provider: str, outcome: str, seconds: float) -> None:
-        """For ``RefreshDeps.observe``."""
         p = self.providers(provider)
         self.refreshes.labels(provider=p, outcome=self.words(outcome)).inc()
         self.refresh_duration.labels(provider=p).observe(max(seconds, 0.0))
@@ -172,3 +171,6 @@ class Metrics:
     def set_grants(self, counts: GrantCounts) -> None:
         """Replace the grant counts reported at the next scrape (when no ``grants_source`` is set)."""
         self._grant_counts = dict(counts)
+
+
+METRICS = web.AppKey("keyturn_metrics", Metrics)  # set by engine.metrics.http.setup_metrics

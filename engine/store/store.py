@@ -26,6 +26,7 @@ class Store:
         self.keyring = keyring
         self.url = url
         self.sqlite = is_sqlite(url)
+        self.closed = False
         self.grants = GrantRepo(self)
         self.flows = FlowRepo(self)
         self.api_keys = ApiKeyRepo(self)
@@ -67,6 +68,7 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        self.closed = True
 
     async def ping(self) -> None:
         try:

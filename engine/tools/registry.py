@@ -24,6 +24,7 @@ import structlog
 
 from engine.config.model import Config
 from engine.errors import NotFound, ProviderError, Unavailable
+from engine.events import Publish, WorkerChecked, discard
 from engine.tools.worker import WorkerClient
 
 log = structlog.get_logger("keyturn.tools")
@@ -70,11 +71,11 @@ class ToolRegistry:
         self,
         config: Callable[[], Config],
         session: aiohttp.ClientSession,
-        on_worker: Callable[[str, bool], None] | None = None,
+        publish: Publish = discard,
     ) -> None:
         self.config = config
         self.session = session
-        self.on_worker = on_worker
+        self.publish = publish
         self._tools: dict[str, Tool] = {}
         self._by_worker: dict[str, list[dict[str, Any]]] = {}
         self.up: dict[str, bool] = {}
@@ -122,8 +123,7 @@ class ToolRegistry:
                     self.up[worker.worker_id] = True
                     definitions = result
                     self._by_worker[worker.worker_id] = definitions
-                if self.on_worker is not None:
-                    self.on_worker(worker.worker_id, self.up[worker.worker_id])
+                self.publish(WorkerChecked(worker=worker.worker_id, up=self.up[worker.worker_id]))
                 self._add(tools, worker, definitions)
             known = {w.worker_id for w in workers}
             self._by_worker = {k: v for k, v in self._by_worker.items() if k in known}

@@ -20,8 +20,8 @@ import jsonschema
 
 from engine.clock import now_utc
 from engine.config.model import Config
-from engine.emit import Emit, noop_emit
 from engine.errors import BadRequest, KeyturnError, ProviderError, Unavailable, ValidationFailed
+from engine.events import GrantEvent, Publish, ToolEvent, ToolResult, discard
 from engine.flows.results import Authorization
 from engine.flows.service import FlowService
 from engine.lifecycle.refresh import Refresher
@@ -49,8 +49,7 @@ class ToolRunner:
     refresher: Refresher
     config: Callable[[], Config]
     store: Any  # engine.store.Store: the user's grants (statuses, marking needs_reauth)
-    emit: Emit = noop_emit
-    count: Callable[[str, str], None] | None = None  # (tool, outcome) -> metrics
+    publish: Publish = discard  # the event stream (engine.events): tool events, needs_reauth
 
     async def authorize(self, name: str, user_id: str, next_uri: str | None = None) -> Authorization:
         """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
@@ -201,12 +200,14 @@ class ToolRunner:
         current = await store.grants.get(grant.id)
         if current is not None and current.status == "active":  # a failed refresh may have marked it already
             await store.grants.set_status(grant.id, "needs_reauth", last_error="upstream_auth_error")
-            self.emit(
-                "grant.needs_reauth",
-                outcome="failure",
-                user_id=user_id,
-                provider=grant.provider_id,
-                reason="upstream_auth_error",
+            self.publish(
+                GrantEvent(
+                    name="grant.needs_reauth",
+                    outcome="failure",
+                    user_id=user_id,
+                    provider=grant.provider_id,
+                    reason="upstream_auth_error",
+                )
             )
         pending = await self.flows.authorize(
             user_id=str(user_id),
@@ -217,21 +218,16 @@ class ToolRunner:
         self._done(tool, "authorization_required", user_id, started)
         return _result(execution_id, started, success=False, authorization=pending)
 
-    def _done(self, tool: Tool, outcome: str, user_id: str | None, started: float) -> None:
-        duration = round(time.monotonic() - started, 4)
-        event = "tool.denied" if outcome == "authorization_required" else "tool.executed"
-        self.emit(
-            event,
-            outcome="denied"
-            if event == "tool.denied"
-            else ("success" if outcome == "success" else "failure"),
-            tool=tool.name,
-            user_id=user_id,
-            duration=duration,
-            worker=tool.worker.worker_id,
+    def _done(self, tool: Tool, result: ToolResult, user_id: str | None, started: float) -> None:
+        self.publish(
+            ToolEvent(
+                tool=tool.name,
+                result=result,
+                user_id=user_id,
+                duration=round(time.monotonic() - started, 4),
+                worker=tool.worker.worker_id,
+            )
         )
-        if self.count is not None:
-            self.count(tool.name, outcome)
 
 
 def _error(message: str, kind: str, can_retry: bool, retry_after_ms: int | None) -> dict[str, Any]:

@@ -18,9 +18,11 @@ import pytest
 from aiohttp import web
 
 from engine.api.app import create_app
-from engine.api.clientip import ClientAddress
-from engine.api.state import FLOWS, SERVICES, SETTINGS, STORE, Settings
 from engine.config.loader import load_text
+from engine.net import ClientAddress
+from engine.wiring.options import WiringOptions
+from engine.wiring.services import FLOWS, STORE
+from engine.wiring.settings import SETTINGS, ReloadReport, Settings
 
 API_KEY = "test-api-key-0123456789abcdef"
 
@@ -48,7 +50,7 @@ class KeyturnEngine:
             body = await resp.json(content_type=None) if resp.content_length != 0 else None
             return resp.status, body
 
-    def reconfigure(self, body: str, *, env: dict[str, str] | None = None) -> None:
+    async def reconfigure(self, body: str, *, env: dict[str, str] | None = None) -> ReloadReport:
         """Apply a new engine.yaml body (as SIGHUP would), keeping the bound port and public_url."""
         holder = self.app[SETTINGS]
         current = holder.current
@@ -60,7 +62,9 @@ class KeyturnEngine:
             listen=(None, self.port),  # checks that depend on public_url see the bound one
         )
         config = dataclasses.replace(loaded.config, api=current.config.api)
-        holder.current = dataclasses.replace(current, config=config, providers=dict(loaded.providers))
+        return await holder.reload(
+            dataclasses.replace(current, config=config, providers=dict(loaded.providers))
+        )
 
     async def close(self) -> None:
         await self.session.close()
@@ -100,8 +104,7 @@ async def keyturn_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
             client_address=ClientAddress(()),
             base_dir=tmp_path,
         )
-        app = create_app(settings)
-        app[SERVICES]["scheduler"] = scheduler
+        app = create_app(settings, options=WiringOptions(scheduler=scheduler))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -109,7 +112,7 @@ async def keyturn_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
         port = runner.addresses[0][1]
         api = dataclasses.replace(loaded.config.api, port=port, public_url=f"http://127.0.0.1:{port}")
         holder = app[SETTINGS]
-        holder.current = dataclasses.replace(settings, config=dataclasses.replace(loaded.config, api=api))
+        await holder.swap(dataclasses.replace(settings, config=dataclasses.replace(loaded.config, api=api)))
         engine = KeyturnEngine(app, runner, port)
         started.append(engine)
         return engine

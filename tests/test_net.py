@@ -1,4 +1,4 @@
-"""Client address resolution trusts X-Forwarded-* only from configured proxies (SECURITY 30)."""
+"""engine.net: client address resolution trusts X-Forwarded-* only from configured proxies (SECURITY 30)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.api.clientip import ClientAddress
+from engine.net import ClientAddress
 
 
 def _app(ca: ClientAddress) -> web.Application:

@@ -1,0 +1,273 @@
+"""One typed event stream: what happened in the engine, published once, read by every subscriber.
+
+Components publish an :data:`Event` to the app's :class:`EventBus`; the auditor
+(:mod:`engine.audit.records`), the metrics (:mod:`engine.metrics.events`) and the flow status cache
+subscribe. An event is a frozen dataclass of one kind; its ``name`` is a ``Literal`` of that kind's
+names, so a subscriber matches on the type and on names mypy knows (a misspelt name does not type
+check, and ``assert_never`` makes a subscriber say what it does with every name of a kind).
+
+    FlowEvent       flow.started flow.completed flow.failed user.verified user.mismatch
+                    reauth.reconnect_sub_changed
+    GrantEvent      grant.refreshed grant.refresh_failed grant.needs_reauth grant.revoked
+                    grant.revoke_failed grant.unreadable token.exposed
+    ReapEvent       flow.reaped grant.reaped
+    ToolEvent       tool.executed tool.denied (from its ``result``)
+    LoginEvent      login.succeeded login.failed session.revoked connection.disconnected
+    AccessEvent     api_key.denied rate_limited
+    OpsEvent        config.loaded config.reloaded config.reload_rejected key.rotated audit.exported
+    RefreshObserved refresh.observed (metrics only: one refresh attempt's result and duration)
+    WorkerChecked   worker.checked (metrics only: a worker answered its health check or not)
+
+Events carry the user id in clear (``user_id``); the audit pipeline turns it into ``user_ref``.
+They never carry a token, code, verifier, secret or API key.
+
+This module imports nothing from the engine: every layer may publish.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args
+
+import structlog
+
+log = structlog.get_logger("keyturn.events")
+
+Outcome = Literal["success", "failure", "denied", "error"]
+
+FlowName = Literal[
+    "flow.started",
+    "flow.completed",
+    "flow.failed",
+    "user.verified",
+    "user.mismatch",
+    "reauth.reconnect_sub_changed",
+]
+GrantName = Literal[
+    "grant.refreshed",
+    "grant.refresh_failed",
+    "grant.needs_reauth",
+    "grant.revoked",
+    "grant.revoke_failed",
+    "grant.unreadable",
+    "token.exposed",
+]
+ReapName = Literal["flow.reaped", "grant.reaped"]
+ToolName = Literal["tool.executed", "tool.denied"]
+LoginName = Literal["login.succeeded", "login.failed", "session.revoked", "connection.disconnected"]
+AccessName = Literal["api_key.denied", "rate_limited"]
+OpsName = Literal[
+    "config.loaded", "config.reloaded", "config.reload_rejected", "key.rotated", "audit.exported"
+]
+AuditName = Literal[FlowName, GrantName, ReapName, ToolName, LoginName, AccessName, OpsName]
+EventName = Literal[AuditName, "refresh.observed", "worker.checked"]
+
+AUDIT_NAMES: frozenset[str] = frozenset(get_args(AuditName))
+EVENT_NAMES: frozenset[str] = frozenset(get_args(EventName))
+
+ToolResult = Literal["success", "failed", "authorization_required"]
+RefreshResult = Literal["refreshed", "lost_race", "needs_reauth", "retry", "overdue"]
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlowEvent:
+    """Something happened to an authorization flow (or to the person finishing it)."""
+
+    name: FlowName
+    outcome: Outcome
+    user_id: str
+    provider: str
+    flow_id: str | None = None
+    reason: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return _present(
+            user_id=self.user_id, provider=self.provider, flow_id=self.flow_id, reason=self.reason
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GrantEvent:
+    """Something happened to a user's grant (its tokens, its status, its exposure)."""
+
+    name: GrantName
+    outcome: Outcome
+    user_id: str | None
+    provider: str
+    reason: str | None = None
+    failures: int | None = None  # grant.refresh_failed: attempts failed in a row
+    retry_in: float | None = None  # grant.refresh_failed: seconds to the next attempt
+    overdue: bool | None = None  # grant.refresh_failed: failing for longer than failure_report_after
+    revoked_at_provider: bool | None = None  # grant.revoked
+
+    def fields(self) -> dict[str, Any]:
+        return _present(
+            user_id=self.user_id,
+            provider=self.provider,
+            reason=self.reason,
+            failures=self.failures,
+            retry_in=self.retry_in,
+            overdue=self.overdue,
+            revoked_at_provider=self.revoked_at_provider,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReapEvent:
+    """Retention deleted ``count`` expired flows or long-dead grants."""
+
+    name: ReapName
+    count: int
+    outcome: Outcome = "success"
+
+    def fields(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolEvent:
+    """A tool call ended: ``result`` success | failed | authorization_required (then ``tool.denied``)."""
+
+    tool: str
+    result: ToolResult
+    user_id: str | None
+    duration: float
+    worker: str
+
+    @property
+    def name(self) -> ToolName:
+        return "tool.denied" if self.result == "authorization_required" else "tool.executed"
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.result == "authorization_required":
+            return "denied"
+        return "success" if self.result == "success" else "failure"
+
+    def fields(self) -> dict[str, Any]:
+        return _present(tool=self.tool, user_id=self.user_id, duration=self.duration, worker=self.worker)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoginEvent:
+    """A person signed in (or was refused), a session ended, a person disconnected a grant."""
+
+    name: LoginName
+    outcome: Outcome
+    source_ip: str | None = None
+    user_id: str | None = None
+    provider: str | None = None
+    reason: str | None = None
+    session_id: str | None = None  # the session's record id, never its cookie value
+    result: str | None = None  # connection.disconnected: the revocation's outcome
+    count: int | None = None  # session.revoked from the CLI: how many
+
+    def fields(self) -> dict[str, Any]:
+        return _present(
+            source_ip=self.source_ip,
+            user_id=self.user_id,
+            provider=self.provider,
+            reason=self.reason,
+            session_id=self.session_id,
+            result=self.result,
+            count=self.count,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AccessEvent:
+    """A caller was refused at the edge: a missing or wrong API key, or a rate limit."""
+
+    name: AccessName
+    reason: str | None = None
+    source_ip: str | None = None
+    user_id: str | None = None
+    provider: str | None = None
+    outcome: Outcome = "denied"
+
+    def fields(self) -> dict[str, Any]:
+        return _present(
+            user_id=self.user_id, provider=self.provider, reason=self.reason, source_ip=self.source_ip
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OpsEvent:
+    """An operator-level happening: a config loaded or reloaded, keys rotated, records exported."""
+
+    name: OpsName
+    outcome: Outcome = "success"
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        return _present(**self.details)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefreshObserved:
+    """One refresh attempt of a ``provider``'s grant ended with ``result`` after ``seconds``."""
+
+    provider: str
+    result: RefreshResult
+    seconds: float
+    name: Literal["refresh.observed"] = "refresh.observed"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WorkerChecked:
+    """A worker answered its tool listing (``up``) or did not."""
+
+    worker: str
+    up: bool
+    name: Literal["worker.checked"] = "worker.checked"
+
+
+AuditedEvent = FlowEvent | GrantEvent | ReapEvent | ToolEvent | LoginEvent | AccessEvent | OpsEvent
+Event = AuditedEvent | RefreshObserved | WorkerChecked
+
+Subscriber = Callable[[Event], object]
+Publish = Callable[[Event], None]
+
+
+def discard(event: Event) -> None:
+    """A ``Publish`` that drops every event (a component used without a bus)."""
+
+
+class EventBus:
+    """Hands each published event to every subscriber, in the order they subscribed.
+
+    Every subscriber sees the event even when an earlier one raised; the first exception is raised
+    afterwards to the publisher. That is how ``audit.required`` works: the auditor raises when no sink
+    accepted the record, and the action that published it fails.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add ``subscriber``; returns the function that removes it again."""
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        failure: BaseException | None = None
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(event)
+            except Exception as exc:
+                if failure is None:
+                    failure = exc
+                else:
+                    log.error("event_subscriber_failed", event_name=event.name, error=type(exc).__name__)
+        if failure is not None:
+            raise failure
