@@ -19,7 +19,8 @@ from engine.wiring.services import AUDITOR, IDLE_CONNECTION_S, LIFECYCLE, STORE,
 from engine.wiring.settings import HTTP_SESSION, Settings
 
 ORDER = [
-    "http_session", "store", "waiters", "listener", "auditor", "oauth", "flows", "refresher", "lifecycle",
+    "http_session", "store", "waiters", "listener", "auditor", "oauth", "flows", "revoker", "refresher",
+    "lifecycle",
     "tools", "mcp",
 ]  # fmt: skip
 
