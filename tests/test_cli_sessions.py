@@ -18,6 +18,7 @@ def write_config(tmp_path: Path) -> Path:
 api: {{development: true}}
 storage: {{url: 'sqlite+aiosqlite:///{tmp_path}/kt.db'}}
 security: {{root_keys: [{{id: k, value: '{generate_key()}'}}]}}
+audit: {{sinks: [database]}}
 """)
     return cfg
 
@@ -28,7 +29,8 @@ class Args:
 
 
 async def test_list_and_revoke_a_users_sessions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """sessions list shows ids and users, never the cookie value; revoke --user ends them (audited)."""
+    """sessions list shows ids and users, never the cookie value; revoke --user ends them (audited to the
+    configured database sink, the user as user_ref)."""
     cfg = write_config(tmp_path)
     async with open_store(Args(cfg), migrate=True) as store:  # type: ignore[arg-type]
         alice, _ = await store.sessions.create("alice@example.test", 3600)
