@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 
 from engine.errors import Conflict
 from engine.store.store import Store
+from tests.plugins.store import database_errors
 
 
 async def test_create_and_verify(store_opened: Store) -> None:
@@ -60,6 +62,16 @@ async def test_duplicate_name_refused(store_opened: Store) -> None:
         await store_opened.api_keys.create("ci")
     with pytest.raises(Conflict):
         await store_opened.api_keys.create("  ")
+
+
+async def test_racing_creates_of_one_name(store_opened: Store) -> None:
+    """Creating one name at once from many callers makes one key; the rest get a Conflict, no key error."""
+    with database_errors(store_opened) as errors:
+        got = await asyncio.gather(
+            *(store_opened.api_keys.create("dup") for _ in range(6)), return_exceptions=True
+        )
+    assert errors == []
+    assert sum(isinstance(g, tuple) for g in got) == 1 and sum(isinstance(g, Conflict) for g in got) == 5
 
 
 async def test_known_only_costs_no_query_per_made_up_key(store_opened: Store) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from engine.store.store import Store
-from tests.plugins.store import STORE_TOKEN, store_flow
+from tests.plugins.store import STORE_TOKEN, database_errors, store_flow
 
 
 def soon(minutes: float = 10) -> datetime:
@@ -112,13 +112,15 @@ def flow_values(**over: object) -> dict[str, object]:
 
 
 async def test_create_or_reuse_one_flow_per_key_under_a_race(store_opened: Store) -> None:
-    """Concurrent create_or_reuse calls with one key create exactly one flow; all get it."""
-    got = await asyncio.gather(
-        *(
-            store_opened.flows.create_or_reuse("k" * 64, valid_after=soon(1), **flow_values())
-            for _ in range(8)
+    """Concurrent create_or_reuse calls with one key create exactly one flow; all get it; no key error."""
+    with database_errors(store_opened) as errors:
+        got = await asyncio.gather(
+            *(
+                store_opened.flows.create_or_reuse("k" * 64, valid_after=soon(1), **flow_values())
+                for _ in range(8)
+            )
         )
-    )
+    assert errors == []
     assert len({flow.id for flow, _ in got}) == 1 and [c for _, c in got].count(True) == 1
     async with store_opened.engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT count(*) FROM flows"))).scalar() == 1

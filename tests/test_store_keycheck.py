@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from engine.config.loader import load_text
 from engine.crypto.cipher import Keyring, UnknownKeyError, WrongKeyError
 from engine.crypto.keys import DEV_KEY_FILE, keyring_from_config
-from engine.store.keycheck import CHECK_PREFIX, check_key, key_ids_in_use
+from engine.store.keycheck import CHECK_PREFIX, check_key
 from engine.store.rotate import rotate
 from engine.store.store import Store
 from tests.plugins.store import store_flow, store_grant
@@ -74,7 +74,7 @@ async def test_key_id_used_only_after_row_200_is_seen(store_url: str) -> None:
     await store.close()
     store = await Store.open(store_url, Keyring({"k1": k1, "old": os.urandom(32)}, "old"))
     await store_grant(store, "user-200")
-    assert {k: n for k, (n, _) in (await key_ids_in_use(store)).items()} == {"k1": 600, "old": 3}
+    assert {k: n for k, (n, _) in (await store.sealed.key_ids()).items()} == {"k1": 600, "old": 3}
     await store.close()
     with pytest.raises(UnknownKeyError, match="'old'"):
         await Store.open(store_url, Keyring({"k1": k1}, "k1"))

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from engine.crypto.cipher import Keyring
 from engine.store import models as m
-from engine.store.rotate import _rewrite, pending, progress_prefix, rotate
+from engine.store.rotate import pending, progress_prefix, rewrites, rotate
 from engine.store.store import Store
 from tests.plugins.store import store_flow, store_grant
 
@@ -89,7 +89,8 @@ async def test_concurrent_write_not_overwritten(store_url: str) -> None:
         next_refresh_at=None,
     )
     assert new is not None
-    assert await _rewrite(store, BOTH, m.grants, cols, stale) == 1  # only user_info was still old
+    changes = rewrites(BOTH, "grants", stale)
+    assert await store.sealed.rewrite("grants", changes) == 1  # only user_info was still old
     after = await store.grants.get(g.id)
     assert after is not None and (after.access_token, after.refresh_token) == ("fresh", "fresh-rt")
     assert after.version == new.version and after.user_info == {"sub": "s"}

@@ -32,7 +32,6 @@ from engine.grants.writer import GrantWriter
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
 from engine.providers.model import Provider
-from engine.store import claims
 
 log = structlog.get_logger("keyturn.lifecycle")
 
@@ -274,7 +273,7 @@ class Refresher:
             return counts
         ttl = float(lifecycle.lease_ttl)
         names = {f"grant:{g.id}": g for g in due}
-        held = await claims.claim(self.d.store, list(names), self.d.owner, ttl)
+        held = await self.d.store.leases.claim(list(names), self.d.owner, ttl)
         due = [names[n] for n in names if n in held]
         if len(held) < len(names):
             counts["busy"] = len(names) - len(held)  # another replica is on them
@@ -296,7 +295,7 @@ class Refresher:
             while True:
                 await asyncio.sleep(max(ttl / 3, 0.5))
                 with contextlib.suppress(Exception):
-                    await claims.renew(self.d.store, list(held), self.d.owner, ttl)
+                    await self.d.store.leases.renew_all(list(held), self.d.owner, ttl)
 
         keeper = asyncio.create_task(keep_leases())
         try:
@@ -306,5 +305,5 @@ class Refresher:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             with contextlib.suppress(Exception):
-                await claims.release(self.d.store, list(held), self.d.owner)
+                await self.d.store.leases.release_all(list(held), self.d.owner)
         return counts

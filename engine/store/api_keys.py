@@ -10,18 +10,13 @@ import hmac
 import secrets
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from engine.errors import Conflict, StorageError
 from engine.store import models as m
-from engine.store.base import Repo, aware, now_utc
+from engine.store.base import Database, Repo, Row, aware, now_utc
 from engine.store.records import ApiKeyRecord
-
-if TYPE_CHECKING:
-    from engine.store.store import Store
 
 KEY_PREFIX = "kt"
 VERIFY_CACHE_TTL = 10.0
@@ -36,14 +31,14 @@ def _hash(salt: bytes, secret: str) -> bytes:
 class ApiKeyRepo(Repo):
     t = m.api_keys
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
         self._cache: dict[str, tuple[float, bytes, bytes, ApiKeyRecord]] = {}
         self._known: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
         self._known_lock = asyncio.Lock()
 
     @staticmethod
-    def _record(row: Any) -> ApiKeyRecord:
+    def _record(row: Row) -> ApiKeyRecord:
         return ApiKeyRecord(
             id=row.id,
             name=row.name,
@@ -60,16 +55,16 @@ class ApiKeyRepo(Repo):
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
-        try:
-            async with self.tx() as conn:
-                await conn.execute(
-                    sa.insert(self.t).values(
-                        id=key_id, name=name, salt=salt, key_hash=_hash(salt, secret), created_at=now_utc()
-                    )
-                )
-                row = (await conn.execute(sa.select(self.t).where(self.t.c.id == key_id))).one()
-        except IntegrityError:
-            raise Conflict(f"an API key named {name!r} already exists") from None
+        insert = (
+            self.s.insert(self.t)
+            .values(id=key_id, name=name, salt=salt, key_hash=_hash(salt, secret), created_at=now_utc())
+            .on_conflict_do_nothing()
+            .returning(*self.t.c)
+        )
+        async with self.tx() as conn:
+            row = (await conn.execute(insert)).first()
+        if row is None:
+            raise Conflict(f"an API key named {name!r} already exists")
         return self._record(row), f"{KEY_PREFIX}_{key_id}_{secret}"
 
     async def _is_known(self, key_id: str) -> bool:

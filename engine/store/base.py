@@ -1,24 +1,33 @@
-"""What every repository shares: UTC time, ids, and one transaction (or one read) per method."""
+"""What every repository shares: the database, UTC time, ids, one transaction (or one read) per method.
+
+The store's modules import in one direction: ``db``/``models``/``records`` ← ``base`` ← the repositories
+(``grants``, ``flows``, ``sealed`` ...) ← ``keycheck`` ← ``store`` (the facade) ← ``rotate``. No
+repository imports the facade: each holds a :class:`Database`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from engine.clock import now_utc
+from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
-from engine.store.db import READ_ONLY
+from engine.store.db import READ_ONLY, is_sqlite
+from engine.store.records import GrantRecord
 
-__all__ = ["Repo", "aware", "new_id", "now_utc"]
+__all__ = ["Database", "Repo", "Row", "aware", "new_id", "now_utc"]
 
-if TYPE_CHECKING:
-    from engine.store.store import Store
+Row = sa.Row[Any]
+Upsert = postgresql.Insert | sqlite.Insert
 
 
 def new_id(prefix: str) -> str:
@@ -33,11 +42,39 @@ def aware(value: datetime | None) -> datetime | None:
     return value
 
 
-class Repo:
-    """A repository bound to a :class:`Store` (its engine and keyring)."""
+class Database:
+    """The database engine and the keyring the repositories share (the base of the ``Store`` facade)."""
 
-    def __init__(self, store: Store) -> None:
-        self.s = store
+    def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
+        self.engine = engine
+        self.keyring = keyring
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
+        self.on_unreadable: Callable[[GrantRecord], None] | None = None
+
+    def insert(self, table: sa.Table) -> Upsert:
+        """An INSERT of this database's dialect: one with ``on_conflict_do_update``/``_do_nothing``."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def seal(self, table: str, column: str, row_id: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        return self.keyring.encrypt_str(value, table=table, column=column, row_id=row_id)
+
+    def open_value(self, table: str, column: str, row_id: str, blob: bytes | None) -> str | None:
+        if blob is None:
+            return None
+        return self.keyring.decrypt_str(bytes(blob), table=table, column=column, row_id=row_id)
+
+
+class Repo:
+    """A repository bound to a :class:`Database` (its engine and keyring)."""
+
+    def __init__(self, db: Database) -> None:
+        self.s = db
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

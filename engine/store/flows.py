@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from engine.errors import StorageError
 from engine.store import models as m
-from engine.store.base import Repo, aware, new_id, now_utc
-from engine.store.records import FlowRecord
+from engine.store.base import Repo, Row, aware, new_id, now_utc
+from engine.store.records import FlowRecord, NewFlow
 
 
 class FlowRepo(Repo):
     t = m.flows
 
-    def _row(self, row: Any) -> FlowRecord:
+    def _row(self, row: Row) -> FlowRecord:
         fid = row.id
         return FlowRecord(
             id=fid,
@@ -41,39 +40,34 @@ class FlowRepo(Repo):
             completed_at=aware(row.completed_at),
         )
 
-    async def create(
-        self,
-        *,
-        user_id: str,
-        provider_id: str,
-        scopes: Sequence[str],
-        code_verifier: str | None,
-        nonce: str | None,
-        redirect_uri: str,
-        next_uri: str | None,
-        expires_at: datetime,
-        reuse_key: str | None = None,
-    ) -> FlowRecord:
-        """A new pending flow; with ``reuse_key``, IntegrityError when a flow holds that key."""
+    async def create(self, **values: Unpack[NewFlow]) -> FlowRecord:
+        """A new pending flow."""
+        flow = await self._insert(None, values)
+        assert flow is not None  # without a reuse key nothing conflicts
+        return flow
+
+    async def _insert(self, reuse_key: str | None, v: NewFlow) -> FlowRecord | None:
+        """Insert a pending flow; with ``reuse_key``, None when another flow holds that key."""
         fid = new_id("fl")
-        values = {
-            "id": fid,
-            "user_id": user_id,
-            "provider_id": provider_id,
-            "status": "pending",
-            "scopes": list(scopes),
-            "code_verifier": self.s.seal("flows", "code_verifier", fid, code_verifier),
-            "nonce": self.s.seal("flows", "nonce", fid, nonce),
-            "redirect_uri": redirect_uri,
-            "next_uri": next_uri,
-            "created_at": now_utc(),
-            "expires_at": expires_at,
-            "reuse_key": reuse_key,
-        }
+        insert = self.s.insert(self.t).values(
+            id=fid,
+            user_id=v["user_id"],
+            provider_id=v["provider_id"],
+            status="pending",
+            scopes=list(v["scopes"]),
+            code_verifier=self.s.seal("flows", "code_verifier", fid, v["code_verifier"]),
+            nonce=self.s.seal("flows", "nonce", fid, v["nonce"]),
+            redirect_uri=v["redirect_uri"],
+            next_uri=v["next_uri"],
+            created_at=now_utc(),
+            expires_at=v["expires_at"],
+            reuse_key=reuse_key,
+        )
+        if reuse_key is not None:
+            insert = insert.on_conflict_do_nothing(index_elements=[self.t.c.reuse_key])
         async with self.tx() as conn:
-            await conn.execute(sa.insert(self.t).values(**values))
-            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == fid))).one()
-        return self._row(row)
+            row = (await conn.execute(insert.returning(*self.t.c))).first()
+        return self._row(row) if row else None
 
     async def find_reusable(self, reuse_key: str, *, valid_after: datetime) -> FlowRecord | None:
         """The pending flow holding ``reuse_key`` when it is still valid at ``valid_after``."""
@@ -90,7 +84,7 @@ class FlowRepo(Repo):
         return self._row(row) if row else None
 
     async def create_or_reuse(
-        self, reuse_key: str, *, valid_after: datetime, **values: Any
+        self, reuse_key: str, *, valid_after: datetime, **values: Unpack[NewFlow]
     ) -> tuple[FlowRecord, bool]:
         """The pending flow for ``reuse_key`` (valid at ``valid_after``), or a new one: ``(flow, created)``.
 
@@ -111,10 +105,10 @@ class FlowRepo(Repo):
                     )
                     .values(reuse_key=None)
                 )
-            try:
-                return await self.create(reuse_key=reuse_key, **values), True
-            except IntegrityError:
-                continue  # another authorize created it meanwhile: read it
+            created = await self._insert(reuse_key, values)
+            if created is not None:
+                return created, True
+            # another authorize created it meanwhile: read it
         raise StorageError("could not create a flow: its reuse key stayed contended", retry_after=1)
 
     async def get(self, flow_id: str) -> FlowRecord | None:

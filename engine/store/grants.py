@@ -10,12 +10,10 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.exc import IntegrityError
 
 from engine.crypto.cipher import DecryptError
-from engine.errors import StorageError
 from engine.store import models as m
-from engine.store.base import Repo, aware, new_id, now_utc
+from engine.store.base import Repo, Row, aware, new_id, now_utc
 from engine.store.records import GrantRecord
 
 log = structlog.get_logger("keyturn.store")
@@ -33,13 +31,13 @@ class GrantRepo(Repo):
 
     t = m.grants
 
-    def _row(self, row: Any) -> GrantRecord:
+    def _row(self, row: Row) -> GrantRecord:
         try:
             return self._open(row)
         except DecryptError:
             return self._unreadable(row)
 
-    def _unreadable(self, row: Any) -> GrantRecord:
+    def _unreadable(self, row: Row) -> GrantRecord:
         return GrantRecord(
             id=row.id,
             user_id=row.user_id,
@@ -63,7 +61,7 @@ class GrantRepo(Repo):
             version=row.version,
         )
 
-    async def _records(self, rows: Sequence[Any]) -> builtins.list[GrantRecord]:
+    async def _records(self, rows: Sequence[Row]) -> builtins.list[GrantRecord]:
         records = [self._row(r) for r in rows]
         for row, record in zip(rows, records, strict=True):
             if record.status == UNREADABLE and row.status == "active":
@@ -99,7 +97,7 @@ class GrantRepo(Repo):
             except Exception as exc:  # an audit problem must not make the other grants unreadable
                 log.error("grant_unreadable_hook_failed", error=type(exc).__name__)
 
-    def _open(self, row: Any) -> GrantRecord:
+    def _open(self, row: Row) -> GrantRecord:
         gid = row.id
         info = self.s.open_value("grants", "user_info", gid, row.user_info)
         return GrantRecord(
@@ -169,68 +167,60 @@ class GrantRepo(Repo):
         token_metadata: Mapping[str, Any],
         next_refresh_at: datetime | None,
     ) -> GrantRecord:
-        """Store a completed flow's tokens: a new grant, or the user's existing one made active again."""
-        for _attempt in range(3):
-            try:
-                return await self._upsert_once(
-                    user_id,
-                    provider_id,
-                    access_token=access_token,
-                    refresh_token=refresh_token,
-                    id_token=id_token,
-                    token_type=token_type,
-                    expires_at=expires_at,
-                    scopes=scopes,
-                    subject=subject,
-                    user_info=user_info,
-                    token_metadata=token_metadata,
-                    next_refresh_at=next_refresh_at,
-                )
-            except IntegrityError:
-                continue  # a concurrent insert for the same user and provider: update it instead
-        raise StorageError("could not store the grant: concurrent writes kept conflicting", retry_after=1)
+        """Store a completed flow's tokens: a new grant, or the user's existing one made active again.
 
-    async def _upsert_once(self, user_id: str, provider_id: str, **v: Any) -> GrantRecord:
+        One ``INSERT ... ON CONFLICT (user_id, provider_id) DO UPDATE`` either inserts the grant or
+        takes the existing row (locked until commit, and its id); sealed values are bound to the
+        row id, so an existing row then gets them sealed for its own id. Concurrent writers for the
+        same user and provider never see a unique-key error.
+        """
         now = now_utc()
-        async with self.tx() as conn:
-            existing = (
-                await conn.execute(
-                    sa.select(self.t.c.id, self.t.c.version, self.t.c.refresh_token).where(
-                        self.t.c.user_id == user_id, self.t.c.provider_id == provider_id
-                    )
-                )
-            ).first()
-            gid = existing.id if existing else new_id("gr")
-            values: dict[str, Any] = {
+
+        def values(gid: str) -> dict[str, Any]:
+            return {
                 "status": "active",
-                "scopes": list(v["scopes"]),
-                "access_token": self.s.seal("grants", "access_token", gid, v["access_token"]),
-                "id_token": self.s.seal("grants", "id_token", gid, v["id_token"]),
-                "user_info": self.s.seal("grants", "user_info", gid, json.dumps(dict(v["user_info"])))
-                if v["user_info"]
+                "scopes": list(scopes),
+                "access_token": self.s.seal("grants", "access_token", gid, access_token),
+                "id_token": self.s.seal("grants", "id_token", gid, id_token),
+                "user_info": self.s.seal("grants", "user_info", gid, json.dumps(dict(user_info)))
+                if user_info
                 else None,
-                "token_type": v["token_type"],
-                "expires_at": v["expires_at"],
-                "subject": v["subject"],
-                "token_metadata": dict(v["token_metadata"]),
+                "token_type": token_type,
+                "expires_at": expires_at,
+                "subject": subject,
+                "token_metadata": dict(token_metadata),
                 "updated_at": now,
                 "refreshed_at": None,
-                "next_refresh_at": v["next_refresh_at"],
+                "next_refresh_at": next_refresh_at,
                 "refresh_failures": 0,
                 "last_error": None,
             }
-            if v["refresh_token"] is not None or existing is None or not self._opens(existing):
-                values["refresh_token"] = self.s.seal("grants", "refresh_token", gid, v["refresh_token"])
-            if existing:
-                values["version"] = existing.version + 1
-                await conn.execute(sa.update(self.t).where(self.t.c.id == gid).values(**values))
-            else:
-                values.update(id=gid, user_id=user_id, provider_id=provider_id, created_at=now, version=1)
-                await conn.execute(sa.insert(self.t).values(**values))
-            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == gid))).one()
+
+        new = new_id("gr")
+        insert = self.s.insert(self.t).values(
+            id=new,
+            user_id=user_id,
+            provider_id=provider_id,
+            created_at=now,
+            version=1,
+            refresh_token=self.s.seal("grants", "refresh_token", new, refresh_token),
+            **values(new),
+        )
+        insert_or_take = insert.on_conflict_do_update(
+            index_elements=[self.t.c.user_id, self.t.c.provider_id], set_={"updated_at": now}
+        ).returning(*self.t.c)
+        async with self.tx() as conn:
+            row = (await conn.execute(insert_or_take)).one()
+            if row.id != new:  # the user's grant existed: write this flow's tokens into it
+                changes = values(row.id)
+                changes["version"] = row.version + 1
+                if refresh_token is not None or not self._opens(row):
+                    changes["refresh_token"] = self.s.seal("grants", "refresh_token", row.id, refresh_token)
+                update = sa.update(self.t).where(self.t.c.id == row.id).values(**changes)
+                row = (await conn.execute(update.returning(*self.t.c))).one()
         return self._row(row)
 
-    def _opens(self, existing: Any) -> bool:
+    def _opens(self, existing: Row) -> bool:
         """Whether the stored refresh token decrypts (an unreadable one is replaced on re-authorization)."""
         try:
             self.s.open_value("grants", "refresh_token", existing.id, existing.refresh_token)

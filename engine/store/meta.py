@@ -1,13 +1,12 @@
-"""``meta``: small key/value settings of the installation (audit salt, key rotation progress)."""
+"""``meta``: small key/value settings of the installation (audit salt, key rotation progress, key checks)."""
 
 from __future__ import annotations
 
 import secrets
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from engine.errors import NotFound, StorageError
+from engine.errors import NotFound
 from engine.store import models as m
 from engine.store.base import Repo
 
@@ -20,18 +19,28 @@ class MetaRepo(Repo):
             return (await conn.execute(sa.select(self.t.c.value).where(self.t.c.key == key))).scalar()
 
     async def set(self, key: str, value: str) -> None:
-        for _attempt in range(3):
-            try:
-                async with self.tx() as conn:
-                    result = await conn.execute(
-                        sa.update(self.t).where(self.t.c.key == key).values(value=value)
-                    )
-                    if result.rowcount == 0:
-                        await conn.execute(sa.insert(self.t).values(key=key, value=value))
-                return
-            except IntegrityError:
-                continue  # a concurrent insert of the same key: update it on the next attempt
-        raise StorageError(f"could not write meta key {key!r}: concurrent writes kept conflicting")
+        """Write ``key`` (insert or overwrite, one statement: racing writers never conflict)."""
+        insert = self.s.insert(self.t).values(key=key, value=value)
+        async with self.tx() as conn:
+            await conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[self.t.c.key], set_={"value": insert.excluded.value}
+                )
+            )
+
+    async def add(self, key: str, value: str) -> bool:
+        """Write ``key`` unless it exists; whether this call wrote it."""
+        insert = self.s.insert(self.t).values(key=key, value=value)
+        async with self.tx() as conn:
+            result = await conn.execute(
+                insert.on_conflict_do_nothing(index_elements=[self.t.c.key]).returning(self.t.c.key)
+            )
+            return result.first() is not None
+
+    async def delete(self, key: str) -> bool:
+        async with self.tx() as conn:
+            result = await conn.execute(sa.delete(self.t).where(self.t.c.key == key))
+        return bool(result.rowcount)
 
     async def delete_prefix(self, prefix: str) -> int:
         """Remove every key starting with ``prefix``; returns how many went."""
@@ -45,13 +54,7 @@ class MetaRepo(Repo):
         """A random salt made once per installation (audit user references)."""
         current = await self.get("audit_salt")
         if current is None:
-            try:
-                async with self.tx() as conn:
-                    await conn.execute(
-                        sa.insert(self.t).values(key="audit_salt", value=secrets.token_hex(32))
-                    )
-            except IntegrityError:
-                pass
+            await self.add("audit_salt", secrets.token_hex(32))  # a racing first writer wins
             current = await self.get("audit_salt")
         if current is None:
             raise NotFound("installation salt missing")

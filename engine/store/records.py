@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -59,6 +59,19 @@ class FlowRecord:
 
     def __repr__(self) -> str:
         return f"FlowRecord(id={self.id!r}, provider_id={self.provider_id!r}, status={self.status!r})"
+
+
+class NewFlow(TypedDict):
+    """What starts a flow (``FlowRepo.create``); the verifier and nonce are sealed on the way in."""
+
+    user_id: str
+    provider_id: str
+    scopes: Sequence[str]
+    code_verifier: str | None
+    nonce: str | None
+    redirect_uri: str
+    next_uri: str | None
+    expires_at: datetime
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""The store: one object holding the database engine, the keyring, and a repository per table."""
+"""The store: the facade holding the database engine, the keyring, and a repository per table.
+
+The repositories are the one way into the database; nothing below this module imports it.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
@@ -10,22 +11,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
-from engine.store.base import aware, new_id, now_utc
-from engine.store.db import READ_ONLY, create_engine, is_sqlite
-from engine.store.records import GrantRecord
-from engine.store.repos import ApiKeyRepo, AuditRepo, FlowRepo, GrantRepo, LeaseRepo, MetaRepo
+from engine.store.api_keys import ApiKeyRepo
+from engine.store.audit import AuditRepo
+from engine.store.base import Database, aware, new_id, now_utc
+from engine.store.db import READ_ONLY, create_engine
+from engine.store.flows import FlowRepo
+from engine.store.grants import GrantRepo
+from engine.store.keycheck import check_keys
+from engine.store.leases import LeaseRepo
+from engine.store.meta import MetaRepo
 from engine.store.schema import check_schema, ensure_schema
+from engine.store.sealed import SealedRepo
 from engine.store.sessions import LoginRepo, SessionRepo
 
 
-class Store:
+class Store(Database):
     """The database engine, the keyring, and one repository per table (``grants``, ``flows``, ...)."""
 
     def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
-        self.engine = engine
-        self.keyring = keyring
-        self.url = url
-        self.sqlite = is_sqlite(url)
+        super().__init__(engine, keyring, url)
         self.closed = False
         self.grants = GrantRepo(self)
         self.flows = FlowRepo(self)
@@ -35,8 +39,7 @@ class Store:
         self.meta = MetaRepo(self)
         self.sessions = SessionRepo(self)
         self.logins = LoginRepo(self)
-        # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
-        self.on_unreadable: Callable[[GrantRecord], None] | None = None
+        self.sealed = SealedRepo(self)  # every sealed column at once: key checks, rotation
 
     @classmethod
     async def open(
@@ -80,9 +83,7 @@ class Store:
 
     async def check_keys(self) -> None:
         """Refuse to start on a key id in use that is not configured, or a configured key that is wrong."""
-        from engine.store.keycheck import check_keys
-
-        await check_keys(self)
+        await check_keys(self.meta, self.sealed, self.keyring)
 
     async def notify_flow(self, flow_id: str) -> None:
         """Tell other replicas (PostgreSQL LISTEN) that a flow changed."""
@@ -90,17 +91,6 @@ class Store:
             return
         async with self.engine.begin() as conn:
             await conn.execute(sa.text("SELECT pg_notify('keyturn_flows', :id)"), {"id": flow_id})
-
-    # helpers for repos
-    def seal(self, table: str, column: str, row_id: str, value: str | None) -> bytes | None:
-        if value is None:
-            return None
-        return self.keyring.encrypt_str(value, table=table, column=column, row_id=row_id)
-
-    def open_value(self, table: str, column: str, row_id: str, blob: bytes | None) -> str | None:
-        if blob is None:
-            return None
-        return self.keyring.decrypt_str(bytes(blob), table=table, column=column, row_id=row_id)
 
 
 def _reason(exc: BaseException) -> str:

@@ -7,14 +7,16 @@ except under ``CI=true``, where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from engine.crypto.cipher import Keyring
 from engine.store.records import FlowRecord, GrantRecord
@@ -83,3 +85,18 @@ async def store_flow(store: Store, **over: Any) -> FlowRecord:
     )
     values.update(over)
     return await store.flows.create(**values)
+
+
+@contextlib.contextmanager
+def database_errors(store: Store) -> Iterator[list[str]]:
+    """Every error the database raised while inside (class names): a race must leave it empty."""
+    seen: list[str] = []
+
+    def record(context: Any) -> None:
+        seen.append(type(context.original_exception).__name__)
+
+    event.listen(store.engine.sync_engine, "handle_error", record)
+    try:
+        yield seen
+    finally:
+        event.remove(store.engine.sync_engine, "handle_error", record)
