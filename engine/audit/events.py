@@ -49,15 +49,3 @@ EVENTS: dict[AuditName, str] = {
 }
 
 OUTCOMES: frozenset[str] = frozenset({"success", "failure", "denied", "error"})
-
-# Columns of the database sink; everything else goes into ``data``.
-COLUMNS: tuple[str, ...] = (
-    "time",
-    "event",
-    "outcome",
-    "provider",
-    "tool",
-    "request_id",
-    "user_ref",
-    "source_ip",
-)

@@ -21,6 +21,7 @@ from typing import Any
 
 from engine.cli.main import config_argument
 from engine.errors import BadRequest, ConfigError
+from engine.store.models import AUDIT_COLUMNS
 
 SALT_ENV = "KEYTURN_AUDIT_SALT"
 
@@ -127,7 +128,7 @@ def run_export(args: argparse.Namespace) -> int:
         for record in records:
             print(json.dumps(record, sort_keys=True, default=str))
         return 0
-    columns = ["time", "event", "outcome", "provider", "tool", "request_id", "user_ref", "source_ip", "data"]
+    columns = ["time", *AUDIT_COLUMNS, "data"]
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for record in records:

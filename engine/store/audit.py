@@ -15,7 +15,7 @@ from engine.store.base import Repo, aware, now_utc
 
 class AuditRepo(Repo):
     t = m.audit_events
-    COLUMNS = ("event", "outcome", "provider", "tool", "request_id", "user_ref", "source_ip")
+    COLUMNS = m.AUDIT_COLUMNS
 
     async def write(self, event: Mapping[str, Any]) -> None:
         values: dict[str, Any] = {

@@ -102,6 +102,8 @@ audit_events = sa.Table(
     sa.Index("ix_audit_time", "time"),
     sa.Index("ix_audit_user_ref", "user_ref"),
 )
+# the one list of an audit event's own columns (besides id, time and data): everything else goes into data
+AUDIT_COLUMNS: tuple[str, ...] = tuple(c.name for c in audit_events.c if c.name not in ("id", "time", "data"))
 
 meta = sa.Table(
     "meta",
