@@ -26,8 +26,8 @@ from bench import wrk
 from bench.harness import PY, Proc, finish, free_port, wait_http
 from bench.refresh import create_pg_db, drop_pg_db
 from bench.seed import API_KEY, seed, write_config
-from engine.config.loader import load_config
-from engine.crypto.keys import keyring_from_config
+from engine.config.keyring import keyring_from_config
+from engine.providers.load import load_config
 from engine.store.store import Store
 
 

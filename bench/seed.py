@@ -10,8 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from engine.config.loader import load_config
-from engine.crypto.keys import keyring_from_config
+from engine.config.keyring import keyring_from_config
+from engine.providers.load import load_config
 from engine.store import models as m
 from engine.store.store import Store, new_id
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.crypto.keys import keyring_from_config
+from engine.config.keyring import keyring_from_config
 from engine.store.store import Store
 
 
@@ -24,7 +24,7 @@ def write_config(tmp_path: Path) -> Path:
 
 
 def verify(cfg: Path, plain: str) -> bool:
-    from engine.config.loader import load_config
+    from engine.providers.load import load_config
 
     async def go() -> bool:
         loaded = load_config(cfg)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config.loader import load_config, load_text
 from engine.errors import ConfigError
+from engine.providers.load import load_config, load_text
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 
@@ -220,15 +220,6 @@ def test_storage_spellings(tmp_path: Path) -> None:
     assert err.path == "storage.url"
     err = error(dev + "storage: {url: 'sqlite+aiosqlite:///a.db', sqlite: {connection_string: b.db}}\n")
     assert "one of" in err.msg
-
-
-def test_mcp_server_must_name_a_provider() -> None:
-    """mcp.servers[].requires_auth.provider must be a configured provider id."""
-    err = error(
-        "api: {development: true}\nmcp: {servers: [{id: gh, url: 'http://127.0.0.1:1/mcp', "
-        "requires_auth: {provider: github}}]}\n"
-    )
-    assert err.path == "mcp.servers[0].requires_auth.provider"
 
 
 def test_arcade_worker_spelling() -> None:

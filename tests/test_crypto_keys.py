@@ -1,4 +1,4 @@
-"""engine.crypto.keys: the keyring from config and the development key file."""
+"""engine.crypto.keys: the development key file, made once and read back."""
 
 from __future__ import annotations
 
@@ -7,46 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from engine.config.loader import load_text
-from engine.crypto.cipher import generate_key
-from engine.crypto.keys import DEV_KEY_FILE, keyring_from_config
+from engine.crypto.keys import DEV_KEY_FILE, read_or_create_dev_key
 from engine.errors import ConfigError
 
 
-def test_configured_keys_and_default(tmp_path: Path) -> None:
-    """The key marked default encrypts; all configured keys are loaded."""
-    a, b = generate_key(), generate_key()
-    loaded = load_text(
-        f"security: {{root_keys: [{{id: a, value: '{a}'}}, {{id: b, default: true, value: '{b}'}}]}}\n",
-        env={},
-        base_dir=tmp_path,
-    )
-    kr = keyring_from_config(loaded.config, tmp_path)
-    assert kr.default_id == "b" and kr.key_ids == {"a", "b"}
+def test_dev_key_made_once_mode_0600(tmp_path: Path) -> None:
+    """The first call writes a new key file (mode 0600, folders made); later calls read the same key."""
+    path = tmp_path / "sub" / DEV_KEY_FILE
+    first = read_or_create_dev_key(path)
+    assert len(first) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_or_create_dev_key(path) == first
 
 
-def test_value_path(tmp_path: Path) -> None:
-    """A key can be read from value_path."""
-    (tmp_path / "root.key").write_text(generate_key() + "\n")
-    loaded = load_text("security: {root_keys: [{id: k, value_path: root.key}]}\n", env={}, base_dir=tmp_path)
-    assert keyring_from_config(loaded.config, tmp_path).default_id == "k"
-
-
-def test_dev_key_generated_once_mode_0600(tmp_path: Path) -> None:
-    """In development mode without keys, one key file is created beside the database with mode 0600."""
-    loaded = load_text("api: {development: true}\n", env={}, base_dir=tmp_path)
-    first = keyring_from_config(loaded.config, tmp_path)
+def test_unreadable_dev_key_file_named(tmp_path: Path) -> None:
+    """A key file that holds no valid key is refused, naming the file and leaving it as it is."""
     path = tmp_path / DEV_KEY_FILE
-    assert path.exists()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    blob = first.encrypt(b"v", table="t", column="c", row_id="1")
-    second = keyring_from_config(loaded.config, tmp_path)
-    assert second.decrypt(blob, table="t", column="c", row_id="1") == b"v"
-
-
-def test_corrupt_dev_key_file_refused(tmp_path: Path) -> None:
-    """A development key file that is not a valid key stops startup with the file named."""
-    (tmp_path / DEV_KEY_FILE).write_text("garbage")
-    loaded = load_text("api: {development: true}\n", env={}, base_dir=tmp_path)
+    path.write_text("garbage")
     with pytest.raises(ConfigError, match=DEV_KEY_FILE):
-        keyring_from_config(loaded.config, tmp_path)
+        read_or_create_dev_key(path)
+    assert path.read_text() == "garbage"

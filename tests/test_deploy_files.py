@@ -13,9 +13,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from engine.config.loader import load_config
 from engine.crypto.cipher import generate_key
 from engine.metrics.registry import Metrics
+from engine.providers.load import load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

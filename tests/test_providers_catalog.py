@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from engine.config.loader import load_config, load_text
 from engine.errors import ConfigError, ProviderError
 from engine.oauth.tokens import parse_token_answer
 from engine.providers.catalog import load_template, merge, template_ids
+from engine.providers.load import load_config, load_text
 
 REQUIRED = [
     "asana",

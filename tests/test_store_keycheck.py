@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from engine.config.loader import load_text
+from engine.config.keyring import keyring_from_config
 from engine.crypto.cipher import Keyring, UnknownKeyError, WrongKeyError
-from engine.crypto.keys import DEV_KEY_FILE, keyring_from_config
+from engine.crypto.keys import DEV_KEY_FILE
+from engine.providers.load import load_text
 from engine.store.keycheck import CHECK_PREFIX, check_key
 from engine.store.rotate import rotate
 from engine.store.store import Store

@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from engine.config.loader import load_text
 from engine.config.model import Config
 from engine.errors import NotFound
 from engine.events import Event, WorkerChecked
+from engine.providers.load import load_text
 from engine.tools import registry as registry_module
 from engine.tools.registry import ToolRegistry, configured_workers, normalize
 

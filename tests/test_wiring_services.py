@@ -11,9 +11,9 @@ from aiohttp import web
 
 from engine.api.app import create_app
 from engine.audit import FileSink
-from engine.config.loader import load_text
 from engine.errors import ConfigError, StorageError
 from engine.mcp.engine_backend import MCP
+from engine.providers.load import load_text
 from engine.wiring.options import WiringOptions
 from engine.wiring.services import AUDITOR, IDLE_CONNECTION_S, LIFECYCLE, STORE, TOOLS, http_session_ctx
 from engine.wiring.settings import HTTP_SESSION, Settings

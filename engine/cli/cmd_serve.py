@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def load_settings(args: argparse.Namespace) -> Any:
     from engine.cli.main import config_path
-    from engine.config import load_config
     from engine.net import ClientAddress
+    from engine.providers.load import load_config
     from engine.wiring.settings import Settings
 
     loaded = load_config(config_path(args), listen=(args.host, args.port))  # public_url follows them

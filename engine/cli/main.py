@@ -20,7 +20,7 @@ from engine import __version__
 from engine.errors import ConfigError, KeyturnError
 
 if TYPE_CHECKING:
-    from engine.config.loader import LoadedConfig
+    from engine.providers.load import LoadedConfig
 
 
 def command_modules() -> list[str]:
@@ -84,7 +84,7 @@ def config_path(args: argparse.Namespace) -> str | None:
 
 
 def load(args: argparse.Namespace) -> LoadedConfig:
-    from engine.config import load_config
+    from engine.providers.load import load_config
 
     return load_config(config_path(args))
 

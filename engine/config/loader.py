@@ -1,9 +1,11 @@
-"""Load ``engine.yaml``: parse with lines, substitute, convert, check across sections, resolve providers."""
+"""Read ``engine.yaml``: parse with lines, substitute, convert, check across sections.
+
+Providers are resolved one layer up, by :mod:`engine.providers.load` (``load_config``), which merges
+each ``auth.providers[]`` entry over its template: config knows nothing of providers.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -13,13 +15,12 @@ from urllib.parse import quote, urlsplit
 
 from engine.config import compat
 from engine.config.convert import Context, field_line, from_data
-from engine.config.login import check_login
 from engine.config.model import Config, PostgresStorage
 from engine.config.substitute import Substituter
 from engine.config.yamlsrc import LineDict, load_yaml
+from engine.crypto.cipher import decode_key
 from engine.errors import ConfigError
 from engine.net import is_loopback_host
-from engine.providers.model import Provider
 
 # Arcade engine.yaml keys Keyturn accepts and ignores (with a warning); "x.*": any other key of x
 IGNORED_SECTIONS = frozenset({"llm", "routing", "models", "cache", "execution_logging", "telemetry.*"})
@@ -27,15 +28,17 @@ DEFAULT_SQLITE = "keyturn.db"
 
 
 @dataclasses.dataclass(frozen=True)
-class LoadedConfig:
+class ParsedConfig:
+    """A checked :class:`Config` with what later checks need: the document as written and the context."""
+
     config: Config
-    providers: Mapping[str, Provider]
+    data: Any  # the YAML as read (LineDicts: lines for errors)
+    ctx: Context  # source, line lookups, warnings so far
     source: str  # the file read, or "<defaults>"
-    warnings: tuple[str, ...] = ()
-    base_dir: Path = dataclasses.field(default_factory=Path.cwd)
+    base_dir: Path
 
 
-def _section(data: Any, *keys: str) -> Any:
+def section(data: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(data, Mapping):
             return None
@@ -44,21 +47,12 @@ def _section(data: Any, *keys: str) -> Any:
 
 
 def _line(data: Any, *keys: str) -> int | None:
-    parent = _section(data, *keys[:-1])
+    parent = section(data, *keys[:-1])
     return field_line(parent, keys[-1]) if parent is not None else None
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    listen: tuple[str | None, int | None] = (None, None),
-) -> LoadedConfig:
-    """Read and check a config file (``None``: the embedded development defaults).
-
-    ``listen`` overrides ``api.host`` and ``api.port`` (``keyturn serve --host/--port``) before the
-    checks, so a derived ``api.public_url`` follows them.
-    """
+def read_config_file(path: str | os.PathLike[str] | None) -> tuple[str, str, Path]:
+    """``(text, source, base_dir)`` of a config file (``None``: the embedded development defaults)."""
     if path is None:
         text, source, base_dir = "api: {development: true}\n", "<defaults>", Path.cwd()
     else:
@@ -73,17 +67,22 @@ def load_config(
         except UnicodeDecodeError:
             raise ConfigError("not UTF-8 text", file=source) from None
         base_dir = file_path.resolve().parent
-    return load_text(text, source=source, base_dir=base_dir, env=env, listen=listen)
+    return text, source, base_dir
 
 
-def load_text(
+def parse_text(
     text: str,
     *,
     source: str = "<string>",
     base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
     listen: tuple[str | None, int | None] = (None, None),
-) -> LoadedConfig:
+) -> ParsedConfig:
+    """Parse and check config text.
+
+    ``listen`` overrides ``api.host`` and ``api.port`` (``keyturn serve --host/--port``) before the
+    checks, so a derived ``api.public_url`` follows them.
+    """
     base_dir = base_dir or Path.cwd()
     data = load_yaml(text, source)
     if data is None:
@@ -116,17 +115,8 @@ def load_text(
     config = compat.apply_security(config, data, ctx)
     config = _check(config, data, ctx, base_dir)
     compat.check_redirect_urls(config, data, ctx)
-    from engine.providers.catalog import resolve_providers
-
-    providers = resolve_providers(
-        config.auth.providers,
-        _section(data, "auth", "providers"),
-        ctx,
-        development=config.api.development,
-    )
-    _check_references(config, providers, data, ctx)
-    config = check_login(config, providers, data, ctx)
-    return LoadedConfig(config, providers, source, tuple(ctx.warnings), base_dir)
+    _check_workers(config, data, ctx)
+    return ParsedConfig(config, data, ctx, source, base_dir)
 
 
 def is_loopback_url(url: str) -> bool:
@@ -200,7 +190,7 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
     written_as = "encryption_keys" if security.encryption_keys else "root_keys"
     for i, key in enumerate(keys):
         key_path = f"security.{written_as}[{i}]"
-        raw_key = _section(data, "security", written_as)
+        raw_key = section(data, "security", written_as)
         key_line = field_line(raw_key, i) if raw_key is not None else None
         if ids.count(key.id) > 1:
             raise ctx.error(f"duplicate key id {key.id!r}", f"{key_path}.id", key_line)
@@ -237,8 +227,6 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
     if verifier.mode == "custom":
         if not verifier.url:
             raise ctx.error("is required when mode is custom", "security.user_verifier.url", vline)
-        from engine.providers.catalog import check_url
-
         check_url(verifier.url, "security.user_verifier.url", vline, ctx, allow_http=api.development)
     elif verifier.mode == "none" and not api.development and not is_loopback_url(api.public_url or ""):
         raise ctx.error(
@@ -291,12 +279,9 @@ def _embedded(pg: PostgresStorage, data: Any, ctx: Context, base_dir: Path) -> s
 def check_root_key(value: str, path: str, line: int | None, ctx: Context) -> bytes:
     """A root key is the standard base64 of exactly 32 bytes; the error never shows the value."""
     try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ctx.error("is not valid base64 (expected base64 of 32 random bytes)", path, line) from None
-    if len(raw) != 32:
-        raise ctx.error(f"must decode to 32 bytes for AES-256, got {len(raw)}", path, line)
-    return raw
+        return decode_key(value)
+    except ValueError as exc:
+        raise ctx.error(str(exc), path, line) from None
 
 
 def _url_host(host: str) -> str:
@@ -305,15 +290,21 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _check_references(config: Config, providers: Mapping[str, Provider], data: Any, ctx: Context) -> None:
-    for i, server in enumerate(config.mcp.servers):
-        if server.requires_auth and server.requires_auth.provider not in providers:
-            raise ctx.error(
-                f"names provider {server.requires_auth.provider!r}, "
-                "which is not an enabled auth.providers[] id",
-                f"mcp.servers[{i}].requires_auth.provider",
-                None,
-            )
+def check_url(url: str, path: str, line: int | None, ctx: Context, *, allow_http: bool) -> None:
+    """An absolute ``https`` URL (``http`` only for loopback hosts or when ``allow_http``)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ctx.error(f"must be an absolute http(s) URL, got {url!r}", path, line)
+    if parts.scheme == "http" and not (allow_http or is_loopback_host(parts.hostname)):
+        raise ctx.error(
+            "must use https (http is allowed only for loopback hosts or with api.development: true), "
+            f"got {url!r}",
+            path,
+            line,
+        )
+
+
+def _check_workers(config: Config, data: Any, ctx: Context) -> None:
     worker_ids = [w.id for w in config.workers] + [w.id for d in config.tools.directors for w in d.workers]
     for wid in worker_ids:
         if worker_ids.count(wid) > 1:

@@ -140,7 +140,7 @@ class AuthConfig:
 # ---- login ---------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class LoginConfig:
-    """Sign-in through the organisation's OpenID provider (``engine.config.login`` checks it)."""
+    """Sign-in through the organisation's OpenID provider (``engine.providers.login`` checks it)."""
 
     provider: str  # an auth.providers[] id with an issuer
     user_claim: str = "email"  # email | sub | preferred_username | any claim of the id_token/user info

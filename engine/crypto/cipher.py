@@ -55,9 +55,9 @@ def decode_key(value: str) -> bytes:
     try:
         raw = base64.b64decode(value.strip(), validate=True)
     except ValueError:
-        raise ValueError("root key is not valid base64") from None
+        raise ValueError("root key is not valid base64 (expected base64 of 32 random bytes)") from None
     if len(raw) != KEY_BYTES:
-        raise ValueError(f"root key must be 32 bytes for AES-256, got {len(raw)}")
+        raise ValueError(f"root key must decode to 32 bytes for AES-256, got {len(raw)}")
     return raw
 
 

@@ -1,4 +1,4 @@
-"""The keyring from ``security.root_keys``, or a development key generated once beside the database."""
+"""The development key: generated once into a file (mode 0600), read back on every later start."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import structlog
 
-from engine.config.model import Config
-from engine.crypto.cipher import Keyring, decode_key, generate_key
+from engine.crypto.cipher import decode_key, generate_key
 from engine.errors import ConfigError
 
 log = structlog.get_logger("keyturn.crypto")
@@ -17,48 +16,8 @@ DEV_KEY_ID = "dev"
 DEV_KEY_FILE = "keyturn-dev.key"
 
 
-def dev_key_path(config: Config, base_dir: Path) -> Path:
-    """Where the development key lives: beside a SQLite database, else beside engine.yaml."""
-    url = config.storage.url or ""
-    if url.startswith("sqlite") and ":///" in url:
-        db_path = url.split(":///", 1)[1]
-        if db_path and db_path != ":memory:":
-            return Path(db_path).parent / DEV_KEY_FILE
-    return base_dir / DEV_KEY_FILE
-
-
-def keyring_from_config(config: Config, base_dir: Path) -> Keyring:
-    """Build the keyring; in development mode with no keys, read or create the development key file."""
-    keys: dict[str, bytes] = {}
-    default_id: str | None = None
-    for i, entry in enumerate(config.security.root_keys):
-        value = entry.value
-        if value is None and entry.value_path is not None:
-            try:
-                value = (base_dir / entry.value_path).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read {entry.value_path!r}: {exc.strerror}",
-                    path=f"security.root_keys[{i}].value_path",
-                ) from None
-        if value is None:
-            raise ConfigError("give value or value_path", path=f"security.root_keys[{i}]")
-        try:
-            keys[entry.id] = decode_key(value)
-        except ValueError as exc:
-            raise ConfigError(str(exc), path=f"security.root_keys[{i}].value") from None
-        if entry.default or (default_id is None and len(config.security.root_keys) == 1):
-            default_id = entry.id
-    if keys:
-        assert default_id is not None
-        return Keyring(keys, default_id)
-    if not config.api.development:
-        raise ConfigError("at least one root key is required", path="security.root_keys")
-    path = dev_key_path(config, base_dir)
-    return Keyring({DEV_KEY_ID: read_or_create_dev_key(path)}, DEV_KEY_ID)
-
-
 def read_or_create_dev_key(path: Path) -> bytes:
+    """The key in ``path``, or a new one written there first (never replaced: values depend on it)."""
     if path.exists():
         try:
             return decode_key(path.read_text(encoding="ascii"))

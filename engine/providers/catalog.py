@@ -23,13 +23,12 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from engine.config.convert import Context, field_line, from_data, node_line
+from engine.config.loader import check_url
 from engine.config.model import ProviderConfig
 from engine.config.yamlsrc import LineDict, load_yaml
 from engine.errors import ConfigError
-from engine.net import is_loopback_host
 from engine.providers.model import Provider
 from engine.providers.schema import OAuth2Spec, RequestSpec
 
@@ -152,20 +151,6 @@ def _fill(value: Any, values: Mapping[str, str], path: str, ctx: Context, *, dec
     if isinstance(value, list | tuple):
         return [_fill(item, values, f"{path}[{i}]", ctx, declared=declared) for i, item in enumerate(value)]
     return value
-
-
-def check_url(url: str, path: str, line: int | None, ctx: Context, *, allow_http: bool) -> None:
-    """An absolute ``https`` URL (``http`` only for loopback hosts or when ``allow_http``)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ctx.error(f"must be an absolute http(s) URL, got {url!r}", path, line)
-    if parts.scheme == "http" and not (allow_http or is_loopback_host(parts.hostname)):
-        raise ctx.error(
-            "must use https (http is allowed only for loopback hosts or with api.development: true), "
-            f"got {url!r}",
-            path,
-            line,
-        )
 
 
 def resolve_provider(

@@ -26,7 +26,7 @@ from aiohttp import web
 from engine import __version__
 from engine.audit import Auditor
 from engine.clock import now_utc
-from engine.crypto.keys import keyring_from_config
+from engine.config.keyring import keyring_from_config
 from engine.events import GrantEvent
 from engine.flows.revoke import Revoker
 from engine.flows.service import FlowDeps, FlowService

@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 
 from engine.api.app import create_app
-from engine.config.loader import load_text
 from engine.net import ClientAddress
+from engine.providers.load import load_text
 from engine.wiring.options import WiringOptions
 from engine.wiring.services import FLOWS, STORE
 from engine.wiring.settings import SETTINGS, ReloadReport, Settings

@@ -1,4 +1,4 @@
-"""engine.config.login: the login: section and security.user_verifier mode login."""
+"""engine.providers.login: the login: section and security.user_verifier mode login."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.config.loader import load_text
 from engine.errors import ConfigError
+from engine.providers.load import load_text
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 
