@@ -16,7 +16,10 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Unpack
+
+from engine.store.records import FlowRecord, NewFlow
+from engine.store.store import Store
 
 # a reused flow has at least this long left (or half the flow lifetime, when that is shorter)
 MIN_LEFT = 60.0
@@ -65,15 +68,15 @@ class KeyedLocks:
 
 
 async def find_or_start(
-    store: Any,
+    store: Store,
     locks: KeyedLocks,
     key: str,
     *,
     valid_after: datetime,
     count_new: Callable[[], None],
     refund: Callable[[], None],
-    **values: Any,
-) -> tuple[Any, bool]:
+    **values: Unpack[NewFlow],
+) -> tuple[FlowRecord, bool]:
     """The pending flow for ``key`` or a new one: ``(flow, created)``.
 
     ``count_new`` counts a new flow toward the rate limit (raising when over it) and runs only when

@@ -20,6 +20,7 @@ from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
 from engine.store.records import GrantRecord
+from engine.store.store import Store
 
 
 def next_refresh_at(
@@ -64,8 +65,8 @@ class Schedule:
 class GrantWriter:
     """Writes tokens into the store with their expiry and next refresh (``config`` read per call)."""
 
-    def __init__(self, store: Any, oauth: OAuthClient, config: Callable[[], Config]) -> None:
-        self.store = store  # engine.store.Store
+    def __init__(self, store: Store, oauth: OAuthClient, config: Callable[[], Config]) -> None:
+        self.store = store
         self.oauth = oauth
         self.config = config
 
