@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from engine.api.auth import IDENTITY, api_key_middleware, needs_api_key
+from engine.api.auth import api_key_middleware, needs_api_key
 from engine.api.middleware import error_middleware
+from engine.identity import IDENTITY
 from engine.ratelimit import SlidingWindowLimiter
 
 GOOD = "kt_test_" + "x" * 40

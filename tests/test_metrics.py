@@ -1,4 +1,4 @@
-"""engine.metrics: every metric with the keyturn_ prefix, /metrics over HTTP, bounded labels."""
+"""engine.metrics and engine.api.metrics: keyturn_ metrics, /metrics over HTTP, bounded labels."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from engine import __version__
 from engine.api.app import create_app
+from engine.api.metrics import METRICS_RUNNER, authorized, parse_address
 from engine.config.model import Config, MetricsConfig
 from engine.errors import ConfigError
 from engine.metrics import Metrics
-from engine.metrics.http import METRICS_RUNNER, authorized, parse_address
 from engine.metrics.registry import MAX_LABEL_VALUES, METRICS, OTHER
 from engine.wiring.settings import Settings
 

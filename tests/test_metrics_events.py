@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from engine.api.metrics import new_registry
 from engine.events import EventBus, FlowEvent, GrantEvent, RefreshObserved, ToolEvent, WorkerChecked
 from engine.metrics.events import MetricsSubscriber
-from engine.metrics.http import new_registry
 from engine.metrics.registry import Metrics
 
 

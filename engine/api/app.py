@@ -26,7 +26,7 @@ def create_app(
     prepare(app, settings, options or WiringOptions())
     app.router.add_routes(health.routes)
     if settings.config.metrics.enabled:
-        from engine.metrics.http import setup_metrics
+        from engine.api.metrics import setup_metrics
 
         setup_metrics(app)  # /metrics (or its own listener) and the timing middleware, outermost
     if not services:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from engine.api.jsonio import error_response
 from engine.errors import RateLimited, Unauthorized
+from engine.identity import IDENTITY
 from engine.ratelimit import SlidingWindowLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,8 +35,6 @@ class ApiKeyVerifier(Protocol):
 # paths under /v1 a browser opens (no API key): the flow link and the provider's redirect back
 PUBLIC_PREFIXES = ("/v1/oauth/start/", "/v1/oauth/callback")
 PUBLIC_EXACT = frozenset({"/v1/health"})
-
-IDENTITY: web.RequestKey[Any] = web.RequestKey("keyturn_api_identity", object)
 
 Denied = Callable[[web.Request, str], Awaitable[None]]  # (request, reason word) -> audit
 

@@ -31,9 +31,9 @@ import structlog
 from aiohttp import web
 
 from engine import __version__
-from engine.api.auth import IDENTITY
 from engine.errors import KeyturnError
 from engine.httpbody import BodyTooLarge, read_body
+from engine.identity import IDENTITY
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
 from engine.net import is_loopback_host

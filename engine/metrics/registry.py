@@ -173,4 +173,4 @@ class Metrics:
         self._grant_counts = dict(counts)
 
 
-METRICS = web.AppKey("keyturn_metrics", Metrics)  # set by engine.metrics.http.setup_metrics
+METRICS = web.AppKey("keyturn_metrics", Metrics)  # set by engine.api.metrics.setup_metrics

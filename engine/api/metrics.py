@@ -1,4 +1,5 @@
-"""``/metrics`` over HTTP: the handler (optional bearer token), the timing middleware, a separate listener.
+"""``/metrics`` over HTTP, the API edge of :mod:`engine.metrics`: the handler (optional bearer token),
+the timing middleware, a separate listener.
 
 ``setup_metrics(app)`` is what :func:`engine.api.app.create_app` calls when ``metrics.enabled``:
 it puts a :class:`Metrics` on a fresh registry under ``METRICS``, subscribes it to the event
