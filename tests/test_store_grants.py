@@ -201,3 +201,10 @@ async def test_list_counts_and_deletes(store_opened: Store) -> None:
     assert not await store_opened.grants.delete(a.id)
     assert await store_opened.grants.find("a", "gh") is None
     assert (await store_opened.grants.find("a", "gl")) is not None
+
+
+async def test_list_by_user_folds_case_for_emails(store_opened: Store) -> None:
+    """list with casefold finds Alice@Example.test's grant for alice@example.test; without, exactly."""
+    await store_grant(store_opened, "Alice@Example.test")
+    assert len(await store_opened.grants.list(user_id="alice@example.test", casefold=True)) == 1
+    assert await store_opened.grants.list(user_id="alice@example.test") == []

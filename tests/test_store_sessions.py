@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from engine.store.sessions import TOUCH_EVERY, grants_of, token_hash
+from engine.store.sessions import TOUCH_EVERY, token_hash
 from engine.store.store import Store
-from tests.plugins.store import store_grant
 
 
 async def test_only_the_hash_of_a_session_id_is_stored(store_opened: Store) -> None:
@@ -93,10 +92,3 @@ async def test_expired_sign_in_is_refused_and_reaped(store_opened: Store) -> Non
     await store_opened.logins.create(state="b", code_verifier="v", nonce="n", next_path="/", expires_at=past)
     assert await store_opened.logins.consume("a") is None
     assert await store_opened.logins.delete_expired(datetime.now(UTC)) == 1
-
-
-async def test_grants_of_folds_case_for_emails(store_opened: Store) -> None:
-    """grants_of with casefold finds Alice@Example.test's grant for alice@example.test; without, exactly."""
-    await store_grant(store_opened, "Alice@Example.test")
-    assert len(await grants_of(store_opened, "alice@example.test", casefold=True)) == 1
-    assert await grants_of(store_opened, "alice@example.test", casefold=False) == []

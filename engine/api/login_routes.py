@@ -25,7 +25,7 @@ from engine.login.metrics import LoginMetrics
 from engine.login.service import LoginService, normalise
 from engine.login.web import LOGIN, SESSION, VERIFY, CookiePolicy, binding, csrf_ok, csrf_token, safe_next
 from engine.metrics.registry import METRICS
-from engine.store.sessions import SessionRecord, grants_of
+from engine.store.sessions import SessionRecord
 from engine.wiring.services import FLOWS, OAUTH, REVOKER, STORE
 from engine.wiring.settings import EVENTS, SETTINGS
 
@@ -270,7 +270,7 @@ async def connections(request: web.Request) -> web.StreamResponse:
     if who is None:
         return _to_login(request, "/connections")
     claim = request.app[LOGIN_SERVICE].settings.user_claim  # type: ignore[union-attr]
-    mine = await grants_of(request.app[STORE], who.session.user_id, casefold=claim == "email")
+    mine = await request.app[STORE].grants.list(user_id=who.session.user_id, casefold=claim == "email")
     providers = request.app[SETTINGS].current.providers
     names = {pid: p.description or pid for pid, p in providers.items()}
     notice = request.query.get("notice")

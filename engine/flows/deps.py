@@ -12,13 +12,15 @@ from engine.flows.waiters import FlowWaiters
 from engine.grants.writer import GrantWriter
 from engine.oauth.client import OAuthClient
 from engine.providers.model import Provider
+from engine.store.records import FlowRecord
+from engine.store.store import Store
 
 
 @dataclasses.dataclass
 class FlowDeps:
     """``config``/``providers``/``public_url`` are read anew per call (SIGHUP reload)."""
 
-    store: Any  # engine.store.Store
+    store: Store
     oauth: OAuthClient
     waiters: FlowWaiters
     config: Callable[[], Config]
@@ -29,7 +31,7 @@ class FlowDeps:
     notify: Callable[[str], Any] | None = None  # cross-replica notification (PostgreSQL NOTIFY)
 
 
-def flow_event(name: FlowName, outcome: Outcome, flow: Any, *, reason: str | None = None) -> FlowEvent:
+def flow_event(name: FlowName, outcome: Outcome, flow: FlowRecord, *, reason: str | None = None) -> FlowEvent:
     """The event about ``flow`` (its user, provider and id)."""
     return FlowEvent(
         name=name,

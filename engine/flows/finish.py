@@ -12,6 +12,7 @@ from engine.flows.deps import FlowDeps, flow_event
 from engine.flows.results import CallbackResult
 from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
+from engine.store.records import FlowRecord, GrantRecord
 
 log = structlog.get_logger("keyturn.flows")
 
@@ -25,12 +26,12 @@ class FlowEnd:
 
     async def store_grant(
         self,
-        flow: Any,
+        flow: FlowRecord,
         provider: Provider,
         tokens: TokenSet,
         subject: str | None,
         user_info: Mapping[str, Any],
-    ) -> Any:
+    ) -> GrantRecord:
         """The flow's grant (:class:`engine.grants.writer.GrantWriter`); says when the account changed."""
         previous = await self.d.store.grants.find(flow.user_id, provider.id)
         if previous is not None and previous.subject and subject is not None and subject != previous.subject:
@@ -46,7 +47,7 @@ class FlowEnd:
             flow.user_id, provider, tokens, scopes=flow.scopes, subject=subject, user_info=user_info
         )
 
-    def completed(self, flow: Any, provider: Provider) -> None:
+    def completed(self, flow: FlowRecord, provider: Provider) -> None:
         self.d.publish(flow_event("flow.completed", "success", flow))
         self.notify(flow.id)
 
@@ -57,7 +58,7 @@ class FlowEnd:
             self.d.notify(flow_id)
 
     async def failed(
-        self, flow: Any, error: str, description: str | None, *, provider_error: bool = False
+        self, flow: FlowRecord, error: str, description: str | None, *, provider_error: bool = False
     ) -> CallbackResult:
         await self.d.store.flows.finish(
             flow.id,

@@ -28,6 +28,8 @@ from engine.events import GrantEvent, Publish, discard
 from engine.oauth.client import OAuthClient
 from engine.providers.model import Provider
 from engine.store.grants import UNREADABLE
+from engine.store.records import GrantRecord
+from engine.store.store import Store
 
 log = structlog.get_logger("keyturn.flows")
 
@@ -80,12 +82,12 @@ class Revoker:
     def __init__(
         self,
         *,
-        store: Any,
+        store: Store,
         oauth: OAuthClient,
         providers: Callable[[], Mapping[str, Provider]],
         publish: Publish = discard,
     ) -> None:
-        self.store = store  # engine.store.Store
+        self.store = store
         self.oauth = oauth
         self.providers = providers
         self.publish = publish
@@ -103,7 +105,7 @@ class Revoker:
 
 async def revoke_grant(
     *,
-    store: Any,
+    store: Store,
     oauth: OAuthClient,
     providers: Mapping[str, Provider],
     publish: Publish,
@@ -160,7 +162,7 @@ async def revoke_grant(
     return Revocation(grant.id, grant.provider_id, REVOKED)
 
 
-async def _revoke_tokens(oauth: OAuthClient, provider: Provider, grant: Any) -> None:
+async def _revoke_tokens(oauth: OAuthClient, provider: Provider, grant: GrantRecord) -> None:
     """RFC 7009: revoke the refresh token, then the access token."""
     if grant.refresh_token:
         await oauth.revoke(provider, grant.refresh_token, token_type_hint="refresh_token")

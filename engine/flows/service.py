@@ -32,6 +32,7 @@ from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
 from engine.providers.resolve import resolve_provider
 from engine.ratelimit import SlidingWindowLimiter
+from engine.store.records import FlowRecord, GrantRecord
 
 __all__ = ["FlowDeps", "FlowService"]
 
@@ -127,7 +128,9 @@ class FlowService:
         # security.oauth.redirect_urls (checked to be a callback under api.public_url): the one registered
         return redirect_uri(self.d.config()) or f"{self.d.public_url()}/v1/oauth/callback"
 
-    def _grant_result(self, grant: Any, provider: Provider, *, flow_id: str | None = None) -> Authorization:
+    def _grant_result(
+        self, grant: GrantRecord, provider: Provider, *, flow_id: str | None = None
+    ) -> Authorization:
         token = None
         if self.d.config().security.token_exposure == "api" and grant.status == "active":
             token = grant.access_token
@@ -144,7 +147,7 @@ class FlowService:
             token=token,
         )
 
-    def _flow_result(self, flow: Any) -> Authorization:
+    def _flow_result(self, flow: FlowRecord) -> Authorization:
         status = _FLOW_STATUS.get(flow.status, "failed")
         url = f"{self.d.public_url()}/v1/oauth/start/{flow.id}" if flow.status == "pending" else None
         return Authorization(
@@ -229,7 +232,7 @@ class FlowService:
             self.forget_answers()
 
     # ---- confirm_user --------------------------------------------------------------------------
-    async def confirm_user(self, flow_id: str, user_id: str) -> Any:
+    async def confirm_user(self, flow_id: str, user_id: str) -> FlowRecord:
         """The custom verifier names the signed-in user: store the held grant; the flow record back."""
         flow = await self.d.store.flows.get(flow_id)
         if flow is None:

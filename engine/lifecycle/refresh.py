@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
 
 import structlog
 
@@ -32,6 +31,8 @@ from engine.grants.writer import GrantWriter
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
 from engine.providers.model import Provider
+from engine.store.records import GrantRecord
+from engine.store.store import Store
 
 log = structlog.get_logger("keyturn.lifecycle")
 
@@ -41,12 +42,12 @@ STORE_GRACE = 10.0  # seconds a shutdown waits for provider answers already rece
 @dataclasses.dataclass(frozen=True)
 class RefreshOutcome:
     outcome: str  # refreshed | skipped | lost_race | needs_reauth | retry | no_refresh_token | busy
-    grant: Any = None
+    grant: GrantRecord | None = None
 
 
 @dataclasses.dataclass
 class RefreshDeps:
-    store: Any
+    store: Store
     oauth: OAuthClient
     config: Callable[[], Config]
     providers: Callable[[], Mapping[str, Provider]]
@@ -159,7 +160,7 @@ class Refresher:
         return await asyncio.shield(write)
 
     async def _store_answer(
-        self, grant: Any, provider: Provider, tokens: TokenSet, started: float
+        self, grant: GrantRecord, provider: Provider, tokens: TokenSet, started: float
     ) -> RefreshOutcome:
         store = self.d.store
         updated = await self.d.writer.store_refreshed(grant, provider, tokens)
@@ -173,7 +174,7 @@ class Refresher:
         return RefreshOutcome("refreshed", updated)
 
     async def _failed(
-        self, grant: Any, provider: Provider, exc: ProviderError, started: float
+        self, grant: GrantRecord, provider: Provider, exc: ProviderError, started: float
     ) -> RefreshOutcome:
         store = self.d.store
         if exc.kind in REAUTH_ERRORS:
@@ -239,7 +240,7 @@ class Refresher:
         self.d.publish(RefreshObserved(provider=provider, result=result, seconds=time.monotonic() - started))
 
     # ---- the token a tool call uses -----------------------------------------------------------
-    async def usable_grant(self, user_id: str, provider_id: str) -> Any | None:
+    async def usable_grant(self, user_id: str, provider_id: str) -> GrantRecord | None:
         """The user's active grant with an unexpired access token (refreshed on demand), or None."""
         grant = await self.d.store.grants.find(user_id, provider_id)
         if grant is None or grant.status != "active":
@@ -280,7 +281,7 @@ class Refresher:
         semaphore = asyncio.Semaphore(max(1, lifecycle.refresh_concurrency))
         jitter = float(lifecycle.refresh_jitter)
 
-        async def one(grant: Any) -> None:
+        async def one(grant: GrantRecord) -> None:
             if jitter > 0:  # spread the starts; the semaphore bounds how many run at once
                 await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
             async with semaphore:

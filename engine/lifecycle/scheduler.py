@@ -15,6 +15,7 @@ from engine.clock import now_utc
 from engine.config.model import Config
 from engine.events import Publish, ReapEvent, discard
 from engine.lifecycle.refresh import Refresher
+from engine.store.store import Store
 
 log = structlog.get_logger("keyturn.lifecycle")
 
@@ -30,7 +31,7 @@ class Lifecycle:
         self,
         refresher: Refresher,
         *,
-        store: Any,
+        store: Store,
         config: Callable[[], Config],
         publish: Publish = discard,
         retry_revocation: Callable[[str], Awaitable[object]] | None = None,
@@ -160,7 +161,7 @@ class Lifecycle:
             out["sessions_deleted"] = await store.sessions.delete_expired(now)  # signed-in browsers
             out["logins_deleted"] = await store.logins.delete_expired(now)  # sign-ins never finished
             if self.retry_revocation is not None:
-                revoked: list[Any] = await store.grants.list(status="revoked")
+                revoked = await store.grants.list(status="revoked")
                 for grant in revoked:  # one failing provider must not stop the others' retries
                     try:
                         await self.retry_revocation(grant.id)

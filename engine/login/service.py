@@ -22,6 +22,7 @@ from engine.config.model import Config, LoginConfig
 from engine.errors import ProviderError
 from engine.oauth.client import OAuthClient
 from engine.providers.model import Provider
+from engine.store.store import Store
 
 log = structlog.get_logger("keyturn.login")
 
@@ -50,7 +51,7 @@ class LoginService:
     def __init__(
         self,
         *,
-        store: Any,
+        store: Store,
         oauth: OAuthClient,
         config: Callable[[], Config],
         providers: Callable[[], Mapping[str, Provider]],

@@ -138,10 +138,18 @@ class GrantRepo(Repo):
         return (await self._records([row]))[0] if row else None
 
     async def list(
-        self, *, user_id: str | None = None, provider_id: str | None = None, status: str | None = None
+        self,
+        *,
+        user_id: str | None = None,
+        provider_id: str | None = None,
+        status: str | None = None,
+        casefold: bool = False,
     ) -> builtins.list[GrantRecord]:
+        """Grants oldest first; ``casefold`` matches ``user_id`` whatever its case (emails)."""
         q = sa.select(self.t).order_by(self.t.c.created_at, self.t.c.id)
-        if user_id is not None:
+        if user_id is not None and casefold:
+            q = q.where(sa.func.lower(self.t.c.user_id) == user_id.lower())
+        elif user_id is not None:
             q = q.where(self.t.c.user_id == user_id)
         if provider_id is not None:
             q = q.where(self.t.c.provider_id == provider_id)

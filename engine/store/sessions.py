@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -139,20 +138,6 @@ class SessionRepo(Repo):
         async with self.tx() as conn:
             result = await conn.execute(sa.delete(self.t).where(self.t.c.expires_at <= now))
         return int(result.rowcount or 0)
-
-
-async def grants_of(store: Any, user_id: str, *, casefold: bool) -> builtins.list[Any]:
-    """The grants of ``user_id`` (with ``casefold``: whatever the case of the stored user id)."""
-    t = m.grants
-    column = sa.func.lower(t.c.user_id) if casefold else t.c.user_id
-    q = (
-        sa.select(t)
-        .where(column == (user_id.lower() if casefold else user_id))
-        .order_by(t.c.created_at, t.c.id)
-    )
-    async with store.grants.read() as conn:
-        rows = (await conn.execute(q)).all()
-    return [store.grants._row(r) for r in rows]
 
 
 class LoginRepo(Repo):

@@ -26,6 +26,8 @@ from engine.flows.results import Authorization
 from engine.flows.service import FlowService
 from engine.lifecycle.refresh import Refresher
 from engine.providers.resolve import requirement_scopes
+from engine.store.records import GrantRecord
+from engine.store.store import Store
 from engine.tools.formats import input_json_schema
 from engine.tools.registry import Tool, ToolRegistry
 
@@ -48,7 +50,7 @@ class ToolRunner:
     flows: FlowService
     refresher: Refresher
     config: Callable[[], Config]
-    store: Any  # engine.store.Store: the user's grants (statuses, marking needs_reauth)
+    store: Store  # the user's grants (statuses, marking needs_reauth)
     publish: Publish = discard  # the event stream (engine.events): tool events, needs_reauth
 
     async def authorize(self, name: str, user_id: str, next_uri: str | None = None) -> Authorization:
@@ -156,14 +158,14 @@ class ToolRunner:
         if grant is not None and _upstream_auth_error(answer):
             # the token was refused upstream (revoked or expired early): refresh once and retry
             result = await self.refresher.refresh(grant.id, force=True)
-            refreshed = result.outcome == "refreshed" and result.grant is not None
-            if refreshed:
+            fresh = result.grant if result.outcome == "refreshed" else None
+            if fresh is not None:
                 context["authorization"] = {
-                    "token": result.grant.access_token,
-                    "user_info": dict(result.grant.user_info or {}),
+                    "token": fresh.access_token,
+                    "user_info": dict(fresh.user_info or {}),
                 }
                 answer = await self._invoke(tool, request)
-            if not refreshed or _upstream_auth_error(answer):
+            if fresh is None or _upstream_auth_error(answer):
                 # refused again (or no new token): the user must authorize anew
                 context.pop("authorization", None)
                 return await self._reauthorize(tool, grant, user_id, started, execution_id)
@@ -193,7 +195,7 @@ class ToolRunner:
         return {"success": False, "output": {"error": error}}
 
     async def _reauthorize(
-        self, tool: Tool, grant: Any, user_id: str | None, started: float, execution_id: str
+        self, tool: Tool, grant: GrantRecord, user_id: str | None, started: float, execution_id: str
     ) -> Execution:
         requirement = tool.auth or {}
         store = self.store
