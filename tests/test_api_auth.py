@@ -36,12 +36,16 @@ class Verifier:
         ("/v1/oauth/github/callback", False),
         ("/v1/oauth/github/other", True),
         ("/v1/health", False),
+        ("/v1/openapi.json", False),
+        ("/v1/orgs/o1/projects/p1/tools/execute", True),
+        ("/v1/orgs/o1/projects/p1/health", False),
+        ("/v1/orgs/o1/projects/p1/oauth/github/callback", False),
         ("/ping", False),
         ("/metrics", False),
     ],
 )
 def test_routes_needing_a_key(path: str, needed: bool) -> None:
-    """Every /v1 route but the browser endpoints and health needs a key."""
+    """Every /v1 route (org-scoped too) but the browser endpoints, health and openapi.json needs a key."""
     assert needs_api_key(path) is needed
 
 

@@ -162,3 +162,22 @@ def _init() -> dict[str, Any]:
 def _plain(message: Any) -> Any:
     dump = getattr(message, "model_dump", None)
     return dump(mode="json", by_alias=True) if dump else str(message)
+
+
+async def test_errors_reach_the_client_as_json_rpc(engine: Any) -> None:
+    """On the engine's app every /mcp error is a JSON-RPC error object with the engine's own message:
+    a wrong API key, a foreign Origin, deep JSON, a user id over 256 characters."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "application/json, text/event-stream"}
+    async with httpx2.AsyncClient(headers=headers) as http:
+        url = engine.url + "/mcp"
+        denied = await http.post(url, json=_init(), headers={"Authorization": "Bearer nope"})
+        assert denied.status_code == 401 and denied.json()["error"]["message"] == "invalid API key"
+        assert denied.json()["error"]["data"] == {"error": "unauthorized", "status": 401}
+        foreign = await http.post(url, json=_init(), headers={"Origin": "https://evil.example"})
+        assert foreign.status_code == 403 and "Origin is not allowed" in foreign.json()["error"]["message"]
+        deep = await http.post(url, content=b"[" * 100_000 + b"]" * 100_000)
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == -32700
+        assert "nested deeper than 1024 levels" in deep.json()["error"]["message"]
+        long_user = await http.post(url, json=_init(), headers={"Keyturn-User-Id": "u" * 257})
+        assert long_user.status_code == 400 and long_user.json()["error"]["code"] == -32600
+        assert "Keyturn-User-Id is longer than 256 characters" in long_user.json()["error"]["message"]

@@ -18,6 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 
 from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
+from engine.api.middleware import error_middleware, request_id_middleware
+from engine.errors import Unavailable
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
 from engine.mcp.server import McpServer
 from engine.ratelimit import SlidingWindowLimiter
@@ -33,8 +35,11 @@ class FlagBackend:
         self.authorized = False
         self.done = asyncio.Event()
         self.waits = 0
+        self.list_fails: Exception | None = None
 
     async def list_tools(self, user_id: str | None) -> list[dict[str, Any]]:
+        if self.list_fails is not None:
+            raise self.list_fails
         schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
         return [
             {"name": "echo", "description": "Say it back", "inputSchema": schema},
@@ -373,3 +378,96 @@ async def test_request_past_the_cap_is_413_naming_the_limit(mcp_serve: Serve) ->
             assert (
                 body["error"]["message"] == "Invalid Request: the message is larger than the limit of 4 MiB"
             )
+
+
+def _rpc_error(body: Any, code: int, msg_id: Any = None) -> str:
+    """The message of a JSON-RPC error object (asserting its shape, code and id)."""
+    assert isinstance(body, dict) and set(body) == {"jsonrpc", "id", "error"}, body
+    assert body["jsonrpc"] == "2.0" and body["id"] == msg_id and body["error"]["code"] == code, body
+    return str(body["error"]["message"])
+
+
+REST_EDGE = (request_id_middleware, error_middleware)  # what the engine's app puts in front of /mcp
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 1024 levels"),
+        (b'{"jsonrpc":"2.0","id":' + b"1" * 5000 + b',"method":"ping"}', "number is too large"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":NaN}}', "unexpected character"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"\\udc00"}', "surrogate"),
+        (b"{nope", "line 1 column 2"),
+    ],
+)
+async def test_bad_json_is_a_parse_error(mcp_serve: Serve, raw: bytes, reason: str) -> None:
+    """Deep nesting, a 5,000-digit id, NaN, a lone surrogate, not JSON: 400 and -32700 saying why."""
+    url, _ = await mcp_serve(middlewares=REST_EDGE)
+    async with aiohttp.ClientSession() as http:
+        _, _, headers = await _post(http, url, _init())
+        status, body, _ = await _post(http, url, raw, **{"Mcp-Session-Id": headers["Mcp-Session-Id"]})
+    assert status == 400
+    assert reason in _rpc_error(body, -32700)
+
+
+async def test_errors_are_json_rpc_behind_the_rest_error_middleware(mcp_serve: Serve) -> None:
+    """Behind the engine's REST error middleware every /mcp error is still a JSON-RPC error object
+    carrying the server's own message (origin, API key, session, Accept, invalid request)."""
+    url, _ = await mcp_serve(middlewares=REST_EDGE, require_api_key=True, allowed_origins=[])
+    ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+    async with aiohttp.ClientSession() as http:
+        status, body, headers = await _post(http, url, _init(), Origin="https://evil.example")
+        assert status == 403 and "Origin is not allowed" in _rpc_error(body, -32000)
+        assert body["error"]["data"] == {"error": "origin_not_allowed"}
+        status, body, headers = await _post(http, url, _init())
+        assert status == 401 and "missing API key" in _rpc_error(body, -32000)
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+    url, _ = await mcp_serve(middlewares=REST_EDGE)
+    async with aiohttp.ClientSession() as http:
+        status, body, _ = await _post(http, url, ping)
+        assert status == 400 and "Mcp-Session-Id header is required" in _rpc_error(body, -32600)
+        status, body, _ = await _post(http, url, ping, **{"Mcp-Session-Id": "gone"})
+        assert status == 404 and "Session not found" in _rpc_error(body, -32600)
+        status, body, _ = await _post(http, url, {"jsonrpc": "1.0", "id": 9, "method": "ping"})
+        assert status == 400 and "JSON-RPC 2.0" in _rpc_error(body, -32600, 9)
+        async with http.get(url, headers={"Mcp-Session-Id": "x"}) as resp:
+            assert resp.status == 406
+            assert "Accept: text/event-stream" in _rpc_error(await resp.json(), -32000)
+        async with http.delete(url, headers={"Mcp-Session-Id": "gone"}) as resp:
+            assert resp.status == 404 and "Session not found" in _rpc_error(await resp.json(), -32600)
+
+
+async def test_handler_failures_are_json_rpc(mcp_serve: Serve) -> None:
+    """An engine error in tools/list answers with its own message; an unexpected one -32603, no trace."""
+    url, backend = await mcp_serve(middlewares=REST_EDGE)
+    async with aiohttp.ClientSession() as http:
+        _, _, headers = await _post(http, url, _init())
+        sid = {"Mcp-Session-Id": headers["Mcp-Session-Id"]}
+        listing = {"jsonrpc": "2.0", "id": "l1", "method": "tools/list"}
+        backend.list_fails = Unavailable("the tool registry is not ready; try again")
+        status, body, _ = await _post(http, url, listing, **sid)
+        assert status == 200 and _rpc_error(body, -32603, "l1") == "the tool registry is not ready; try again"
+        assert body["error"]["data"] == {"error": "unavailable", "status": 503}
+        backend.list_fails = RuntimeError("secret internals")
+        status, body, _ = await _post(http, url, listing, **sid)
+        assert status == 500 and "Internal error" in _rpc_error(body, -32603)
+        assert "secret internals" not in json.dumps(body)
+
+
+async def test_user_id_longer_than_256_is_400(mcp_serve: Serve) -> None:
+    """Keyturn-User-Id (or Arcade-User-ID) over 256 characters is 400, not cut to another user."""
+    url, backend = await mcp_serve(middlewares=REST_EDGE)
+    backend.complete()
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}}
+    async with aiohttp.ClientSession() as http:
+        _, _, headers = await _post(http, url, _init())
+        sid = headers["Mcp-Session-Id"]
+        for header in ("Keyturn-User-Id", "Arcade-User-ID"):
+            status, body, _ = await _post(http, url, call, **{"Mcp-Session-Id": sid, header: "u" * 257})
+            assert status == 400 and f"{header} is longer than 256" in _rpc_error(body, -32600, 3)
+            status, body, _ = await _post(http, url, _init(), **{header: "u" * 257})
+            assert status == 400
+        status, body, _ = await _post(
+            http, url, call, **{"Mcp-Session-Id": sid, "Keyturn-User-Id": "u" * 256}
+        )
+        assert status == 200 and body["result"]["content"][0]["text"] == "you are " + "u" * 256

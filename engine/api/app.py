@@ -1,11 +1,17 @@
-"""The aiohttp application: the composition root's contexts (:mod:`engine.wiring.services`), routes."""
+"""The aiohttp application: the composition root's contexts (:mod:`engine.wiring.services`), routes.
+
+The API's routes are declared tables (:mod:`engine.api.spec`), kept in ``API_TABLES`` for
+``/v1/openapi.json``.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from engine.api import health
+from engine.api import health, openapi
 from engine.api.middleware import error_middleware, request_id_middleware, security_headers_middleware
+from engine.api.openapi import API_TABLES
+from engine.api.spec import Routes
 from engine.wiring.options import WiringOptions, prepare
 from engine.wiring.services import http_session_ctx, install
 from engine.wiring.settings import Settings
@@ -25,12 +31,14 @@ def create_app(
     )
     prepare(app, settings, options or WiringOptions())
     app.router.add_routes(health.routes)
+    tables = app[API_TABLES] = [health.v1_routes, openapi.routes]
     if settings.config.metrics.enabled:
         from engine.api.metrics import setup_metrics
 
         setup_metrics(app)  # /metrics (or its own listener) and the timing middleware, outermost
     if not services:
         app.cleanup_ctx.append(http_session_ctx)
+        _add_tables(app, tables)
         return app
     from engine.api import auth_routes, oauth_routes, tool_routes
     from engine.api.services import api_key_guard, audit_guard
@@ -40,10 +48,14 @@ def create_app(
     app.middlewares.append(audit_guard(app))
     install(app)
     mount_mcp(app)  # /mcp (answers 404 while mcp.enabled is false) and its context, last
-    app.router.add_routes(auth_routes.routes)
-    app.router.add_routes(oauth_routes.routes)
-    app.router.add_routes(tool_routes.routes)
+    tables += [auth_routes.routes, oauth_routes.routes, tool_routes.routes]
+    _add_tables(app, tables)
     from engine.api import login_routes
 
     login_routes.setup(app)  # /login, /logout, /login/verify, /connections
     return app
+
+
+def _add_tables(app: web.Application, tables: list[Routes]) -> None:
+    for table in tables:
+        table.add_to(app)

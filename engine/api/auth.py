@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from engine.api.jsonio import error_response
-from engine.errors import RateLimited, Unauthorized
+from engine.api.spec import unscoped
+from engine.errors import KeyturnError, RateLimited, Unauthorized
 from engine.identity import IDENTITY
 from engine.ratelimit import SlidingWindowLimiter
 
@@ -34,12 +35,22 @@ class ApiKeyVerifier(Protocol):
 
 # paths under /v1 a browser opens (no API key): the flow link and the provider's redirect back
 PUBLIC_PREFIXES = ("/v1/oauth/start/", "/v1/oauth/callback")
-PUBLIC_EXACT = frozenset({"/v1/health"})
+PUBLIC_EXACT = frozenset({"/v1/health", "/v1/openapi.json"})
 
 Denied = Callable[[web.Request, str], Awaitable[None]]  # (request, reason word) -> audit
+# (request, error, extra headers) -> the answer; JSON {code, error, msg} unless a path speaks another shape
+Answer = Callable[[web.Request, KeyturnError, dict[str, str] | None], web.StreamResponse]
+
+
+def rest_answer(
+    request: web.Request, exc: KeyturnError, headers: dict[str, str] | None
+) -> web.StreamResponse:
+    return error_response(exc, headers=headers)
 
 
 def needs_api_key(path: str) -> bool:
+    """True for every API route; an org-scoped path (``/v1/orgs/{o}/projects/{p}/X``) as ``/v1/X``."""
+    path = unscoped(path)
     if path.startswith("/api/v1/"):
         return True
     if not path.startswith("/v1/") or path in PUBLIC_EXACT:
@@ -76,6 +87,7 @@ def api_key_middleware(
     on_denied: Denied | None = None,
     *,
     needs_key: Callable[[str], bool] = needs_api_key,
+    answer: Answer = rest_answer,
 ) -> Any:
     """Check the API key on every path for which ``needs_key(path)`` is true (default ``needs_api_key``)."""
 
@@ -94,7 +106,7 @@ def api_key_middleware(
             if on_denied is not None:
                 await on_denied(request, "rate_limited")
             limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
-            return error_response(limited)
+            return answer(request, limited, None)
         if identity is None:
             with contextlib.suppress(RateLimited):
                 failures.hit(ip, what="failed API key attempts")
@@ -105,7 +117,7 @@ def api_key_middleware(
                 if presented is None
                 else "invalid API key"
             )
-            return error_response(Unauthorized(msg), headers={"WWW-Authenticate": 'Bearer realm="keyturn"'})
+            return answer(request, Unauthorized(msg), {"WWW-Authenticate": 'Bearer realm="keyturn"'})
         request[IDENTITY] = identity
         return await handler(request)
 

@@ -1,4 +1,7 @@
-"""``/v1/auth/*`` (Arcade's auth API) and ``/v1/admin/user_connections``: JSON in, JSON out."""
+"""``/v1/auth/*`` (Arcade's auth API) and ``/v1/admin/user_connections``: JSON in, JSON out.
+
+Inputs are declared (``engine.api.spec``) and checked before a handler runs.
+"""
 
 from __future__ import annotations
 
@@ -6,86 +9,82 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
+from engine.api.jsonio import json_response
+from engine.api.schemas import SCHEMAS, ident
 from engine.api.shapes import authorization_response
-from engine.errors import BadRequest, NotFound
+from engine.api.spec import Answer, Input, Param, Routes
+from engine.errors import NotFound
 from engine.flows.revoke import NOT_REVOKED_AT_PROVIDER
 from engine.providers.resolve import requirement_scopes
 from engine.wiring.services import FLOWS, REVOKER, STORE
 from engine.wiring.settings import SETTINGS
 
-routes = web.RouteTableDef()
+routes = Routes(SCHEMAS)
 MAX_WAIT = 59.0
 
-
-def _user_id(data: dict[str, Any], key: str = "user_id") -> str:
-    user_id = require_str(data, key)
-    if len(user_id) > 256:
-        raise BadRequest(f"body.{key} is longer than 256 characters")
-    return user_id
+AUTHORIZATION = {
+    200: Answer("The authorization: completed at once, or pending with its url", "AuthorizationResponse")
+}
 
 
-@routes.post("/v1/auth/authorize")
-async def authorize(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    requirement = data.get("auth_requirement")
-    if not isinstance(requirement, dict):
-        raise BadRequest("body.auth_requirement is required: {provider_id or id, oauth2: {scopes}}")
-    provider_type = requirement.get("provider_type")
-    if provider_type not in (None, "", "oauth2"):
-        raise BadRequest(f"auth_requirement.provider_type {provider_type!r} is not supported (only oauth2)")
+@routes.route(
+    "POST",
+    "/v1/auth/authorize",
+    summary="Start (or find) a user's authorization with a provider",
+    body="AuthorizeRequest",
+    answers=AUTHORIZATION,
+    tag="auth",
+)
+async def authorize(request: web.Request, inp: Input) -> web.Response:
+    data = inp.body
+    requirement = data["auth_requirement"]
     settings = request.app[SETTINGS].current
     answer = await request.app[FLOWS].authorize(
-        user_id=_user_id(data),
+        user_id=data["user_id"],
         requirement=requirement,
         scopes=requirement_scopes(requirement),
-        next_uri=optional_str(data, "next_uri"),
+        next_uri=data.get("next_uri"),
         client_ip=settings.client_address.of(request),
     )
     return json_response(authorization_response(answer))
 
 
-@routes.get("/v1/auth/status")
-async def status(request: web.Request) -> web.Response:
-    auth_id = request.query.get("id", "").strip()
-    if not auth_id:
-        raise BadRequest("query parameter id is required")
-    raw_wait = request.query.get("wait", "0") or "0"
-    try:
-        wait = float(raw_wait)
-    except ValueError:
-        raise BadRequest(f"query parameter wait must be a number of seconds, got {raw_wait[:20]!r}") from None
-    if wait < 0:
-        raise BadRequest("query parameter wait must not be negative")
-    answer = await request.app[FLOWS].status(auth_id, min(wait, MAX_WAIT))
+@routes.route(
+    "GET",
+    "/v1/auth/status",
+    summary="An authorization's status, optionally waiting until it is finished",
+    query=(
+        Param("id", ident("The authorization id (fl_... or gr_...)."), required=True),
+        Param(
+            "wait",
+            {"type": "number", "minimum": 0, "x-error": "must be a finite, non-negative number of seconds"},
+            description=f"Seconds to wait for completion (at most {MAX_WAIT:.0f} are waited).",
+        ),
+    ),
+    answers=AUTHORIZATION,
+    tag="auth",
+)
+async def status(request: web.Request, inp: Input) -> web.Response:
+    wait = min(float(inp.query.get("wait", 0)), MAX_WAIT)
+    answer = await request.app[FLOWS].status(inp.query["id"], wait)
     return json_response(authorization_response(answer))
 
 
-async def _confirm_user(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    flow = await request.app[FLOWS].confirm_user(require_str(data, "flow_id"), _user_id(data))
+async def _confirm_user(request: web.Request, inp: Input) -> web.Response:
+    data = inp.body
+    flow = await request.app[FLOWS].confirm_user(data["flow_id"], data["user_id"])
     return json_response({"auth_id": flow.id, "next_uri": flow.next_uri})
 
 
-routes.post("/v1/auth/confirm_user")(_confirm_user)
-routes.post("/api/v1/oauth/confirm_user")(_confirm_user)
-
-
-def _query(request: web.Request, *names: str) -> str | None:
-    for name in names:
-        value = request.query.get(name)
-        if value:
-            return value
-    return None
-
-
-def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise BadRequest(f"query parameter {name} must be a non-negative whole number")
-    return min(int(raw), maximum)
+for _path in ("/v1/auth/confirm_user", "/api/v1/oauth/confirm_user"):  # the second is seed 002's path
+    routes.route(
+        "POST",
+        _path,
+        summary="Confirm the user a verifying flow was started for (security.user_verifier: custom)",
+        body="ConfirmUserRequest",
+        answers={200: Answer("The flow is completed", "ConfirmUserResponse")},
+        tag="auth",
+    )(_confirm_user)
 
 
 def connection(grant: Any, providers: dict[str, Any]) -> dict[str, Any]:
@@ -103,12 +102,36 @@ def connection(grant: Any, providers: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@routes.get("/v1/admin/user_connections")
-async def list_connections(request: web.Request) -> web.Response:
-    user_id = _query(request, "user_id", "user[id]", "user.id")
-    provider_id = _query(request, "provider_id", "provider[id]", "provider.id")
-    limit = _int(request, "limit", 100, 1000)
-    offset = _int(request, "offset", 0, 10**9)
+def _filter(name: str, what: str) -> Param:
+    return Param(name, {"type": "string", "maxLength": 256}, description=f"Only this {what}.")
+
+
+LIMIT = {"type": "integer", "minimum": 0}
+
+
+@routes.route(
+    "GET",
+    "/v1/admin/user_connections",
+    summary="Users' connections (grants)",
+    query=(
+        _filter("user_id", "user"),
+        _filter("user[id]", "user (arcadepy's spelling)"),
+        _filter("user.id", "user"),
+        _filter("provider_id", "provider"),
+        _filter("provider[id]", "provider (arcadepy's spelling)"),
+        _filter("provider.id", "provider"),
+        Param("limit", LIMIT, description="Page size (default 100, at most 1000)."),
+        Param("offset", LIMIT, description="Page offset."),
+    ),
+    answers={200: Answer("One page of connections", "UserConnectionPage")},
+    tag="admin",
+)
+async def list_connections(request: web.Request, inp: Input) -> web.Response:
+    q = inp.query
+    user_id = q.get("user_id") or q.get("user[id]") or q.get("user.id")
+    provider_id = q.get("provider_id") or q.get("provider[id]") or q.get("provider.id")
+    limit = min(q.get("limit", 100), 1000)
+    offset = q.get("offset", 0)
     grants = await request.app[STORE].grants.list(user_id=user_id, provider_id=provider_id)
     providers = dict(request.app[SETTINGS].current.providers)
     items = [connection(g, providers) for g in grants[offset : offset + limit]]
@@ -117,9 +140,19 @@ async def list_connections(request: web.Request) -> web.Response:
     )
 
 
-@routes.delete("/v1/admin/user_connections/{id}")
-async def delete_connection(request: web.Request) -> web.Response:
-    grant_id = request.match_info["id"]
+@routes.route(
+    "DELETE",
+    "/v1/admin/user_connections/{id}",
+    summary="Revoke a connection at its provider (RFC 7009) and delete it",
+    path_params=(Param("id", ident("The connection id.")),),
+    answers={
+        204: Answer("Revoked at the provider and deleted", media_type=""),
+        200: Answer("Deleted, but not revoked at the provider (the message says why)", "RevocationResult"),
+    },
+    tag="admin",
+)
+async def delete_connection(request: web.Request, inp: Input) -> web.Response:
+    grant_id = inp.path["id"]
     result = await request.app[REVOKER].revoke(grant_id)
     if result is None:
         raise NotFound(f"no user connection {grant_id!r}")

@@ -9,10 +9,13 @@ from aiohttp import web
 
 from engine import __version__
 from engine.api.jsonio import json_response
+from engine.api.schemas import SCHEMAS
+from engine.api.spec import Answer, Input, Routes
 from engine.wiring.settings import READY_CHECKS
 
 log = structlog.get_logger("keyturn.health")
 routes = web.RouteTableDef()
+v1_routes = Routes(SCHEMAS)
 
 
 @routes.get("/ping")
@@ -40,8 +43,15 @@ async def ready(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "version": __version__})
 
 
-@routes.get("/v1/health")
-async def health(request: web.Request) -> web.Response:
+@v1_routes.route(
+    "GET",
+    "/v1/health",
+    summary="Arcade's health check",
+    answers={200: Answer("Healthy", "Health"), 503: Answer("Not ready", "Health")},
+    public=True,
+    tag="meta",
+)
+async def health(request: web.Request, inp: Input) -> web.Response:
     """Arcade's HealthSchema: ``{"healthy": bool}``."""
     failures = await _run_checks(request)
     return json_response({"healthy": not failures}, status=503 if failures else 200)

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.errors import BadRequest, KeyturnError, PayloadTooLarge
+from engine.jsontext import JsonTextError, parse
 
 JSON_HEADERS = {"Cache-Control": "no-store"}
 
@@ -43,13 +44,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("request body is empty: expected a JSON object")
     try:
-        data = json.loads(raw)
-    except UnicodeDecodeError:
-        raise BadRequest("request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(
-            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        data = parse(raw)
+    except JsonTextError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.reason}") from None
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
     return data

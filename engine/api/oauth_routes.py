@@ -5,11 +5,25 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.api.pages import PageKind, render_page
+from engine.api.schemas import SCHEMAS, ident
+from engine.api.spec import Answer, Input, Param, Routes
 from engine.flows.results import CallbackResult
 from engine.wiring.services import FLOWS
 from engine.wiring.settings import SETTINGS
 
-routes = web.RouteTableDef()
+routes = Routes(SCHEMAS)
+PAGE = Answer("A page for the user", media_type="text/html")
+REDIRECT = Answer("To the provider, the verifier or next_uri", media_type="", headers=("Location",))
+CALLBACK_QUERY = tuple(
+    Param(name, {"type": "string"}, description=description)
+    for name, description in (
+        ("state", "The state the flow was started with."),
+        ("code", "The authorization code."),
+        ("iss", "The issuer (RFC 9207)."),
+        ("error", "The provider's error word."),
+        ("error_description", "The provider's error text."),
+    )
+)
 
 _KINDS: dict[str, PageKind] = {
     "completed": "success",
@@ -47,22 +61,48 @@ async def _answer(request: web.Request, result: CallbackResult) -> web.StreamRes
     )
 
 
-@routes.get("/v1/oauth/start/{flow_id}")
-async def start(request: web.Request) -> web.StreamResponse:
-    return await _answer(request, await request.app[FLOWS].start(request.match_info["flow_id"]))
+@routes.route(
+    "GET",
+    "/v1/oauth/start/{flow_id}",
+    summary="The link handed out: redirects the browser to the provider",
+    path_params=(Param("flow_id", {"type": "string"}),),
+    answers={200: PAGE, 302: REDIRECT},
+    public=True,
+    tag="browser",
+    scoped=False,
+)
+async def start(request: web.Request, inp: Input) -> web.StreamResponse:
+    return await _answer(request, await request.app[FLOWS].start(inp.path["flow_id"]))
 
 
-async def callback(request: web.Request) -> web.StreamResponse:
+async def callback(request: web.Request, inp: Input) -> web.StreamResponse:
     return await _answer(request, await request.app[FLOWS].callback(dict(request.query)))
 
 
-routes.get("/v1/oauth/callback")(callback)
-routes.get("/api/oauth/callback")(callback)  # seed 003's redirect URL (security.oauth.redirect_urls)
+for _path in ("/v1/oauth/callback", "/api/oauth/callback"):  # the second: seed 003's redirect URL
+    routes.route(
+        "GET",
+        _path,
+        summary="The provider's redirect back",
+        query=CALLBACK_QUERY,
+        answers={200: PAGE, 302: REDIRECT, 303: REDIRECT},
+        public=True,
+        tag="browser",
+        scoped=False,
+    )(callback)
 
 
-@routes.get("/v1/oauth/{provider}/callback")
-async def provider_callback(request: web.Request) -> web.StreamResponse:
-    result = await request.app[FLOWS].callback(
-        dict(request.query), provider_hint=request.match_info["provider"]
-    )
+@routes.route(
+    "GET",
+    "/v1/oauth/{provider}/callback",
+    summary="The provider's redirect back, on a path of its own",
+    path_params=(Param("provider", ident("The provider entry's id.")),),
+    query=CALLBACK_QUERY,
+    answers={200: PAGE, 302: REDIRECT, 303: REDIRECT},
+    public=True,
+    tag="browser",
+    scoped=False,
+)
+async def provider_callback(request: web.Request, inp: Input) -> web.StreamResponse:
+    result = await request.app[FLOWS].callback(dict(request.query), provider_hint=inp.path["provider"])
     return await _answer(request, result)

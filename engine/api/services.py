@@ -13,7 +13,10 @@ import structlog
 from aiohttp import web
 
 from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
+from engine.api.jsonio import error_response
+from engine.errors import KeyturnError
 from engine.events import AccessEvent, AccessName
+from engine.mcp.httperrors import error_answer
 from engine.ratelimit import SlidingWindowLimiter
 from engine.wiring.services import AUDITOR, STORE
 from engine.wiring.settings import EVENTS, SETTINGS, ReloadReport, Settings
@@ -51,12 +54,18 @@ def api_key_guard(app: web.Application) -> Any:
     def needs_key(path: str) -> bool:
         return needs_api_key_or_mcp(path, mcp_auth=app[SETTINGS].current.config.mcp.auth)
 
+    def answer(request: web.Request, exc: KeyturnError, headers: dict[str, str] | None) -> web.StreamResponse:
+        if request.path == "/mcp" or request.path.startswith("/mcp/"):  # MCP clients read JSON-RPC errors
+            return error_answer(exc, headers)
+        return error_response(exc, headers=headers)
+
     return api_key_middleware(
         lambda _r: verifier,
         limiter,
         lambda r: app[SETTINGS].current.client_address.of(r),
         denied,
         needs_key=needs_key,
+        answer=answer,
     )
 
 

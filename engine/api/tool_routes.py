@@ -1,4 +1,4 @@
-"""``/v1/tools*`` and ``/v1/formatted_tools*`` (Arcade's tools API)."""
+"""``/v1/tools*`` and ``/v1/formatted_tools*`` (Arcade's tools API), declared in ``engine.api.spec``."""
 
 from __future__ import annotations
 
@@ -6,28 +6,37 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
+from engine.api.jsonio import json_response
+from engine.api.schemas import SCHEMAS, ident
 from engine.api.shapes import authorization_response, execution_response
-from engine.errors import BadRequest
+from engine.api.spec import Answer, Input, Param, Routes
 from engine.tools.formats import FORMATS, to_arcade
 from engine.wiring.services import TOOLS
 from engine.wiring.settings import SETTINGS
 
-routes = web.RouteTableDef()
+routes = Routes(SCHEMAS)
+
+PAGE = (
+    Param("limit", {"type": "integer", "minimum": 0}, description="Page size (default 25, at most 1000)."),
+    Param("offset", {"type": "integer", "minimum": 0}, description="Page offset."),
+)
+TOOLKIT = Param("toolkit", {"type": "string", "maxLength": 256}, description="Only this toolkit's tools.")
+INCLUDE = Param(
+    "include_format",
+    {"type": "array", "items": {"type": "string", "maxLength": 64}, "maxItems": 10},
+    description="Add formatted_schema in this format (openai or anthropic; others are ignored).",
+)
+FORMAT = Param(
+    "format",
+    {"type": "string", "enum": list(FORMATS), "default": "openai"},
+    description="The format to write tools in.",
+)
+NAME = (Param("name", ident("Toolkit.Tool (or Toolkit_Tool).")),)
 
 
-def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
-    raw = request.query.get(name, "")
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise BadRequest(f"query parameter {name} must be a non-negative whole number")
-    return min(int(raw), maximum)
-
-
-def _page(items: list[Any], request: web.Request) -> dict[str, Any]:
-    limit = _int(request, "limit", 25, 1000)
-    offset = _int(request, "offset", 0, 10**9)
+def _page(items: list[Any], query: dict[str, Any]) -> dict[str, Any]:
+    limit = min(query.get("limit", 25), 1000)
+    offset = query.get("offset", 0)
     return {
         "items": items[offset : offset + limit],
         "total_count": len(items),
@@ -41,12 +50,24 @@ def _secrets(request: web.Request) -> set[str]:
     return set(request.app[SETTINGS].current.config.tools.secrets)
 
 
-@routes.get("/v1/tools")
-async def list_tools(request: web.Request) -> web.Response:
-    include = request.query.getall("include_format", [])
-    tools = await request.app[TOOLS].registry.all(request.query.get("toolkit"))
+@routes.route(
+    "GET",
+    "/v1/tools",
+    summary="The tools of every worker (with a user's authorization status when user_id is given)",
+    query=(
+        TOOLKIT,
+        INCLUDE,
+        Param("user_id", ident("Fill each tool's authorization status for this user.")),
+        *PAGE,
+    ),
+    answers={200: Answer("One page of tools", "ToolPage")},
+    tag="tools",
+)
+async def list_tools(request: web.Request, inp: Input) -> web.Response:
+    include = inp.query.get("include_format", [])
+    tools = await request.app[TOOLS].registry.all(inp.query.get("toolkit"))
     present = _secrets(request)
-    user_id = request.query.get("user_id")
+    user_id = inp.query.get("user_id")
     statuses = await request.app[TOOLS].auth_statuses(tools, user_id) if user_id else {}
     items = [
         to_arcade(
@@ -54,57 +75,78 @@ async def list_tools(request: web.Request) -> web.Response:
         )
         for t in tools
     ]
-    return json_response(_page(items, request))
+    return json_response(_page(items, inp.query))
 
 
-@routes.get("/v1/tools/{name}")
-async def get_tool(request: web.Request) -> web.Response:
-    tool = await request.app[TOOLS].registry.get(request.match_info["name"])
-    include = request.query.getall("include_format", [])
+@routes.route(
+    "GET",
+    "/v1/tools/{name}",
+    summary="One tool's definition",
+    path_params=NAME,
+    query=(INCLUDE,),
+    answers={200: Answer("The tool", "ToolDefinition")},
+    tag="tools",
+)
+async def get_tool(request: web.Request, inp: Input) -> web.Response:
+    tool = await request.app[TOOLS].registry.get(inp.path["name"])
+    include = inp.query.get("include_format", [])
     return json_response(
         to_arcade(tool.definition, secrets_present=_secrets(request), include_format=include)
     )
 
 
-def _format(request: web.Request) -> Any:
-    fmt = request.query.get("format", "openai")
-    if fmt not in FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(FORMATS)}, got {fmt[:20]!r}")
-    return FORMATS[fmt]
+@routes.route(
+    "GET",
+    "/v1/formatted_tools",
+    summary="Every tool written as a model provider's function schema",
+    query=(FORMAT, TOOLKIT, *PAGE),
+    answers={200: Answer("One page of formatted tools", "FormattedToolPage")},
+    tag="tools",
+)
+async def list_formatted(request: web.Request, inp: Input) -> web.Response:
+    fmt = FORMATS[inp.query["format"]]
+    tools = await request.app[TOOLS].registry.all(inp.query.get("toolkit"))
+    return json_response(_page([fmt(t.definition) for t in tools], inp.query))
 
 
-@routes.get("/v1/formatted_tools")
-async def list_formatted(request: web.Request) -> web.Response:
-    fmt = _format(request)
-    tools = await request.app[TOOLS].registry.all(request.query.get("toolkit"))
-    return json_response(_page([fmt(t.definition) for t in tools], request))
-
-
-@routes.get("/v1/formatted_tools/{name}")
-async def get_formatted(request: web.Request) -> web.Response:
-    fmt = _format(request)
-    tool = await request.app[TOOLS].registry.get(request.match_info["name"])
+@routes.route(
+    "GET",
+    "/v1/formatted_tools/{name}",
+    summary="One tool written as a model provider's function schema",
+    path_params=NAME,
+    query=(FORMAT,),
+    answers={200: Answer("The formatted tool", "FormattedTool")},
+    tag="tools",
+)
+async def get_formatted(request: web.Request, inp: Input) -> web.Response:
+    fmt = FORMATS[inp.query["format"]]
+    tool = await request.app[TOOLS].registry.get(inp.path["name"])
     return json_response(fmt(tool.definition))
 
 
-@routes.post("/v1/tools/authorize")
-async def authorize_tool(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    answer = await request.app[TOOLS].authorize(
-        require_str(data, "tool_name"), require_str(data, "user_id"), optional_str(data, "next_uri")
-    )
+@routes.route(
+    "POST",
+    "/v1/tools/authorize",
+    summary="Authorize a user for a tool's requirement",
+    body="ToolAuthorizeRequest",
+    answers={200: Answer("The authorization", "AuthorizationResponse")},
+    tag="tools",
+)
+async def authorize_tool(request: web.Request, inp: Input) -> web.Response:
+    data = inp.body
+    answer = await request.app[TOOLS].authorize(data["tool_name"], data["user_id"], data.get("next_uri"))
     return json_response(authorization_response(answer))
 
 
-@routes.post("/v1/tools/execute")
-async def execute_tool(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    inputs = data.get("input") or {}
-    if not isinstance(inputs, dict):
-        raise BadRequest("body.input must be an object of the tool's parameters")
-    if data.get("run_at"):
-        raise BadRequest("scheduled execution (run_at) is not supported; call without run_at")
-    answer = await request.app[TOOLS].execute(
-        require_str(data, "tool_name"), inputs, optional_str(data, "user_id")
-    )
+@routes.route(
+    "POST",
+    "/v1/tools/execute",
+    summary="Run a tool as a user (success false with output.authorization when not yet authorized)",
+    body="ToolExecuteRequest",
+    answers={200: Answer("The execution", "ExecuteToolResponse")},
+    tag="tools",
+)
+async def execute_tool(request: web.Request, inp: Input) -> web.Response:
+    data = inp.body
+    answer = await request.app[TOOLS].execute(data["tool_name"], data.get("input") or {}, data.get("user_id"))
     return json_response(execution_response(answer))

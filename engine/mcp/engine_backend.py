@@ -18,6 +18,7 @@ from engine.errors import KeyturnError, NotFound
 from engine.flows.results import Authorization
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
 from engine.mcp.bridge import McpBridge
+from engine.mcp.httperrors import answering_errors
 from engine.mcp.protocol import text_result
 from engine.mcp.server import McpServer
 from engine.tools.formats import input_json_schema
@@ -168,6 +169,6 @@ def mount_mcp(app: web.Application, path: str = "/mcp") -> None:
             server.close_all()  # open streams end before the server waits for requests to finish
 
     for method in ("POST", "GET", "DELETE"):
-        app.router.add_route(method, path, handle)
+        app.router.add_route(method, path, answering_errors(handle))  # every error a JSON-RPC error object
     app.on_shutdown.append(end_sessions)
     app.cleanup_ctx.append(mcp_ctx)

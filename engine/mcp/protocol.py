@@ -23,6 +23,7 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+SERVER_ERROR = -32000  # an HTTP-level refusal (origin, API key, Accept, size), as the official SDKs answer
 URL_ELICITATION_REQUIRED = -32042
 
 ELICITATION_COMPLETE = "notifications/elicitation/complete"
@@ -36,6 +37,25 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
+
+
+class Refused(RpcError):
+    """An answer with an HTTP error status and a JSON-RPC error body (``id`` when it is known)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        msg_id: Any = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(code, message, data)
+        self.status = status
+        self.msg_id = msg_id
+        self.headers = headers or {}
 
 
 @dataclasses.dataclass

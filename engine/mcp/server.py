@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import time
 from collections import OrderedDict
@@ -34,14 +33,18 @@ from engine import __version__
 from engine.errors import KeyturnError
 from engine.httpbody import BodyTooLarge, read_body
 from engine.identity import IDENTITY
+from engine.jsontext import JsonTextError, parse
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
+from engine.mcp.httperrors import answering_errors, refused
+from engine.mcp.httperrors import json_answer as _json
 from engine.net import is_loopback_host
 
 log = structlog.get_logger("keyturn.mcp")
 
 USER_HEADERS = ("Keyturn-User-Id", "Arcade-User-ID")
 MAX_BODY = 4 * 1024 * 1024
+MAX_USER_ID = 256
 
 Origins = Iterable[str] | Callable[[], Iterable[str]]
 
@@ -81,7 +84,11 @@ class McpServer:
 
     # ---- mounting --------------------------------------------------------------------------------
     def routes(self, path: str = "/mcp") -> list[web.RouteDef]:
-        return [web.post(path, self.post), web.get(path, self.get), web.delete(path, self.delete)]
+        return [
+            web.post(path, answering_errors(self.post)),
+            web.get(path, answering_errors(self.get)),
+            web.delete(path, answering_errors(self.delete)),
+        ]
 
     def setup(self, app: web.Application, path: str = "/mcp") -> None:
         app.router.add_routes(self.routes(path))
@@ -102,32 +109,33 @@ class McpServer:
         if origin is not None:
             host = urlsplit(origin).hostname
             if origin.rstrip("/").lower() not in allowed and not (local and is_loopback_host(host)):
-                raise _http(web.HTTPForbidden, "origin_not_allowed", "Origin is not allowed for /mcp")
+                raise refused(403, "origin_not_allowed", "Forbidden: Origin is not allowed for /mcp")
         if local:  # a loopback listener answers only loopback names (and allowed origins' hosts)
             host = request.url.host
             allowed_hosts = {urlsplit(o).hostname for o in allowed}
             if not is_loopback_host(host) and host not in allowed_hosts:
-                raise _http(web.HTTPForbidden, "host_not_allowed", "Host is not allowed for /mcp")
+                raise refused(403, "host_not_allowed", "Forbidden: Host is not allowed for /mcp")
         if self.require_api_key and request.get(IDENTITY) is None:
-            raise _http(
-                web.HTTPUnauthorized,
+            raise refused(
+                401,
                 "unauthorized",
-                "missing API key: send Authorization: Bearer <key>",
+                "Unauthorized: missing API key: send Authorization: Bearer <key>",
                 headers={"WWW-Authenticate": 'Bearer realm="keyturn"'},
             )
 
     def _session(self, request: web.Request) -> p.Session:
         sid = request.headers.get("Mcp-Session-Id")
         if not sid:
-            raise _rpc_http(web.HTTPBadRequest, "Bad Request: Mcp-Session-Id header is required")
+            raise p.Refused(400, p.INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
         session = self.sessions.get(sid)
         if session is None:
-            raise _rpc_http(web.HTTPNotFound, "Session not found: unknown or terminated Mcp-Session-Id")
+            raise p.Refused(404, p.INVALID_REQUEST, "Session not found: unknown or terminated Mcp-Session-Id")
         version = request.headers.get("MCP-Protocol-Version")
         if version is not None and version not in p.PROTOCOL_VERSIONS:
             supported = ", ".join(p.PROTOCOL_VERSIONS)
-            raise _rpc_http(
-                web.HTTPBadRequest,
+            raise p.Refused(
+                400,
+                p.INVALID_REQUEST,
                 f"Bad Request: unsupported MCP-Protocol-Version {version[:32]!r} (supported: {supported})",
             )
         session.last_seen = time.monotonic()
@@ -138,8 +146,12 @@ class McpServer:
         """The end user: ``Keyturn-User-Id``, ``Arcade-User-ID``, else ``default_user``."""
         for header in USER_HEADERS:
             value = request.headers.get(header, "").strip()
+            if len(value) > MAX_USER_ID:  # as REST answers body.user_id: no silent cut to another user
+                raise p.Refused(
+                    400, p.INVALID_REQUEST, f"Bad Request: {header} is longer than {MAX_USER_ID} characters"
+                )
             if value:
-                return value[:256]
+                return value
         return self.default_user
 
     # ---- HTTP ------------------------------------------------------------------------------------
@@ -152,15 +164,22 @@ class McpServer:
         except BodyTooLarge as exc:
             return _json(p.error(None, p.INVALID_REQUEST, str(exc)), 413)
         try:
-            message = json.loads(raw)
-        except ValueError:
-            return _json(p.error(None, p.PARSE_ERROR, "Parse error: the body is not valid JSON"), 400)
+            message = parse(raw)
+        except JsonTextError as exc:
+            raise p.Refused(
+                400, p.PARSE_ERROR, f"Parse error: the body is not valid JSON: {exc.reason}"
+            ) from None
         try:
             p.check_message(message)
         except p.RpcError as exc:
             msg_id = message.get("id") if isinstance(message, dict) else None
-            return _json(p.error(msg_id, exc.code, exc.message), 400)
+            raise p.Refused(400, exc.code, exc.message, msg_id=msg_id) from None
         method, msg_id = message.get("method"), message.get("id")
+        try:
+            self.user(request)
+        except p.Refused as exc:
+            exc.msg_id = msg_id
+            raise
         if method == "initialize":
             if "id" not in message:
                 return _json(p.error(None, p.INVALID_REQUEST, "Invalid Request: initialize needs an id"), 400)
@@ -171,8 +190,12 @@ class McpServer:
         try:
             result = await self._dispatch(request, session, method, message.get("params") or {})
             answer: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "result": result}
+        except p.Refused:
+            raise
         except p.RpcError as exc:
             answer = p.error(msg_id, exc.code, exc.message, exc.data)
+        except KeyturnError as exc:  # e.g. the store or a worker list unavailable: the engine's own message
+            answer = p.error(msg_id, p.INTERNAL_ERROR, exc.msg, {"error": exc.error, "status": exc.status})
         return _reply(request, answer)
 
     def _initialize(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
@@ -206,7 +229,7 @@ class McpServer:
     async def get(self, request: web.Request) -> web.StreamResponse:
         self._check_request(request)
         if "text/event-stream" not in request.headers.get("Accept", ""):
-            raise _http(web.HTTPNotAcceptable, "not_acceptable", "GET /mcp needs Accept: text/event-stream")
+            raise refused(406, "not_acceptable", "Not Acceptable: GET /mcp needs Accept: text/event-stream")
         session = self._session(request)
         response = web.StreamResponse(
             headers={
@@ -336,18 +359,3 @@ def _reply(request: web.Request, answer: dict[str, Any]) -> web.Response:
     if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
         return web.Response(body=p.sse_event(answer), content_type="text/event-stream")
     return _json(answer)
-
-
-def _json(data: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(text=p.dumps(data), status=status, content_type="application/json")
-
-
-def _http(
-    kind: type[web.HTTPException], word: str, msg: str, headers: dict[str, str] | None = None
-) -> web.HTTPException:
-    body = p.dumps({"code": kind.status_code, "error": word, "msg": msg})
-    return kind(text=body, content_type="application/json", headers=headers)
-
-
-def _rpc_http(kind: type[web.HTTPException], msg: str) -> web.HTTPException:
-    return kind(text=p.dumps(p.error(None, p.INVALID_REQUEST, msg)), content_type="application/json")
