@@ -1,10 +1,11 @@
 """One typed event stream: what happened in the engine, published once, read by every subscriber.
 
 Components publish an :data:`Event` to the app's :class:`EventBus`; the auditor
-(:mod:`engine.audit.records`), the metrics (:mod:`engine.metrics.events`) and the flow status cache
-subscribe. An event is a frozen dataclass of one kind; its ``name`` is a ``Literal`` of that kind's
-names, so a subscriber matches on the type and on names mypy knows (a misspelt name does not type
-check, and ``assert_never`` makes a subscriber say what it does with every name of a kind).
+(``Auditor.on_event``, :mod:`engine.audit.pipeline`), the metrics (:mod:`engine.metrics.events`) and
+the flow status cache (``FlowService.on_event``) subscribe. An event is a frozen dataclass of one
+kind; its ``name`` is a ``Literal`` of that kind's names, so a subscriber matches on the type and on
+names mypy knows (a misspelt name does not type check, and ``assert_never`` makes a subscriber say
+what it does with every name of a kind).
 
     FlowEvent       flow.started flow.completed flow.failed user.verified user.mismatch
                     reauth.reconnect_sub_changed

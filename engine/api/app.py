@@ -41,7 +41,7 @@ def create_app(
         _add_tables(app, tables)
         return app
     from engine.api import auth_routes, oauth_routes, tool_routes
-    from engine.api.services import api_key_guard, audit_guard
+    from engine.api.guards import api_key_guard, audit_guard
     from engine.mcp.engine_backend import mount_mcp
 
     app.middlewares.append(api_key_guard(app))

@@ -1,4 +1,4 @@
-"""engine.api.services: audit and metrics wired into a running engine, seen from outside after a real flow."""
+"""engine.api.guards: audit and metrics wired into a running engine, seen from outside after a real flow."""
 
 from __future__ import annotations
 
