@@ -82,7 +82,7 @@ class RateLimitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AuthenticationConfig:
-    """Seed 003's ``security.authentication`` block (see ``engine.config.security``)."""
+    """Seed 003's ``security.authentication`` block (read by ``engine.config.compat.apply_security``)."""
 
     isolation_mode: str | None = None  # only "strict": tokens never reach the model
     token_exposure: Literal["never", "api"] | None = None  # security.token_exposure
