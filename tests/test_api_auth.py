@@ -108,3 +108,15 @@ async def test_repeated_failures_limit_only_bad_keys(aiohttp_client: Any) -> Non
     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
     assert (await client.get("/v1/thing")).status == 429
     assert denied[-2:] == ["rate_limited", "rate_limited"]
+
+
+def test_declared_public_routes_are_the_ones_without_a_key() -> None:
+    """Every declared /v1 route needs the key exactly when spec.py does not mark it public."""
+    from engine.api import auth_routes, health, oauth_routes, openapi, tool_routes
+
+    tables = (auth_routes.routes, health.v1_routes, oauth_routes.routes, openapi.routes, tool_routes.routes)
+    declared = [route for table in tables for route in table.routes if route.path.startswith("/v1/")]
+    assert declared
+    for route in declared:
+        path = route.path.replace("{", "x").replace("}", "")  # a concrete path for each template
+        assert needs_api_key(path) is not route.public, f"{route.method} {route.path}"
