@@ -1,4 +1,4 @@
-"""JSON text from outside (request bodies, MCP messages), parsed strictly: RFC 8259 only, bounded.
+"""JSON text from outside, parsed safely: requests strictly (RFC 8259, bounded), peer answers leniently.
 
 orjson refuses what the standard library lets through and later trips over: nesting deeper than 1,024
 levels (``json`` raises RecursionError), numbers beyond a double (``json`` builds a 5,000-digit int that
@@ -8,6 +8,7 @@ a :class:`JsonTextError` whose message names the problem and where, never the te
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -29,6 +30,21 @@ def parse(raw: bytes | str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise JsonTextError(_reason(exc)) from None
+
+
+def parse_peer(raw: bytes | str) -> Any:
+    """A peer's answer (provider, worker, upstream MCP server), parsed as leniently as ``json`` does.
+
+    Peers written in Python send ``NaN`` for a float that is not a number; refusing the whole answer would
+    lose what else it carries (a rotated refresh token). Only what ``json`` cannot survive is refused:
+    nesting deep enough to exhaust the stack, and integers past Python's digit limit.
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise JsonTextError("nested too deeply") from None
+    except ValueError as exc:
+        raise JsonTextError(str(exc).split(":")[0]) from None
 
 
 def _reason(exc: orjson.JSONDecodeError) -> str:

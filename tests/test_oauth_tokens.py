@@ -178,3 +178,17 @@ def test_helpers() -> None:
     assert split_scopes(["a", "b"], " ") == ("a", "b")
     assert split_scopes("a b", ",") == ("a", "b")
     assert split_scopes(None, " ") is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"access_token": "a", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"access_token": "a", "n": 1' + b"0" * 5000 + b"}",
+    ],
+    ids=["nested", "long-number"],
+)
+def test_hostile_json_answer_is_a_provider_error(raw: bytes) -> None:
+    """A token answer nested 100,000 deep or with a 5,000-digit number is a ProviderError, not a crash."""
+    with pytest.raises(ProviderError):
+        parse(raw)

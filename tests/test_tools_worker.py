@@ -107,6 +107,24 @@ async def test_non_json_and_http_errors(aiohttp_server: Any, tools_session: aioh
     assert info.value.retryable and "HTTP 500" in info.value.msg
 
 
+async def test_hostile_json_answer_is_a_provider_error(
+    aiohttp_server: Any, tools_session: aiohttp.ClientSession
+) -> None:
+    """A worker answering JSON nested 100,000 deep is a ProviderError naming the worker, not a crash."""
+    from aiohttp import web
+
+    async def deep(_: web.Request) -> web.Response:
+        return web.Response(body=b"[" * 100_000 + b"]" * 100_000, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/worker/tools", deep)
+    server = await aiohttp_server(app, host="127.0.0.1", port=0)
+    client = WorkerClient(tools_session, "deep", str(server.make_url("")), "s", 5)
+    with pytest.raises(ProviderError) as info:
+        await client.list_tools()
+    assert "deep" in info.value.msg and "did not answer JSON" in info.value.msg
+
+
 async def test_large_tool_result_is_read_whole(
     echo_worker: Any, tools_session: aiohttp.ClientSession
 ) -> None:

@@ -9,7 +9,6 @@ The token only ever goes to the configured upstream URL, never back to the MCP c
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 
+from engine import jsontext
 from engine.config.model import Config, McpServerConfig
 from engine.errors import KeyturnError, ProviderError, Unavailable
 from engine.flows.service import FlowService
@@ -143,12 +143,12 @@ def _find_answer(raw: bytes, content_type: str, msg_id: str | None) -> dict[str,
         for line in text.splitlines():
             if line.startswith("data:"):
                 try:
-                    candidates.append(json.loads(line[5:].strip()))
+                    candidates.append(jsontext.parse_peer(line[5:].strip()))
                 except ValueError:
                     continue
     elif text.strip():
         try:
-            candidates.append(json.loads(text))
+            candidates.append(jsontext.parse_peer(text))
         except ValueError:
             return None
     for item in candidates:

@@ -7,7 +7,6 @@ algorithm allowlist; the claims (iss, aud, azp, exp, iat, nonce) are checked her
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -16,6 +15,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from engine import jsontext
 from engine.errors import ProviderError
 from engine.oauth.callback import nonce_matches
 
@@ -62,7 +62,7 @@ def _header(token: str) -> dict[str, Any]:
 
     try:
         head = token.split(".")[0]
-        data = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+        data = jsontext.parse_peer(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     except (ValueError, IndexError):
         raise ProviderError("id_token is not a JWT", kind="invalid_id_token") from None
     if not isinstance(data, dict):

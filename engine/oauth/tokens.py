@@ -9,13 +9,13 @@ milliseconds. Errors never quote the answer's body, only its ``error`` word and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from engine import jsontext
 from engine.errors import ProviderError
 from engine.providers.schema import OAuth2Spec, RequestSpec
 
@@ -91,7 +91,7 @@ def decode_body(content_type: str, body: bytes) -> dict[str, Any]:
     """JSON or form-encoded answer as a dict (raises ValueError when it is neither)."""
     text = body.decode("utf-8", errors="replace").strip()
     if "json" in content_type or text.startswith("{"):
-        data = json.loads(text)
+        data = jsontext.parse_peer(text)
         if not isinstance(data, dict):
             raise ValueError("a JSON object was expected")
         return data

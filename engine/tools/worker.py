@@ -7,7 +7,6 @@ Every call carries ``Authorization: Bearer <JWT>``: HS256 with the worker's secr
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import warnings
 from typing import Any
@@ -16,6 +15,7 @@ import aiohttp
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
+from engine import jsontext
 from engine.errors import ProviderError, Unavailable
 from engine.httpbody import BodyTooLarge, read_body
 
@@ -88,7 +88,7 @@ class WorkerClient:
                         retryable=resp.status >= 500,
                     )
                 try:
-                    return json.loads(raw) if raw else None
+                    return jsontext.parse_peer(raw) if raw else None
                 except ValueError:
                     raise ProviderError(
                         f"worker {self.worker_id}: {path} did not answer JSON", kind="worker_error"
