@@ -157,6 +157,9 @@ async def test_audit_required_refuses_actions_when_the_file_cannot_be_written(
     async with engine.store.engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT count(*) FROM flows"))).scalar() == 1
     assert (await engine.api("GET", "/v1/auth/status?id=" + auth["id"]))[0] == 200  # reads still work
+    for callback in ("/v1/oauth/callback", "/api/oauth/callback"):  # a callback would store a grant
+        async with engine.browser.get(engine.url + callback + "?state=s&code=c") as resp:
+            assert resp.status == 503, callback
     folder.mkdir()
     assert (await engine.api("POST", "/v1/auth/authorize", json=more))[0] == 200
 

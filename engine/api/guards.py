@@ -90,7 +90,7 @@ def publish_denied(app: web.Application, reason: str, source_ip: str) -> None:
 
 
 # GET requests that still change something: the flow link (a new state) and the provider's callback
-_CHANGING_GETS = ("/v1/oauth/", "/login")
+_CHANGING_GETS = ("/v1/oauth/", "/api/oauth/", "/login")  # flow links, callbacks (seed 003's too), sign-in
 
 
 def audit_guard(app: web.Application) -> Any:
