@@ -427,3 +427,13 @@ def test_no_hint_across_kinds_of_secret(word: str) -> None:
     """A key that does not say it is an API key is never told to be api_keys (difflib alone says so)."""
     err = error(f"api: {{development: true}}\nsecurity: {{{word}: [x]}}\n")
     assert err.path == f"security.{word}" and "api_keys" not in err.msg
+
+
+def test_relative_audit_file_is_beside_engine_yaml(tmp_path: Path) -> None:
+    """A relative audit.file is read from engine.yaml's folder, not the working directory; absolute stays."""
+    text = "api: {development: true}\naudit: {sinks: [file], file: %s}\n"
+    parsed = load(text % "logs/audit.jsonl", base_dir=tmp_path)
+    assert parsed.config.audit.file == str(tmp_path / "logs/audit.jsonl")
+    assert (
+        load(text % "/var/log/keyturn.jsonl", base_dir=tmp_path).config.audit.file == "/var/log/keyturn.jsonl"
+    )

@@ -253,7 +253,10 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
         )
     if config.audit.sinks and "file" in config.audit.sinks and not config.audit.file:
         raise ctx.error("is required when sinks include file", "audit.file", _line(data, "audit"))
-    return dataclasses.replace(config, api=api, storage=storage)
+    audit = config.audit
+    if audit.file and not Path(audit.file).is_absolute():  # beside engine.yaml, like the SQLite file
+        audit = dataclasses.replace(audit, file=str(base_dir / audit.file))
+    return dataclasses.replace(config, api=api, storage=storage, audit=audit)
 
 
 def _embedded(pg: PostgresStorage, data: Any, ctx: Context, base_dir: Path) -> str:
