@@ -36,8 +36,12 @@ def pkce() -> tuple[str, str]:
 
 
 async def register(engine: Any) -> str:
-    body = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none", "client_name": "Test <b>app</b>",
-            "grant_types": ["authorization_code", "refresh_token"]}  # fmt: skip
+    body = {
+        "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "none",
+        "client_name": "Test <b>app</b>",
+        "grant_types": ["authorization_code", "refresh_token"],
+    }
     status, client = await engine.api("POST", "/oauth2/register", json=body)
     assert status == 201 and "client_secret" not in client, client
     return str(client["client_id"])
@@ -162,7 +166,7 @@ async def test_an_expired_token_is_refused(oauth_engine: Any) -> None:
 
 
 async def test_a_reused_refresh_token_revokes_its_family(oauth_engine: Any) -> None:
-    """Rotation: a refresh gives a new pair; the old refresh token again -> invalid_grant, every token ends."""
+    """Rotation: a refresh gives a new pair; the old refresh token again: invalid_grant, all tokens end."""
     engine = await oauth_engine()
     client_id, first = await tokens(engine)
     status, second = await token(engine, grant_type="refresh_token", refresh_token=first["refresh_token"],
@@ -228,8 +232,8 @@ async def test_consent_names_the_client_csrf_deny_and_remember(oauth_engine: Any
                                         decision="deny", pages=pages)  # fmt: skip
     assert query(denied)["error"] == "access_denied" and query(denied)["iss"] == engine.url
     assert "Test &lt;b&gt;app&lt;/b&gt;" in pages[0] and "<b>127.0.0.1</b>" in pages[0]
-    async with browser.post(engine.url + "/oauth2/authorize", data={"client_id": client_id, "decision": "allow"},
-                            allow_redirects=False) as resp:  # fmt: skip
+    forged = {"client_id": client_id, "decision": "allow"}
+    async with browser.post(engine.url + "/oauth2/authorize", data=forged, allow_redirects=False) as resp:
         assert resp.status == 403
     pages.clear()
     await authorize_in_browser(
