@@ -22,7 +22,8 @@ from urllib.parse import quote, urlencode, urlsplit
 from aiohttp import web
 
 from engine.api import connections_page as pages
-from engine.mcp.authserver import SCOPE, Incoming, McpAuthServer, Outgoing
+from engine.mcp.authmodels import SCOPE, Incoming, Outgoing
+from engine.mcp.authserver import McpAuthServer
 from engine.mcp.cimd import ClientMetadataFetcher
 from engine.mcp.resource import endpoint_mode, protected_resource_metadata
 from engine.wiring.services import STORE

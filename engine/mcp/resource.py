@@ -49,7 +49,7 @@ def endpoint_mode(config: Config, path: str) -> str | None:
 
 
 def scopes_of(config: Config, mode: str) -> list[str]:
-    from engine.mcp.authserver import SCOPES
+    from engine.mcp.authmodels import SCOPES
 
     if mode == "jwt" and config.mcp.jwt is not None:
         return list(config.mcp.jwt.scopes)
