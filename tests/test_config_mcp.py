@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config.loader import load_text
 from engine.errors import ConfigError
+from engine.providers.load import load_text
 
 BASE = """
 api: {development: true}

@@ -17,8 +17,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from engine.api.auth import IDENTITY, bearer
 from engine.config.model import Config, GatewayConfig
+from engine.identity import IDENTITY
 from engine.wiring.services import STORE
 from engine.wiring.settings import HTTP_SESSION, SETTINGS
 
@@ -27,6 +27,15 @@ log = structlog.get_logger("keyturn.mcp")
 MCP_USER: web.RequestKey[str] = web.RequestKey("keyturn_mcp_user", str)
 USER_HEADERS = ("Keyturn-User-Id", "Arcade-User-ID")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer(request: web.Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (RFC 6750 section 2.1), else None."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or " " in value:
+        return None
+    return value
 
 
 def gateway_of(config: Config, path: str) -> GatewayConfig | None:
@@ -110,7 +119,7 @@ def resource_guard(app: web.Application) -> Any:
         public_url = settings.public_url
         resource = public_url + request.path
         presented = bearer(request)
-        if presented is None or " " in presented:
+        if presented is None:
             challenge = _challenge(config, public_url, request.path, None)
             return _refuse(401, "unauthorized", "sign in: this MCP server needs an OAuth access token",
                            {"WWW-Authenticate": challenge})  # fmt: skip
