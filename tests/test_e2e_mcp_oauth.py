@@ -9,7 +9,11 @@ sign-in, verified by the same sign-in -> the retried call returns the user's dat
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +159,38 @@ async def test_sdk_client_with_a_client_id_metadata_document(
     assert data["sub"] == "alice" and data["user_id"] == ALICE
     assert storage.client is not None and storage.client.client_id == url
     assert await engine.store.mcp_oauth.client(url) is None  # nothing registered
+
+
+async def test_typescript_sdk_client_with_its_oauth_provider_lists_tools(
+    oauth_engine: Any, echo_worker: Any, oidc_provider: Any
+) -> None:
+    """The TypeScript SDK's OAuth client (headless provider): 401, registration, sign-in, consent, tools."""
+    node = shutil.which("node")
+    script = Path(__file__).parent / "mcp_oauth_ts" / "client.mjs"
+    sdk = Path(__file__).parent / "mcp_conformance" / "node_modules" / "@modelcontextprotocol" / "sdk"
+    if node is None or not sdk.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail("node or tests/mcp_conformance/node_modules missing")
+        pytest.skip("node or tests/mcp_conformance/node_modules missing (npm ci there)")
+    worker = await echo_worker(oidc_provider.issuer + "/me")
+    engine = await oauth_engine(worker=worker)
+    proc = await asyncio.create_subprocess_exec(
+        node, str(script), engine.url + "/mcp", "http://127.0.0.1:33419/callback",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        assert "authorize" in first, first
+        answer = await authorize_in_browser(engine, engine.new_browser(), first["authorize"], "alice")
+        assert query(answer)["iss"] == engine.url
+        proc.stdin.write(answer.encode() + b"\n")
+        await proc.stdin.drain()
+        last = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+    assert "tools" in last, last
+    assert {"Echo_Say", "Echo_WhoAmI"} <= set(last["tools"]) and last["client_id"].startswith("mcpc_")
