@@ -99,6 +99,10 @@ async def test_metadata_and_the_401_challenge(oauth_engine: Any) -> None:
     async with engine.browser.post(engine.url + "/mcp", json=INIT) as resp:
         assert resp.status == 401
         challenge = resp.headers["WWW-Authenticate"]
+        refusal = await resp.json()
+    assert (
+        refusal["jsonrpc"] == "2.0" and refusal["error"]["data"]["error"] == "unauthorized"
+    )  # as every /mcp error
     prm_url = engine.url + "/.well-known/oauth-protected-resource/mcp"
     assert challenge == f'Bearer resource_metadata="{prm_url}", scope="mcp:tools"'
     async with engine.browser.get(prm_url) as resp:
@@ -122,7 +126,7 @@ async def test_a_token_acts_for_its_user_and_refuses_a_user_header(oauth_engine:
     assert status == 200 and answer["result"]["serverInfo"]["name"] == "keyturn"
     assert body["token_type"].lower() == "bearer" and 0 < body["expires_in"] <= 900
     status, answer, _ = await mcp(engine, body["access_token"], **{"Keyturn-User-Id": "mallory@example.test"})
-    assert status == 400 and answer["error"] == "user_header_refused"
+    assert status == 400 and answer["error"]["data"]["error"] == "user_header_refused"
     async with engine.store.engine.connect() as conn:
         rows = (await conn.execute(sa.text("SELECT token_hash, user_id FROM mcp_tokens"))).all()
     assert {r.user_id for r in rows} == {"alice@example.test"}
