@@ -53,6 +53,11 @@ def create_app(
     from engine.api import login_routes
 
     login_routes.setup(app)  # /login, /logout, /login/verify, /connections
+    from engine.api import mcp_oauth_routes
+    from engine.mcp.resource import resource_guard
+
+    app.middlewares.append(resource_guard(app))  # OAuth / JWT bearer tokens on /mcp[/{slug}]
+    mcp_oauth_routes.setup(app)  # /.well-known/oauth-*, /oauth2/*
     return app
 
 

@@ -73,10 +73,16 @@ def page(
     who: str | None = None,
     csrf: str | None = None,
     head: str = "",
+    form_targets: str = "",
 ) -> web.Response:
-    """A complete page around ``body`` (already escaped HTML); with ``who``, a Sign-out form too."""
+    """A complete page around ``body`` (already escaped HTML); with ``who``, a Sign-out form too.
+
+    ``form_targets``: origins a form may lead to beyond this one (a consent form's redirect).
+    """
     e = html.escape
     style, csp = _style_and_csp(_color(branding.primary_color))
+    if form_targets:
+        csp = csp.replace("form-action 'self'", f"form-action 'self' {form_targets}")
     logo = ""
     if branding.logo_url and branding.logo_url.startswith("data:image/"):
         logo = f'<img alt="" src="{e(branding.logo_url, quote=True)}"> '

@@ -52,7 +52,13 @@ def api_key_guard(app: web.Application) -> Any:
         publish_denied(app, reason, source_ip)
 
     def needs_key(path: str) -> bool:
-        return needs_api_key_or_mcp(path, mcp_auth=app[SETTINGS].current.config.mcp.auth)
+        from engine.mcp.resource import endpoint_mode
+
+        config = app[SETTINGS].current.config
+        mode = endpoint_mode(config, path)
+        if mode is not None:  # /mcp or a gateway: the key only in mode api_key (oauth, jwt: resource_guard)
+            return mode == "api_key"
+        return needs_api_key_or_mcp(path, mcp_auth=config.mcp.auth)
 
     def answer(request: web.Request, exc: KeyturnError, headers: dict[str, str] | None) -> web.StreamResponse:
         if request.path == "/mcp" or request.path.startswith("/mcp/"):  # MCP clients read JSON-RPC errors

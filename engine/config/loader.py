@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from engine.config import compat
 from engine.config.convert import Context, field_line, from_data
+from engine.config.mcp import check_mcp
 from engine.config.model import Config, PostgresStorage
 from engine.config.substitute import Substituter
 from engine.config.yamlsrc import LineDict, load_yaml
@@ -116,6 +117,7 @@ def parse_text(
     config = _check(config, data, ctx, base_dir)
     compat.check_redirect_urls(config, data, ctx)
     _check_workers(config, data, ctx)
+    check_mcp(config, data, ctx)
     return ParsedConfig(config, data, ctx, source, base_dir)
 
 

@@ -221,13 +221,74 @@ class McpServerConfig:
     timeout: Duration = Duration(30)
 
 
+McpAuthMode = Literal["api_key", "none", "oauth", "jwt"]
+
+
+@dataclasses.dataclass(frozen=True)
+class McpOAuthClient:
+    """A client listed in config (``mcp.oauth.clients[]``): no registration needed."""
+
+    client_id: str
+    redirect_uris: tuple[str, ...]
+    client_name: str | None = None
+    client_secret: str | None = secret(kind="client_secret")  # none: a public client (PKCE only)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientMetadataConfig:
+    """Client ID Metadata Documents: an https ``client_id`` whose JSON document Keyturn fetches."""
+
+    enabled: bool = True
+    ca_file: str | None = None  # extra CA certificates (PEM) trusted for these fetches
+    max_bytes: int = 5120
+    timeout: Duration = Duration(5)
+    cache_ttl: Duration = Duration(300)
+
+
+@dataclasses.dataclass(frozen=True)
+class McpOAuthConfig:
+    """``mcp.auth: oauth``: Keyturn's own authorization server for MCP clients."""
+
+    registration: Literal["open", "off"] = "open"  # RFC 7591 dynamic client registration
+    clients: tuple[McpOAuthClient, ...] = ()
+    client_metadata: ClientMetadataConfig = dataclasses.field(default_factory=ClientMetadataConfig)
+    access_token_ttl: Duration = Duration(900)
+    refresh_token_ttl: Duration = Duration(30 * 86400)
+
+
+@dataclasses.dataclass(frozen=True)
+class McpJwtConfig:
+    """``mcp.auth: jwt``: access tokens (JWTs) from the organisation's own authorization server."""
+
+    issuer: str
+    user_claim: str = "sub"
+    audience: str | None = None  # default: the MCP URL (or the gateway's)
+    jwks_uri: str | None = None  # default: from the issuer's metadata (RFC 8414 / OpenID discovery)
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "PS256", "EdDSA")
+    scopes: tuple[str, ...] = ()  # scopes every token must carry (also announced as scopes_supported)
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayConfig:
+    """``mcp.gateways[]``: a subset of the tools at ``/mcp/{slug}``."""
+
+    slug: str
+    tools: tuple[str, ...] = ()  # globs over Toolkit.Tool names ("Gmail.*", "Github.ListRepos")
+    title: str | None = None
+    instructions: str | None = None
+    auth: McpAuthMode | None = None  # default: mcp.auth
+
+
 @dataclasses.dataclass(frozen=True)
 class McpConfig:
     enabled: bool = True
-    auth: Literal["api_key", "none"] = "api_key"
+    auth: McpAuthMode = "api_key"
     default_user: str | None = None
     allowed_origins: tuple[str, ...] = ()
     servers: tuple[McpServerConfig, ...] = ()
+    oauth: McpOAuthConfig = dataclasses.field(default_factory=McpOAuthConfig)
+    jwt: McpJwtConfig | None = None
+    gateways: tuple[GatewayConfig, ...] = ()
 
 
 # ---- audit / metrics / logging ---------------------------------------------------------------

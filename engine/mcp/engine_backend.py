@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from engine.config.model import GatewayConfig
 from engine.errors import KeyturnError, NotFound
 from engine.flows.results import Authorization
 from engine.mcp.backend import NeedsAuthorization, ToolNotFound
@@ -125,7 +126,28 @@ def engine_mcp_server(app: web.Application) -> McpServer:
         require_api_key=config.mcp.auth != "none",
         default_user=config.mcp.default_user,
         elicitation_timeout=float(config.security.flow_ttl),
+        instructions=instructions(config.mcp.auth),
     )
+
+
+def gateway_server(app: web.Application, gateway: GatewayConfig) -> McpServer:
+    """The ``McpServer`` of one ``mcp.gateways[]`` entry: only its tools (``engine.mcp.gateways``)."""
+    from engine.mcp.gateways import GatewayBackend
+
+    server = engine_mcp_server(app)
+    config = app[SETTINGS].current.config
+    mode = gateway.auth or config.mcp.auth
+    server.backend = GatewayBackend(EngineToolBackend(app), gateway.tools)
+    server.require_api_key = mode != "none"
+    server.server_name = f"keyturn-{gateway.slug}"
+    server.instructions = gateway.instructions or instructions(mode)
+    return server
+
+
+def instructions(mode: str) -> str:
+    if mode in ("oauth", "jwt"):
+        return "Tools run as the signed-in user; tokens never leave Keyturn."
+    return "Tools run as the user named by the Keyturn-User-Id header; tokens never leave Keyturn."
 
 
 MCP = web.AppKey("keyturn_mcp", McpServer)
@@ -140,6 +162,7 @@ async def mcp_ctx(app: web.Application) -> AsyncIterator[None]:
         server.require_api_key = new.config.mcp.auth != "none"
         server.default_user = new.config.mcp.default_user
         server.elicitation_timeout = float(new.config.security.flow_ttl)
+        server.instructions = instructions(new.config.mcp.auth)
 
     unsubscribe = app[SETTINGS].subscribe(reconfigure)
     try:
@@ -170,5 +193,8 @@ def mount_mcp(app: web.Application, path: str = "/mcp") -> None:
 
     for method in ("POST", "GET", "DELETE"):
         app.router.add_route(method, path, answering_errors(handle))  # every error a JSON-RPC error object
+    from engine.mcp.gateways import setup_gateways
+
+    setup_gateways(app, lambda gateway: gateway_server(app, gateway))  # /mcp/{slug}
     app.on_shutdown.append(end_sessions)
     app.cleanup_ctx.append(mcp_ctx)

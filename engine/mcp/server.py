@@ -38,6 +38,7 @@ from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
 from engine.mcp.httperrors import answering_errors, refused
 from engine.mcp.httperrors import json_answer as _json
+from engine.mcp.resource import MCP_USER
 from engine.net import is_loopback_host
 
 log = structlog.get_logger("keyturn.mcp")
@@ -69,6 +70,7 @@ class McpServer:
         session_idle: float = 24 * 3600.0,
         keepalive: float = 15.0,
         elicitation_timeout: float = 600.0,
+        instructions: str | None = None,
     ) -> None:
         self.backend = backend
         self.allowed_origins = allowed_origins
@@ -80,6 +82,7 @@ class McpServer:
         self.session_idle = session_idle
         self.keepalive = keepalive
         self.elicitation_timeout = elicitation_timeout
+        self.instructions = instructions
         self.sessions: OrderedDict[str, p.Session] = OrderedDict()
 
     # ---- mounting --------------------------------------------------------------------------------
@@ -143,7 +146,11 @@ class McpServer:
         return session
 
     def user(self, request: web.Request) -> str | None:
-        """The end user: ``Keyturn-User-Id``, ``Arcade-User-ID``, else ``default_user``."""
+        """The end user: an OAuth / JWT token's user (``engine.mcp.resource``), else
+        ``Keyturn-User-Id``, ``Arcade-User-ID``, else ``default_user``."""
+        token_user: str | None = request.get(MCP_USER)
+        if token_user is not None:
+            return token_user
         for header in USER_HEADERS:
             value = request.headers.get(header, "").strip()
             if len(value) > MAX_USER_ID:  # as REST answers body.user_id: no silent cut to another user
@@ -211,8 +218,8 @@ class McpServer:
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": False}},
             "serverInfo": {"name": self.server_name, "version": self.version},
-            "instructions": "Tools run as the user named by the Keyturn-User-Id header; "
-            "tokens never leave Keyturn.",
+            "instructions": self.instructions
+            or "Tools run as the user named by the Keyturn-User-Id header; tokens never leave Keyturn.",
         }
         response = _reply(request, {"jsonrpc": "2.0", "id": message["id"], "result": result})
         response.headers["Mcp-Session-Id"] = sid

@@ -146,3 +146,57 @@ ENCRYPTED: dict[str, tuple[str, ...]] = {
     "flows": ("code_verifier", "nonce", "pending_tokens", "pending_user_info"),
     "logins": ("code_verifier", "nonce"),
 }
+
+# ---- the MCP authorization server (engine.store.mcp_oauth): codes and tokens kept only as SHA-256 ----
+mcp_clients = sa.Table(
+    "mcp_clients",
+    metadata,
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("secret_hash", sa.String(64)),  # none: a public client
+    sa.Column("client_metadata", sa.JSON, nullable=False),  # redirect_uris, client_name, grant_types, ...
+    sa.Column("created_at", UTC_TS, nullable=False),
+)
+
+mcp_codes = sa.Table(
+    "mcp_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    sa.Column("resource", sa.String(2048), nullable=False),
+    sa.Column("scope", sa.String(1024), nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Column("used_at", UTC_TS),
+    sa.Column("family_id", sa.String(40)),  # the tokens it was exchanged for (revoked on a replay)
+    sa.Index("ix_mcp_codes_expires", "expires_at"),
+)
+
+mcp_tokens = sa.Table(
+    "mcp_tokens",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # access | refresh
+    sa.Column("family_id", sa.String(40), nullable=False),  # every token descended from one code
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("resource", sa.String(2048), nullable=False),
+    sa.Column("scope", sa.String(1024), nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Column("used_at", UTC_TS),  # a refresh token once rotated
+    sa.Column("revoked_at", UTC_TS),
+    sa.Index("ix_mcp_tokens_family", "family_id"),
+    sa.Index("ix_mcp_tokens_expires", "expires_at"),
+)
+
+mcp_consents = sa.Table(
+    "mcp_consents",
+    metadata,
+    sa.Column("user_id", sa.String(256), primary_key=True),
+    sa.Column("client_id", sa.String(2048), primary_key=True),
+    sa.Column("scope", sa.String(1024), nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+)

@@ -19,6 +19,7 @@ from engine.store.flows import FlowRepo
 from engine.store.grants import GrantRepo
 from engine.store.keycheck import check_keys
 from engine.store.leases import LeaseRepo
+from engine.store.mcp_oauth import McpOAuthRepo
 from engine.store.meta import MetaRepo
 from engine.store.schema import check_schema, ensure_schema
 from engine.store.sealed import SealedRepo
@@ -40,6 +41,7 @@ class Store(Database):
         self.sessions = SessionRepo(self)
         self.logins = LoginRepo(self)
         self.sealed = SealedRepo(self)  # every sealed column at once: key checks, rotation
+        self.mcp_oauth = McpOAuthRepo(self)
 
     @classmethod
     async def open(

@@ -7,7 +7,8 @@
 //
 // Inputs (argv wins over env):
 //   --port N / PORT              listen port on 127.0.0.1; 0 (default) picks a free one
-//   --config JSON / OIDC_CONFIG  {"clients": [...], "access_ttl": s, "refresh_ttl": s, "issue_refresh_token": "always"|"offline_access"}
+//   --config JSON / OIDC_CONFIG  {"clients": [...], "access_ttl": s, "refresh_ttl": s, "issue_refresh_token": "always"|"offline_access",
+//                                "jwt_resources": ["http://127.0.0.1:PORT/mcp", ...]}
 //   ACCESS_TTL                   access token lifetime in seconds (default 3600; "access_ttl" in the config wins)
 //   ISSUE_REFRESH                "always" (default) or "offline_access" ("issue_refresh_token" in the config wins)
 //
@@ -25,6 +26,8 @@
 //   userinfo.
 // - JWKS generated at start: one RS256 and one ES256 key (id_tokens RS256 unless the client says otherwise).
 // - RFC 9207: the authorization response carries iss (oidc-provider 9 default).
+// - "jwt_resources": resource servers (RFC 8707 resource indicators) whose access tokens are JWTs (RFC 9068,
+//   RS256, aud = the resource, scope "mcp:tools"): an MCP server checking tokens with mcp.auth: jwt.
 // - Redirect URIs: an exact match, or a loopback one (http://127.0.0.1/..., http://localhost/...) registered
 //   without a port matches the same URI on any port (RFC 8252 7.3); a registered path ending in "*" matches any
 //   path with that prefix.
@@ -52,6 +55,8 @@ const refreshTtl = Number(config.refresh_ttl ?? 86400);
 const issueRefresh = config.issue_refresh_token ?? process.env.ISSUE_REFRESH ?? "always";
 const API = "urn:keyturn:api";
 const API_SCOPES = ["repo", "read", "write"];
+const JWT_RESOURCES = config.jwt_resources ?? [];
+const MCP_SCOPES = ["mcp:tools"];
 
 function baseClient(c) {
   return {
@@ -105,10 +110,20 @@ const provider = new Provider(issuer, {
       defaultResource: async (ctx, client, oneOf) => {
         if (oneOf) return oneOf[0];
         const asked = String(ctx.oidc.params?.scope ?? "").split(" ");
+        if (JWT_RESOURCES.length && asked.some((s) => MCP_SCOPES.includes(s))) return JWT_RESOURCES[0];
         return asked.some((s) => API_SCOPES.includes(s)) ? API : undefined;
       },
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, resource) => {
+        if (JWT_RESOURCES.includes(resource)) {
+          return {
+            scope: MCP_SCOPES.join(" "),
+            audience: resource,
+            accessTokenFormat: "jwt",
+            accessTokenTTL: accessTtl,
+            jwt: { sign: { alg: "RS256" } },
+          };
+        }
         if (resource !== API) throw new Error(`unknown resource ${resource}`);
         return { scope: API_SCOPES.join(" "), accessTokenFormat: "opaque", accessTokenTTL: accessTtl };
       },
@@ -118,7 +133,7 @@ const provider = new Provider(issuer, {
   rotateRefreshToken: true,
   issueRefreshToken: async (ctx, client, code) =>
     client.grantTypeAllowed("refresh_token") && (issueRefresh === "always" || code.scopes.has("offline_access")),
-  scopes: ["openid", "email", "profile", "offline_access", ...API_SCOPES],
+  scopes: ["openid", "email", "profile", "offline_access", ...API_SCOPES, ...MCP_SCOPES],
   claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["name"] },
   ttl: {
     AccessToken: accessTtl,

@@ -1,0 +1,196 @@
+"""End to end: the official MCP Python SDK's own OAuth client against a whole engine with ``mcp.auth: oauth``.
+
+401 -> protected resource metadata -> authorization server metadata -> registration (RFC 7591, or a
+Client ID Metadata Document over https with a test CA) -> sign-in at oidc-provider -> consent ->
+tokens -> tools/list -> a call needing the user's acme grant -> URL elicitation -> the provider
+sign-in, verified by the same sign-in -> the retried call returns the user's data. Handshake era
+(the 2026-07-28 era is not on /mcp yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import mcp_types as types
+import pytest
+from aiohttp import web
+from mcp import ClientSession
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import (
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthToken,
+)
+from mcp.shared.exceptions import MCPError
+
+from tests.plugins.login import finish_flow
+from tests.plugins.mcp_oauth import authorize_in_browser, make_test_ca, query
+from tests.plugins.token_scan import remember
+
+pytestmark = pytest.mark.e2e
+
+ALICE = "alice@example.test"
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+        remember(tokens.access_token)
+        if tokens.refresh_token:
+            remember(tokens.refresh_token)
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+async def run_client(engine: Any, *, metadata_url: str | None = None) -> tuple[MemoryStorage, list[str], Any]:
+    """The SDK client signs alice in, lists tools, gets the acme authorization URL, retries the call."""
+    browser = engine.new_browser()
+    storage = MemoryStorage()
+    answers: list[str] = []
+    redirect_uri = "http://127.0.0.1:33418/callback"
+
+    async def redirect_handler(url: str) -> None:
+        answers.append(await authorize_in_browser(engine, browser, url, "alice"))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        params = query(answers[-1])
+        return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
+
+    provider = OAuthClientProvider(
+        server_url=engine.url + "/mcp",
+        client_metadata=OAuthClientMetadata(
+            client_name="SDK test client",
+            redirect_uris=[redirect_uri],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none" if metadata_url else "client_secret_post",
+        ),
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+        client_metadata_url=metadata_url,
+    )
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        return types.ElicitResult(action="accept")
+
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        streamable_http_client(engine.url + "/mcp", http_client=http) as streams,
+        ClientSession(streams[0], streams[1], elicitation_callback=elicit) as session,
+    ):
+        await session.initialize()
+        listed = await session.list_tools()
+        assert {"Echo_WhoAmI", "Echo_Say"} <= {t.name for t in listed.tools}
+        with pytest.raises(MCPError) as info:
+            await session.call_tool("Echo_WhoAmI", {})
+        assert info.value.code == -32042
+        link = info.value.data["elicitations"][0]["url"]
+        status, final, _ = await finish_flow(engine, browser, link, "alice")  # signed in already: verified
+        assert status == 200 and final.endswith("/connections?notice=connected"), final
+        result = await session.call_tool("Echo_WhoAmI", {})
+        assert not result.is_error, result
+        data = json.loads(result.content[0].text)
+    return storage, answers, data
+
+
+async def test_sdk_client_registers_signs_in_and_calls_a_tool(
+    oauth_engine: Any, echo_worker: Any, oidc_provider: Any
+) -> None:
+    """DCR: 401, discovery, registration, sign-in, consent, tokens, tools, elicitation, the user's data."""
+    worker = await echo_worker(oidc_provider.issuer + "/me")
+    engine = await oauth_engine(worker=worker)
+    storage, answers, data = await run_client(engine)
+    assert data == {"sub": "alice", "user_id": ALICE, "token_sha256": data["token_sha256"]}
+    assert storage.client is not None and storage.client.client_id.startswith("mcpc_")
+    assert query(answers[0])["iss"] == engine.url
+    grant = await engine.store.grants.find(ALICE, "acme")
+    assert grant is not None and grant.status == "active"
+    remember(grant.access_token)
+
+
+async def test_sdk_client_with_a_client_id_metadata_document(
+    oauth_engine: Any, echo_worker: Any, oidc_provider: Any, serve_https: Any, tmp_path: Path
+) -> None:
+    """CIMD: the client's https metadata document (test CA trusted by the engine) replaces registration."""
+    ca = make_test_ca(tmp_path)
+    document: dict[str, Any] = {}
+
+    async def client_json(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/client.json", client_json)
+    origin = await serve_https(ca, app)
+    url = origin + "/client.json"
+    document.update(
+        client_id=url,
+        client_name="Metadata document client",
+        redirect_uris=["http://127.0.0.1:33418/callback"],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+    )
+    worker = await echo_worker(oidc_provider.issuer + "/me")
+    engine = await oauth_engine(
+        worker=worker, mcp=f"  oauth: {{client_metadata: {{ca_file: '{ca.ca_file}'}}}}"
+    )
+    storage, _, data = await run_client(engine, metadata_url=url)
+    assert data["sub"] == "alice" and data["user_id"] == ALICE
+    assert storage.client is not None and storage.client.client_id == url
+    assert await engine.store.mcp_oauth.client(url) is None  # nothing registered
+
+
+async def test_typescript_sdk_client_with_its_oauth_provider_lists_tools(
+    oauth_engine: Any, echo_worker: Any, oidc_provider: Any
+) -> None:
+    """The TypeScript SDK's OAuth client (headless provider): 401, registration, sign-in, consent, tools."""
+    node = shutil.which("node")
+    script = Path(__file__).parent / "mcp_oauth_ts" / "client.mjs"
+    sdk = Path(__file__).parent / "mcp_conformance" / "node_modules" / "@modelcontextprotocol" / "sdk"
+    if node is None or not sdk.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail("node or tests/mcp_conformance/node_modules missing")
+        pytest.skip("node or tests/mcp_conformance/node_modules missing (npm ci there)")
+    worker = await echo_worker(oidc_provider.issuer + "/me")
+    engine = await oauth_engine(worker=worker)
+    proc = await asyncio.create_subprocess_exec(
+        node, str(script), engine.url + "/mcp", "http://127.0.0.1:33419/callback",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        assert "authorize" in first, first
+        answer = await authorize_in_browser(engine, engine.new_browser(), first["authorize"], "alice")
+        assert query(answer)["iss"] == engine.url
+        proc.stdin.write(answer.encode() + b"\n")
+        await proc.stdin.drain()
+        last = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+    assert "tools" in last, last
+    assert {"Echo_Say", "Echo_WhoAmI"} <= set(last["tools"]) and last["client_id"].startswith("mcpc_")

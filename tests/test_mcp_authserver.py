@@ -1,0 +1,280 @@
+"""engine.mcp.authserver (and its routes) against a whole engine: SECURITY.md 35-36, each refusal."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from tests.plugins.mcp_oauth import authorize_in_browser, query
+from tests.plugins.token_scan import remember
+
+pytestmark = pytest.mark.e2e
+
+REDIRECT = "http://127.0.0.1:41234/cb"
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+    return verifier, challenge
+
+
+async def register(engine: Any) -> str:
+    body = {
+        "redirect_uris": [REDIRECT],
+        "token_endpoint_auth_method": "none",
+        "client_name": "Test <b>app</b>",
+        "grant_types": ["authorization_code", "refresh_token"],
+    }
+    status, client = await engine.api("POST", "/oauth2/register", json=body)
+    assert status == 201 and "client_secret" not in client, client
+    return str(client["client_id"])
+
+
+def authorize_url(engine: Any, client_id: str, challenge: str, **extra: str) -> str:
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT, "state": "st4te",
+              "code_challenge": challenge, "code_challenge_method": "S256", "resource": engine.url + "/mcp",
+              "scope": "mcp:tools", **extra}  # fmt: skip
+    return f"{engine.url}/oauth2/authorize?{urlencode({k: v for k, v in params.items() if v})}"
+
+
+async def get_code(engine: Any, browser: Any, client_id: str, **extra: str) -> tuple[str, str]:
+    verifier, challenge = pkce()
+    answer = await authorize_in_browser(engine, browser, authorize_url(engine, client_id, challenge, **extra))
+    params = query(answer)
+    assert answer.startswith(REDIRECT) and params["iss"] == engine.url and params["state"] == "st4te", answer
+    return params["code"], verifier
+
+
+async def token(engine: Any, **form: str) -> tuple[int, dict[str, Any]]:
+    status, body = await engine.api("POST", "/oauth2/token", data=form, headers={"Authorization": ""})
+    for key in ("access_token", "refresh_token"):
+        if isinstance(body, dict) and key in body:
+            remember(body[key])
+    return status, body
+
+
+async def exchange(engine: Any, client_id: str, code: str, verifier: str) -> tuple[int, dict[str, Any]]:
+    return await token(engine, grant_type="authorization_code", code=code, redirect_uri=REDIRECT,
+                       client_id=client_id, code_verifier=verifier)  # fmt: skip
+
+
+async def tokens(engine: Any, **extra: str) -> tuple[str, dict[str, Any]]:
+    client_id = await register(engine)
+    code, verifier = await get_code(engine, engine.new_browser(), client_id, **extra)
+    status, body = await exchange(engine, client_id, code, verifier)
+    assert status == 200, body
+    return client_id, body
+
+
+async def mcp(engine: Any, access_token: str, path: str = "/mcp", **headers: str) -> tuple[int, Any, Any]:
+    hdrs = {
+        "Authorization": f"Bearer {access_token}",
+        "Accept": "application/json, text/event-stream",
+        **headers,
+    }
+    async with engine.browser.post(engine.url + path, json=INIT, headers=hdrs) as resp:
+        return resp.status, await resp.json(content_type=None), resp.headers
+
+
+async def test_metadata_and_the_401_challenge(oauth_engine: Any) -> None:
+    """401 names the resource metadata and the scope; RFC 9728 and RFC 8414 documents say S256, iss, CIMD."""
+    engine = await oauth_engine()
+    async with engine.browser.post(engine.url + "/mcp", json=INIT) as resp:
+        assert resp.status == 401
+        challenge = resp.headers["WWW-Authenticate"]
+        refusal = await resp.json()
+    assert (
+        refusal["jsonrpc"] == "2.0" and refusal["error"]["data"]["error"] == "unauthorized"
+    )  # as every /mcp error
+    prm_url = engine.url + "/.well-known/oauth-protected-resource/mcp"
+    assert challenge == f'Bearer resource_metadata="{prm_url}", scope="mcp:tools"'
+    async with engine.browser.get(prm_url) as resp:
+        prm = await resp.json()
+    assert prm["resource"] == engine.url + "/mcp" and prm["authorization_servers"] == [engine.url]
+    assert prm["scopes_supported"] == ["mcp:tools"] and prm["bearer_methods_supported"] == ["header"]
+    async with engine.browser.get(engine.url + "/.well-known/oauth-authorization-server") as resp:
+        meta = await resp.json()
+    assert meta["issuer"] == engine.url and meta["code_challenge_methods_supported"] == ["S256"]
+    assert meta["client_id_metadata_document_supported"] is True
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert meta["registration_endpoint"] == engine.url + "/oauth2/register"
+    assert "implicit" not in str(meta) and "password" not in str(meta)
+
+
+async def test_a_token_acts_for_its_user_and_refuses_a_user_header(oauth_engine: Any) -> None:
+    """A valid token opens /mcp as its user; Keyturn-User-Id beside it is refused (400)."""
+    engine = await oauth_engine()
+    _, body = await tokens(engine)
+    status, answer, _ = await mcp(engine, body["access_token"])
+    assert status == 200 and answer["result"]["serverInfo"]["name"] == "keyturn"
+    assert body["token_type"].lower() == "bearer" and 0 < body["expires_in"] <= 900
+    status, answer, _ = await mcp(engine, body["access_token"], **{"Keyturn-User-Id": "mallory@example.test"})
+    assert status == 400 and answer["error"]["data"]["error"] == "user_header_refused"
+    async with engine.store.engine.connect() as conn:
+        rows = (await conn.execute(sa.text("SELECT token_hash, user_id FROM mcp_tokens"))).all()
+    assert {r.user_id for r in rows} == {"alice@example.test"}
+    assert body["access_token"] not in str(rows) and hashlib.sha256(
+        body["access_token"].encode()
+    ).hexdigest() in str(rows)
+
+
+async def test_a_token_for_another_resource_is_refused(oauth_engine: Any) -> None:
+    """A token minted for the gateway /mcp/mail is refused at /mcp, and the other way round."""
+    engine = await oauth_engine(mcp="  gateways: [{slug: mail, tools: ['Echo.Say']}]")
+    _, body = await tokens(engine, resource=engine.url + "/mcp/mail")
+    status, _, headers = await mcp(engine, body["access_token"])
+    assert status == 401 and 'error="invalid_token"' in headers["WWW-Authenticate"]
+    assert (await mcp(engine, body["access_token"], "/mcp/mail"))[0] == 200
+    _, main = await tokens(engine)
+    assert (await mcp(engine, main["access_token"], "/mcp/mail"))[0] == 401
+
+
+async def test_a_resource_that_is_not_this_server_is_refused(oauth_engine: Any) -> None:
+    """resource=https://elsewhere.example/mcp: invalid_target back to the client, with iss; no code."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    _, challenge = pkce()
+    url = authorize_url(engine, client_id, challenge, resource="https://elsewhere.example/mcp")
+    answer = await authorize_in_browser(engine, engine.new_browser(), url)
+    params = query(answer)
+    assert params["error"] == "invalid_target" and params["iss"] == engine.url and "code" not in params
+
+
+async def test_an_expired_token_is_refused(oauth_engine: Any) -> None:
+    """An access token past its expiry answers 401 invalid_token."""
+    engine = await oauth_engine()
+    _, body = await tokens(engine)
+    async with engine.store.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE mcp_tokens SET expires_at = '2000-01-01 00:00:00' WHERE kind = 'access'")
+        )
+    status, _, headers = await mcp(engine, body["access_token"])
+    assert status == 401 and 'error="invalid_token"' in headers["WWW-Authenticate"]
+
+
+async def test_a_reused_refresh_token_revokes_its_family(oauth_engine: Any) -> None:
+    """Rotation: a refresh gives a new pair; the old refresh token again: invalid_grant, all tokens end."""
+    engine = await oauth_engine()
+    client_id, first = await tokens(engine)
+    status, second = await token(engine, grant_type="refresh_token", refresh_token=first["refresh_token"],
+                                 client_id=client_id)  # fmt: skip
+    assert status == 200 and second["refresh_token"] != first["refresh_token"]
+    assert (await mcp(engine, second["access_token"]))[0] == 200
+    status, reused = await token(engine, grant_type="refresh_token", refresh_token=first["refresh_token"],
+                                 client_id=client_id)  # fmt: skip
+    assert status == 400 and reused["error"] == "invalid_grant"
+    assert (await mcp(engine, second["access_token"]))[0] == 401  # the family is revoked
+    status, after = await token(engine, grant_type="refresh_token", refresh_token=second["refresh_token"],
+                                client_id=client_id)  # fmt: skip
+    assert status == 400 and after["error"] == "invalid_grant"
+
+
+async def test_a_replayed_code_is_refused_and_revokes_its_tokens(oauth_engine: Any) -> None:
+    """A code exchanged twice: the second gets invalid_grant and the first exchange's tokens end."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    code, verifier = await get_code(engine, engine.new_browser(), client_id)
+    status, body = await exchange(engine, client_id, code, verifier)
+    assert status == 200
+    status, again = await exchange(engine, client_id, code, verifier)
+    assert status == 400 and again["error"] == "invalid_grant"
+    assert (await mcp(engine, body["access_token"]))[0] == 401
+
+
+async def test_pkce_is_required_s256_only_and_checked(oauth_engine: Any) -> None:
+    """No code_challenge or method plain: refused at /authorize; a wrong verifier: invalid_grant."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    browser = engine.new_browser()
+    for extra in ({"code_challenge": ""}, {"code_challenge_method": "plain"}):
+        _, challenge = pkce()
+        url = authorize_url(engine, client_id, challenge, **extra)
+        params = query(await authorize_in_browser(engine, browser, url))
+        assert params["error"] == "invalid_request" and "code" not in params, params
+    code, _ = await get_code(engine, browser, client_id)
+    status, body = await exchange(engine, client_id, code, pkce()[0])
+    assert status == 400 and body["error"] == "invalid_grant"
+
+
+async def test_a_redirect_uri_not_registered_gets_a_page_not_a_redirect(oauth_engine: Any) -> None:
+    """An unregistered redirect_uri is never redirected to: 400 page."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    _, challenge = pkce()
+    url = authorize_url(engine, client_id, challenge, redirect_uri="https://evil.example/cb")
+    async with engine.new_browser().get(url, allow_redirects=False) as resp:
+        assert resp.status == 400 and "Location" not in resp.headers
+        assert "not supported" in await resp.text()
+
+
+async def test_consent_names_the_client_csrf_deny_and_remember(oauth_engine: Any) -> None:
+    """The page escapes the client's name and names the redirect host; no CSRF: 403; deny: access_denied;
+    a remembered consent skips the page next time."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    browser = engine.new_browser()
+    _, challenge = pkce()
+    pages: list[str] = []
+    denied = await authorize_in_browser(engine, browser, authorize_url(engine, client_id, challenge),
+                                        decision="deny", pages=pages)  # fmt: skip
+    assert query(denied)["error"] == "access_denied" and query(denied)["iss"] == engine.url
+    assert "Test &lt;b&gt;app&lt;/b&gt;" in pages[0] and "<b>127.0.0.1</b>" in pages[0]
+    forged = {"client_id": client_id, "decision": "allow"}
+    async with browser.post(engine.url + "/oauth2/authorize", data=forged, allow_redirects=False) as resp:
+        assert resp.status == 403
+    pages.clear()
+    await authorize_in_browser(
+        engine, browser, authorize_url(engine, client_id, challenge), remember=True, pages=pages
+    )
+    assert len(pages) == 1
+    answer = await authorize_in_browser(
+        engine, browser, authorize_url(engine, client_id, challenge), pages=pages
+    )
+    assert len(pages) == 1 and "code" in query(answer)  # no second consent page
+
+
+async def test_revocation_ends_a_token(oauth_engine: Any) -> None:
+    """RFC 7009: a revoked access token is refused at once; revoking the refresh token ends the family."""
+    engine = await oauth_engine()
+    client_id, body = await tokens(engine)
+    status, _ = await engine.api(
+        "POST", "/oauth2/revoke", data={"token": body["access_token"], "client_id": client_id}
+    )
+    assert status == 200 and (await mcp(engine, body["access_token"]))[0] == 401
+    status, _ = await engine.api(
+        "POST", "/oauth2/revoke", data={"token": body["refresh_token"], "client_id": client_id}
+    )
+    status, after = await token(engine, grant_type="refresh_token", refresh_token=body["refresh_token"],
+                                client_id=client_id)  # fmt: skip
+    assert status == 400 and after["error"] == "invalid_grant"
+
+
+async def test_registration_off_is_refused_but_listed_clients_work(oauth_engine: Any) -> None:
+    """registration: off -> 404 and no registration_endpoint; a client listed in config still signs in."""
+    engine = await oauth_engine(
+        mcp=f"  oauth: {{registration: 'off', clients: [{{client_id: cli, redirect_uris: ['{REDIRECT}']}}]}}"
+    )
+    status, _ = await engine.api("POST", "/oauth2/register", json={"redirect_uris": [REDIRECT]})
+    assert status == 404
+    _, meta = await engine.api("GET", "/.well-known/oauth-authorization-server")
+    assert "registration_endpoint" not in meta
+    code, verifier = await get_code(engine, engine.new_browser(), "cli")
+    status, body = await exchange(engine, "cli", code, verifier)
+    assert status == 200 and (await mcp(engine, body["access_token"]))[0] == 200
