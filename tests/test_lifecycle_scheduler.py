@@ -166,3 +166,33 @@ async def test_reaper_deletes_expired_sessions_and_sign_ins(keyturn_engine: Any)
     assert counts["sessions_deleted"] == 1 and counts["logins_deleted"] == 1
     assert [s.user_id for s in await store.sessions.list()] == ["alice@example.test"]
     assert await store.sessions.lookup(live) is not None and await store.sessions.lookup(dead) is None
+
+
+async def test_reaper_deletes_mcp_codes_and_tokens_a_day_past_expiry(keyturn_engine: Any) -> None:
+    """The reaper removes MCP authorization codes and tokens a day past expiry; recent ones stay."""
+    engine = await keyturn_engine("")
+    store = engine.store
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=2), now - timedelta(hours=1)
+    async with store.engine.begin() as conn:
+        for name, expires in (("old", old), ("recent", recent)):
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO mcp_codes (code_hash, client_id, user_id, redirect_uri, resource, scope,"
+                    " code_challenge, expires_at) VALUES (:h, 'c', 'u', 'r', 'res', 's', 'ch', :t)"
+                ),
+                {"h": name, "t": expires},
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO mcp_tokens (id, token_hash, kind, family_id, client_id, user_id, resource,"
+                    " scope, created_at, expires_at)"
+                    " VALUES (:h, :h, 'access', 'f', 'c', 'u', 'res', 's', :t, :t)"
+                ),
+                {"h": name, "t": expires},
+            )
+    counts = await engine.app[LIFECYCLE].reap()
+    assert counts["mcp_oauth_deleted"] == 2
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT code_hash FROM mcp_codes"))).scalars().all() == ["recent"]
+        assert (await conn.execute(sa.text("SELECT id FROM mcp_tokens"))).scalars().all() == ["recent"]

@@ -143,8 +143,8 @@ class Lifecycle:
         return counts
 
     async def reap(self) -> dict[str, int]:
-        """Expire unfinished flows, delete old flows, expired sessions and sign-ins, and long-dead grants,
-        retry pending revocations."""
+        """Expire unfinished flows, delete old flows, expired sessions and sign-ins, expired MCP codes and
+        tokens, and long-dead grants, retry pending revocations."""
         self._track()
         store = self.store
         lifecycle = self.config().lifecycle
@@ -160,6 +160,9 @@ class Lifecycle:
                 self.publish(ReapEvent(name="flow.reaped", count=out["flows_deleted"]))
             out["sessions_deleted"] = await store.sessions.delete_expired(now)  # signed-in browsers
             out["logins_deleted"] = await store.logins.delete_expired(now)  # sign-ins never finished
+            out["mcp_oauth_deleted"] = await store.mcp_oauth.reap(
+                now
+            )  # MCP codes and tokens a day past expiry
             if self.retry_revocation is not None:
                 revoked = await store.grants.list(status="revoked")
                 for grant in revoked:  # one failing provider must not stop the others' retries
