@@ -20,6 +20,8 @@ from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.errors import StorageError
 
@@ -66,6 +68,10 @@ def _check_value(key_id: str, key: bytes) -> str:
     return hmac.new(key, f"keyturn:key-check:v{VERSION}|{key_id}".encode(), hashlib.sha256).hexdigest()
 
 
+def _derive_info(purpose: str, key_id: str) -> bytes:
+    return f"keyturn:derive:v{VERSION}|{purpose}|{key_id}".encode()
+
+
 def _aad(table: str, column: str, row_id: str, key_id: str) -> bytes:
     return f"keyturn:v{VERSION}|{table}|{column}|{row_id}|{key_id}".encode()
 
@@ -84,6 +90,7 @@ class Keyring:
         if default_id not in keys:
             raise ValueError(f"default key {default_id!r} is not among the keys")
         self._aead = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._keys = dict(keys)  # only for derive_key: never logged, never returned
         self._checks = {key_id: _check_value(key_id, key) for key_id, key in keys.items()}
         self.default_id = default_id
 
@@ -101,6 +108,15 @@ class Keyring:
     def check_value(self, key_id: str) -> str:
         """A value identifying the key under ``key_id`` without revealing it (stored to catch a wrong key)."""
         return self._checks[key_id]
+
+    def derive_key(self, purpose: str, key_id: str | None = None) -> bytes:
+        """A 32-byte key for ``purpose`` derived (HKDF-SHA256) from a root key (default: the default one).
+
+        Derived keys are independent of the root key's use for stored values and of each other.
+        """
+        kid = key_id or self.default_id
+        hkdf = HKDF(algorithm=SHA256(), length=KEY_BYTES, salt=None, info=_derive_info(purpose, kid))
+        return hkdf.derive(self._keys[kid])
 
     def __repr__(self) -> str:
         return f"Keyring(key_ids={sorted(self._aead)!r}, default_id={self.default_id!r})"

@@ -23,6 +23,21 @@ class NeedsAuthorization:
     provider_id: str
     message: str
 
+    def as_result(self) -> dict[str, Any]:
+        """The answer for a client that cannot open URLs for us: an ``isError`` result with the link.
+
+        The link is in the text (for the model to show) and in ``structuredContent.authorization_url``.
+        """
+        text = (
+            f"Authorization required: {self.message} Open {self.url} to connect your "
+            f"{self.provider_id} account, then call this tool again."
+        )
+        return {
+            "content": [{"type": "text", "text": text}],
+            "structuredContent": {"authorization_url": self.url, "provider_id": self.provider_id},
+            "isError": True,
+        }
+
 
 class ToolNotFound(LookupError):
     """Raised by ``ToolBackend.call_tool`` for a name it does not serve (JSON-RPC -32602)."""

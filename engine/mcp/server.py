@@ -1,4 +1,9 @@
-"""``/mcp``: a streamable-HTTP MCP server (2025-11-25; 2025-06-18 and 2025-03-26 clients too).
+"""``/mcp``: a streamable-HTTP MCP server for both eras on one URL.
+
+MCP 2026-07-28 (stateless: ``server/discover``, per-request ``_meta``, ``input_required``) is
+served by engine.mcp.modern for every request engine.mcp.envelope.is_modern picks (the
+``MCP-Protocol-Version: 2026-07-28`` header, ``server/discover``); GET and DELETE with that header
+get 405. Everything else is the handshake era (2025-11-25; 2025-06-18 and 2025-03-26 clients too):
 
 POST carries one JSON-RPC message: requests are answered with ``application/json`` (or one SSE
 event when the client accepts only ``text/event-stream``); notifications and responses get 202.
@@ -34,10 +39,13 @@ from engine.errors import KeyturnError
 from engine.httpbody import BodyTooLarge, read_body
 from engine.identity import IDENTITY
 from engine.jsontext import JsonTextError, parse
+from engine.mcp import envelope as env
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
 from engine.mcp.httperrors import answering_errors, refused
 from engine.mcp.httperrors import json_answer as _json
+from engine.mcp.modern import ModernEra
+from engine.mcp.request_state import KeySource, RequestStateSealer, fixed_key
 from engine.mcp.resource import MCP_USER
 from engine.net import is_loopback_host
 
@@ -71,6 +79,10 @@ class McpServer:
         keepalive: float = 15.0,
         elicitation_timeout: float = 600.0,
         instructions: str | None = None,
+        state_keys: KeySource | None = None,
+        input_wait: float = 20.0,
+        listen_poll: float = 1.0,
+        max_listeners: int = 1024,
     ) -> None:
         self.backend = backend
         self.allowed_origins = allowed_origins
@@ -82,8 +94,19 @@ class McpServer:
         self.session_idle = session_idle
         self.keepalive = keepalive
         self.elicitation_timeout = elicitation_timeout
-        self.instructions = instructions
+        self.instructions = instructions or (
+            "Tools run as the user named by the Keyturn-User-Id header; tokens never leave Keyturn."
+        )
         self.sessions: OrderedDict[str, p.Session] = OrderedDict()
+        # 2026-07-28: requestState sealed under a key derived from the root key (a random one when standalone)
+        self.sealer = RequestStateSealer(
+            state_keys or fixed_key(secrets.token_bytes(32)), ttl=elicitation_timeout
+        )
+        self.input_wait = input_wait  # how long a retry waits for the user's sign-in before asking again
+        self.listen_poll = listen_poll
+        self.max_listeners = max_listeners
+        self.listeners: set[asyncio.Event] = set()  # open subscriptions/listen streams
+        self.modern = ModernEra(self)
 
     # ---- mounting --------------------------------------------------------------------------------
     def routes(self, path: str = "/mcp") -> list[web.RouteDef]:
@@ -103,6 +126,8 @@ class McpServer:
     def close_all(self) -> None:
         for session in list(self.sessions.values()):
             self._end(session)
+        for stop in list(self.listeners):
+            stop.set()
 
     # ---- checks ----------------------------------------------------------------------------------
     def _check_request(self, request: web.Request) -> None:
@@ -144,6 +169,18 @@ class McpServer:
         session.last_seen = time.monotonic()
         self.sessions.move_to_end(sid)
         return session
+
+    def caller(self, request: web.Request) -> str:
+        """Who calls (for binding a requestState): the API key's id or config entry, else ``anonymous``."""
+        identity = request.get(IDENTITY)
+        if identity is None:
+            return "anonymous"
+        key_id = getattr(identity, "id", None)
+        if isinstance(key_id, str):
+            return f"key:{key_id}"
+        if isinstance(identity, dict):
+            return f"{identity.get('kind', 'caller')}:{identity.get('name') or identity.get('id') or ''}"
+        return f"caller:{type(identity).__name__}"
 
     def user(self, request: web.Request) -> str | None:
         """The end user: an OAuth / JWT token's user (``engine.mcp.resource``), else
@@ -187,6 +224,8 @@ class McpServer:
         except p.Refused as exc:
             exc.msg_id = msg_id
             raise
+        if env.is_modern(request.headers, message):
+            return await self.modern.post(request, message)
         if method == "initialize":
             if "id" not in message:
                 return _json(p.error(None, p.INVALID_REQUEST, "Invalid Request: initialize needs an id"), 400)
@@ -218,8 +257,7 @@ class McpServer:
             "protocolVersion": version,
             "capabilities": {"tools": {"listChanged": False}},
             "serverInfo": {"name": self.server_name, "version": self.version},
-            "instructions": self.instructions
-            or "Tools run as the user named by the Keyturn-User-Id header; tokens never leave Keyturn.",
+            "instructions": self.instructions,
         }
         response = _reply(request, {"jsonrpc": "2.0", "id": message["id"], "result": result})
         response.headers["Mcp-Session-Id"] = sid
@@ -235,6 +273,7 @@ class McpServer:
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         self._check_request(request)
+        _no_stream_when_modern(request)
         if "text/event-stream" not in request.headers.get("Accept", ""):
             raise refused(406, "not_acceptable", "Not Acceptable: GET /mcp needs Accept: text/event-stream")
         session = self._session(request)
@@ -270,6 +309,7 @@ class McpServer:
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         self._check_request(request)
+        _no_stream_when_modern(request)
         self._end(self._session(request))
         return web.Response(status=200)
 
@@ -284,7 +324,7 @@ class McpServer:
         if method == "ping":
             return {}
         if method == "tools/list":
-            return {"tools": await self._backend.list_tools(self.user(request))}
+            return {"tools": await self.backend_tools(request)}
         if method == "tools/call":
             return await self._call(request, session, params)
         raise p.RpcError(p.METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
@@ -293,29 +333,52 @@ class McpServer:
     def _backend(self) -> ToolBackend:
         return self.backend
 
+    async def backend_tools(self, request: web.Request) -> list[dict[str, Any]]:
+        return await self._backend.list_tools(self.user(request))
+
+    async def run_tool(
+        self, request: web.Request, name: str, arguments: dict[str, Any]
+    ) -> dict[str, Any] | NeedsAuthorization:
+        """Call a tool for the request's user (both eras): a CallToolResult or ``NeedsAuthorization``."""
+        try:
+            return await self._backend.call_tool(name, arguments, self.user(request))
+        except ToolNotFound as exc:
+            raise p.RpcError(p.INVALID_PARAMS, f"Unknown tool: {name[:128]}") from exc
+        except KeyturnError as exc:
+            return p.text_result(f"{exc.error}: {exc.msg}", is_error=True)
+
+    async def wait_flow(self, flow_id: str, timeout: float) -> str:  # noqa: ASYNC109 - a long-poll bound
+        try:
+            return await self._backend.wait_flow(flow_id, timeout)
+        except Exception as exc:  # a lost waiter answers "ask again", never a 500
+            log.warning("mcp_flow_wait_failed", error=type(exc).__name__)
+            return "pending"
+
+    async def catalog_version(self, user: str | None) -> Any:
+        """Changes whenever the tools a backend serves change (``subscriptions/listen``)."""
+        version = getattr(self._backend, "catalog_version", None)
+        if version is None:
+            return 0
+        try:
+            return await version(user)
+        except Exception as exc:  # a failing refresh keeps the last version
+            log.warning("mcp_catalog_version_failed", error=type(exc).__name__)
+            return None
+
     async def _call(self, request: web.Request, session: p.Session, params: dict[str, Any]) -> dict[str, Any]:
         name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, dict):
             raise p.RpcError(
                 p.INVALID_PARAMS, "tools/call needs params.name (string) and params.arguments (object)"
             )
-        try:
-            answer = await self._backend.call_tool(name, arguments, self.user(request))
-        except ToolNotFound as exc:
-            raise p.RpcError(p.INVALID_PARAMS, f"Unknown tool: {name[:128]}") from exc
-        except KeyturnError as exc:
-            return p.text_result(f"{exc.error}: {exc.msg}", is_error=True)
+        answer = await self.run_tool(request, name, arguments)
         if isinstance(answer, NeedsAuthorization):
             return self._needs_authorization(session, answer)
         return answer
 
     def _needs_authorization(self, session: p.Session, needed: NeedsAuthorization) -> dict[str, Any]:
         if not session.url_elicitation:
-            return p.text_result(
-                f"Authorization required: {needed.message} Open {needed.url} to connect your "
-                f"{needed.provider_id} account, then call this tool again.",
-                is_error=True,
-            )
+            return needed.as_result()
         elicitation_id = f"el_{secrets.token_urlsafe(16)}"
         task = asyncio.create_task(self._complete_later(session, needed.flow_id, elicitation_id))
         session.tasks.add(task)
@@ -348,6 +411,12 @@ class McpServer:
                     return
                 if outcome == "failed":
                     return
+
+
+def _no_stream_when_modern(request: web.Request) -> None:
+    """2026-07-28 has no GET stream and no sessions: GET/DELETE at that version are 405."""
+    if request.headers.get(env.VERSION_HEADER) in env.MODERN_VERSIONS:
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
 
 
 def _origins(value: Origins) -> Iterable[str]:
