@@ -39,6 +39,23 @@ class NeedsAuthorization:
         }
 
 
+@dataclass(frozen=True)
+class Relay:
+    """What a 2026-07-28 client's call carries on to an upstream MCP server (engine.mcp.bridge)."""
+
+    capabilities: dict[str, Any]  # the client's, so an upstream asks only for input the client can give
+    input_responses: dict[str, Any] | None = None
+    request_state: str | None = None  # the upstream's own requestState, untouched
+
+
+@dataclass(frozen=True)
+class UpstreamInput:
+    """An upstream MCP server answered ``input_required``: passed through to the client."""
+
+    input_requests: dict[str, Any] | None
+    request_state: str | None
+
+
 class ToolNotFound(LookupError):
     """Raised by ``ToolBackend.call_tool`` for a name it does not serve (JSON-RPC -32602)."""
 
@@ -48,9 +65,13 @@ class ToolBackend(Protocol):
         """MCP Tool dicts: ``{name, description, inputSchema, ...}``."""
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], user_id: str | None
-    ) -> dict[str, Any] | NeedsAuthorization:
-        """An MCP CallToolResult dict (``{content, isError, ...}``) or ``NeedsAuthorization``."""
+        self, name: str, arguments: dict[str, Any], user_id: str | None, relay: Relay | None = None
+    ) -> dict[str, Any] | NeedsAuthorization | UpstreamInput:
+        """An MCP CallToolResult dict (``{content, isError, ...}``) or ``NeedsAuthorization``.
+
+        ``relay`` is given (as a keyword) only for 2026-07-28 clients; only a bridged tool answers
+        ``UpstreamInput``, and only when given one.
+        """
 
     async def wait_flow(self, flow_id: str, timeout: float) -> str:  # noqa: ASYNC109 - a long-poll bound
         """Wait up to ``timeout`` seconds: ``"completed"``, ``"failed"`` or ``"pending"``."""

@@ -17,14 +17,15 @@ from aiohttp import web
 from engine.config.model import GatewayConfig
 from engine.errors import KeyturnError, NotFound
 from engine.flows.results import Authorization
-from engine.mcp.backend import NeedsAuthorization, ToolNotFound
+from engine.mcp.backend import NeedsAuthorization, Relay, ToolNotFound, UpstreamInput
 from engine.mcp.bridge import McpBridge
 from engine.mcp.httperrors import answering_errors
 from engine.mcp.protocol import text_result
+from engine.mcp.request_state import PURPOSE, KeySource
 from engine.mcp.server import McpServer
 from engine.tools.formats import input_json_schema
 from engine.wiring.options import opened
-from engine.wiring.services import FLOWS, REFRESHER, TOOLS
+from engine.wiring.services import FLOWS, REFRESHER, STORE, TOOLS
 from engine.wiring.settings import HTTP_SESSION, SETTINGS, ReloadReport, Settings
 
 
@@ -63,13 +64,24 @@ class EngineToolBackend:
             )
         return out
 
+    async def catalog_version(self, user_id: str | None) -> tuple[int, int]:
+        """Changes when a worker's or an upstream server's tools do (asks them when stale)."""
+        config = self.app[SETTINGS].current.config
+        registry = self.app[TOOLS].registry
+        await registry.ensure_fresh()
+        if not config.mcp.servers:
+            return registry.version, 0
+        bridge = self._bridge()
+        await bridge.ensure_fresh(user_id, float(config.tools.catalog_refresh))
+        return registry.version, bridge.version
+
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], user_id: str | None
-    ) -> dict[str, Any] | NeedsAuthorization:
+        self, name: str, arguments: dict[str, Any], user_id: str | None, relay: Relay | None = None
+    ) -> dict[str, Any] | NeedsAuthorization | UpstreamInput:
         bridged = self._bridge().owner(name) if self.app[SETTINGS].current.config.mcp.servers else None
         if bridged is not None:
             try:
-                return await self._bridge().call_tool(bridged[0], bridged[1], arguments, user_id)
+                return await self._bridge().call_tool(bridged[0], bridged[1], arguments, user_id, relay)
             except KeyturnError as exc:
                 return text_result(f"{exc.error}: {exc.msg}", is_error=True)
         try:
@@ -127,6 +139,7 @@ def engine_mcp_server(app: web.Application) -> McpServer:
         default_user=config.mcp.default_user,
         elicitation_timeout=float(config.security.flow_ttl),
         instructions=instructions(config.mcp.auth),
+        state_keys=_state_keys(app),
     )
 
 
@@ -151,6 +164,19 @@ def instructions(mode: str) -> str:
 
 
 MCP = web.AppKey("keyturn_mcp", McpServer)
+
+
+def _state_keys(app: web.Application) -> KeySource:
+    """requestState keys: HKDF of the engine's root keys (the default one seals, any configured opens)."""
+
+    def source(key_id: str | None) -> tuple[str, bytes]:
+        keyring = app[STORE].keyring
+        kid = key_id or keyring.default_id
+        if kid not in keyring.key_ids:
+            raise KeyError(kid)
+        return kid, keyring.derive_key(PURPOSE, kid)
+
+    return source
 
 
 async def mcp_ctx(app: web.Application) -> AsyncIterator[None]:

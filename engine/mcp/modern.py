@@ -23,7 +23,7 @@ from aiohttp import web
 
 from engine.mcp import envelope as env
 from engine.mcp import protocol as p
-from engine.mcp.backend import NeedsAuthorization
+from engine.mcp.backend import NeedsAuthorization, Relay, UpstreamInput
 from engine.mcp.listen import listen
 from engine.mcp.request_state import Binding, RequestStateError, arguments_digest
 
@@ -103,18 +103,32 @@ class ModernEra:
         name, arguments = params["name"], params.get("arguments") or {}
         user = self.server.user(request)
         binding = Binding(user or "", self.server.caller(request), name, arguments_digest(arguments))
+        relay = Relay(envelope.capabilities)
         state = params.get("requestState")
         if state is not None:
             try:
                 saved = self.server.sealer.open(state, binding)
             except RequestStateError as exc:
                 raise p.RpcError(p.INVALID_PARAMS, f"Invalid params: {exc}") from None
-            step, answer_now = await self._after_input(saved, params.get("inputResponses"))
-            if step == "answer":
-                return answer_now
-            if step == "pending":
-                return self._ask(binding, saved, again=True)
-        answer = await self.server.run_tool(request, name, arguments)
+            if "up" in saved:  # the upstream's own state, handed back untouched with the client's answers
+                responses = params.get("inputResponses")
+                up = saved["up"] if isinstance(saved["up"], str) else None
+                relay = Relay(envelope.capabilities, responses if isinstance(responses, dict) else None, up)
+            else:
+                step, answer_now = await self._after_input(saved, params.get("inputResponses"))
+                if step == "answer":
+                    return answer_now
+                if step == "pending":
+                    return self._ask(binding, saved, again=True)
+        answer = await self.server.run_tool(request, name, arguments, relay)
+        if isinstance(answer, UpstreamInput):
+            result: dict[str, Any] = {
+                "resultType": "input_required",
+                "requestState": self.server.sealer.seal(binding, {"up": answer.request_state}),
+            }
+            if answer.input_requests:
+                result["inputRequests"] = answer.input_requests
+            return result
         if not isinstance(answer, NeedsAuthorization):
             return answer
         if not envelope.url_elicitation:

@@ -41,7 +41,7 @@ from engine.identity import IDENTITY
 from engine.jsontext import JsonTextError, parse
 from engine.mcp import envelope as env
 from engine.mcp import protocol as p
-from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
+from engine.mcp.backend import NeedsAuthorization, Relay, ToolBackend, ToolNotFound, UpstreamInput
 from engine.mcp.httperrors import answering_errors, refused
 from engine.mcp.httperrors import json_answer as _json
 from engine.mcp.modern import ModernEra
@@ -337,11 +337,16 @@ class McpServer:
         return await self._backend.list_tools(self.user(request))
 
     async def run_tool(
-        self, request: web.Request, name: str, arguments: dict[str, Any]
-    ) -> dict[str, Any] | NeedsAuthorization:
-        """Call a tool for the request's user (both eras): a CallToolResult or ``NeedsAuthorization``."""
+        self, request: web.Request, name: str, arguments: dict[str, Any], relay: Relay | None = None
+    ) -> dict[str, Any] | NeedsAuthorization | UpstreamInput:
+        """Call a tool for the request's user (both eras): a CallToolResult or ``NeedsAuthorization``.
+
+        ``relay`` (2026-07-28 clients only) is passed on as a keyword, so a backend without it works.
+        """
         try:
-            return await self._backend.call_tool(name, arguments, self.user(request))
+            if relay is None:
+                return await self._backend.call_tool(name, arguments, self.user(request))
+            return await self._backend.call_tool(name, arguments, self.user(request), relay=relay)
         except ToolNotFound as exc:
             raise p.RpcError(p.INVALID_PARAMS, f"Unknown tool: {name[:128]}") from exc
         except KeyturnError as exc:
@@ -374,6 +379,8 @@ class McpServer:
         answer = await self.run_tool(request, name, arguments)
         if isinstance(answer, NeedsAuthorization):
             return self._needs_authorization(session, answer)
+        if isinstance(answer, UpstreamInput):  # not asked for without a relay; never sent to this era
+            return p.text_result("the tool asks for input this client cannot give", is_error=True)
         return answer
 
     def _needs_authorization(self, session: p.Session, needed: NeedsAuthorization) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -80,6 +81,7 @@ class ToolRegistry:
         self._by_worker: dict[str, list[dict[str, Any]]] = {}
         self.up: dict[str, bool] = {}
         self.refreshed_at = 0.0
+        self.version = 0  # changes whenever the catalog does
         self._asked_at: dict[tuple[str, str], float] = {}  # (worker id, uri) -> when last asked
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -128,6 +130,8 @@ class ToolRegistry:
             known = {w.worker_id for w in workers}
             self._by_worker = {k: v for k, v in self._by_worker.items() if k in known}
             self._asked_at = {k: v for k, v in self._asked_at.items() if k[0] in known}
+            if _fingerprint(tools) != _fingerprint(self._tools):
+                self.version += 1  # MCP subscriptions/listen: notifications/tools/list_changed
             self._tools = tools
             if len(ask) == len(workers):
                 self.refreshed_at = time.monotonic()
@@ -181,3 +185,11 @@ class ToolRegistry:
         if toolkit:
             tools = [t for t in tools if t.definition["toolkit"]["name"].lower() == toolkit.lower()]
         return tools
+
+
+def _fingerprint(tools: dict[str, Tool]) -> str:
+    return json.dumps(
+        sorted((key, tool.worker.worker_id, tool.definition) for key, tool in tools.items()),
+        sort_keys=True,
+        default=str,
+    )
