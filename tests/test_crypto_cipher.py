@@ -117,3 +117,16 @@ def test_repr_hides_keys() -> None:
     key = os.urandom(32)
     text = repr(Keyring({"k1": key}, "k1"))
     assert "k1" in text and base64.b64encode(key).decode() not in text
+
+
+ROOT = b"k" * 32
+
+
+def test_keyring_derived_keys() -> None:
+    """The state key is derived per root key and purpose: stable, distinct, and never the root key."""
+    ring = Keyring({"k1": ROOT, "k2": b"z" * 32}, "k1")
+    assert ring.derive_key("mcp-request-state") == ring.derive_key("mcp-request-state", "k1")
+    assert ring.derive_key("mcp-request-state") != ring.derive_key("other")
+    assert ring.derive_key("mcp-request-state", "k2") != ring.derive_key("mcp-request-state")
+    assert ROOT not in (ring.derive_key("mcp-request-state"), ring.derive_key("other"))
+    assert "k1" in repr(ring) and repr(ROOT) not in repr(ring)
