@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import httpx2
 import mcp_types as types
 import pytest
-from aiohttp import web
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
@@ -20,71 +19,10 @@ from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
 from engine.api.middleware import error_middleware, request_id_middleware
 from engine.errors import Unavailable
-from engine.mcp.backend import NeedsAuthorization, ToolNotFound
-from engine.mcp.server import McpServer
 from engine.ratelimit import SlidingWindowLimiter
+from tests.plugins.mcp_backend import LINK, Serve
 
-LINK = "http://127.0.0.1:1/v1/oauth/start/fl_test"
 KEY = "mcp-test-key"
-
-
-class FlagBackend:
-    """Two tools: ``echo`` runs at once; ``whoami`` needs authorization until ``complete`` is called."""
-
-    def __init__(self) -> None:
-        self.authorized = False
-        self.done = asyncio.Event()
-        self.waits = 0
-        self.list_fails: Exception | None = None
-
-    async def list_tools(self, user_id: str | None) -> list[dict[str, Any]]:
-        if self.list_fails is not None:
-            raise self.list_fails
-        schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
-        return [
-            {"name": "echo", "description": "Say it back", "inputSchema": schema},
-            {"name": "whoami", "description": "The user", "inputSchema": {"type": "object"}},
-        ]
-
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], user_id: str | None
-    ) -> dict[str, Any] | NeedsAuthorization:
-        if name == "echo":
-            return {"content": [{"type": "text", "text": str(arguments.get("text"))}], "isError": False}
-        if name != "whoami":
-            raise ToolNotFound(name)
-        if not self.authorized:
-            return NeedsAuthorization(LINK, "fl_test", "acme", "Authorize access to acme to continue.")
-        return {"content": [{"type": "text", "text": f"you are {user_id}"}], "isError": False}
-
-    async def wait_flow(self, flow_id: str, timeout: float) -> str:
-        self.waits += 1
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.done.wait(), timeout)
-        return "completed" if self.done.is_set() else "pending"
-
-    def complete(self) -> None:
-        self.authorized = True
-        self.done.set()
-
-
-Serve = Callable[..., Awaitable[tuple[str, FlagBackend]]]
-
-
-@pytest.fixture
-def mcp_serve(aiohttp_server: Any) -> Serve:
-    """Start an aiohttp app on 127.0.0.1 (port 0) with McpServer over a fresh FlagBackend."""
-
-    async def serve(middlewares: tuple[Any, ...] = (), **kw: Any) -> tuple[str, FlagBackend]:
-        backend = FlagBackend()
-        options: dict[str, Any] = {"require_api_key": False, "default_user": "alice", "version": "9.9"}
-        options |= kw
-        app = web.Application(middlewares=list(middlewares))
-        McpServer(backend, **options).setup(app)
-        server = await aiohttp_server(app, host="127.0.0.1", port=0)
-        return str(server.make_url("/mcp")), backend
-
-    return serve
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import secrets
 import time
 from collections import OrderedDict
@@ -344,7 +345,7 @@ class McpServer:
         ``relay`` (2026-07-28 clients only) is passed on as a keyword, so a backend without it works.
         """
         try:
-            if relay is None:
+            if relay is None or not _takes_relay(self._backend):
                 return await self._backend.call_tool(name, arguments, self.user(request))
             return await self._backend.call_tool(name, arguments, self.user(request), relay=relay)
         except ToolNotFound as exc:
@@ -418,6 +419,14 @@ class McpServer:
                     return
                 if outcome == "failed":
                     return
+
+
+def _takes_relay(backend: ToolBackend) -> bool:
+    """Whether ``backend.call_tool`` takes ``relay`` (the engine's does; small test backends may not)."""
+    try:
+        return "relay" in inspect.signature(backend.call_tool).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _no_stream_when_modern(request: web.Request) -> None:
