@@ -28,6 +28,8 @@ class FlagBackend:
         self.done = asyncio.Event()
         self.waits = 0
         self.list_fails: Exception | None = None
+        self.server: Any = None  # the McpServer serving it (set by mcp_serve)
+        self.catalog = 0  # bump to announce a changed tool list (subscriptions/listen)
 
     async def list_tools(self, user_id: str | None) -> list[dict[str, Any]]:
         if self.list_fails is not None:
@@ -55,6 +57,9 @@ class FlagBackend:
             await asyncio.wait_for(self.done.wait(), timeout)
         return "completed" if self.done.is_set() else "pending"
 
+    async def catalog_version(self, user_id: str | None) -> int:
+        return self.catalog
+
     def complete(self) -> None:
         self.authorized = True
         self.done.set()
@@ -72,7 +77,8 @@ def mcp_serve(aiohttp_server: Any) -> Serve:
         options: dict[str, Any] = {"require_api_key": False, "default_user": "alice", "version": "9.9"}
         options |= kw
         app = web.Application(middlewares=list(middlewares))
-        McpServer(backend, **options).setup(app)
+        backend.server = McpServer(backend, **options)
+        backend.server.setup(app)
         server = await aiohttp_server(app, host="127.0.0.1", port=0)
         return str(server.make_url("/mcp")), backend
 
