@@ -1,4 +1,4 @@
-"""End to end over MCP: the official client in each era, -32042 or input_required, sign-in at oidc-provider."""
+"""End to end over MCP: the official client in each era, -32042 or input_required, oidc-provider sign-in."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ async def _sign_in(engine: Any, link: str, account: str) -> None:
 async def test_official_client_each_mode(
     mode: str, keyturn_engine: Any, oidc_op: Any, arcade_mcp_worker: Any
 ) -> None:
-    """Each client mode lists the arcade-mcp-server worker's tools, signs in at oidc-provider, gets its data."""
+    """Each client mode lists the arcade-mcp-server worker's tools, signs in, gets its own data."""
     engine = await _engine_with_mcp_worker(keyturn_engine, oidc_op, arcade_mcp_worker)
     user, account = f"{mode.replace('-', '')}@example.test", f"user{mode.replace('-', '')}"
     asked: list[Any] = []
