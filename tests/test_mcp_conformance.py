@@ -1,4 +1,10 @@
-"""engine.mcp.server against the MCP conformance suite (@modelcontextprotocol/conformance, pinned)."""
+"""engine.mcp.server against the MCP conformance suite (@modelcontextprotocol/conformance, pinned).
+
+The suite (0.1.16, its newest release) needs Node 22: the ``node`` package in the suite's own lock file
+brings it (node_modules/.bin/node), so the system Node is not touched. Its server scenarios cover the
+handshake era (2025-06-18, 2025-11-25) only; it has none for 2026-07-28 yet, which the official
+Python client (tests/test_mcp_modern.py, tests/test_e2e_mcp.py) covers instead.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,16 @@ from engine.mcp.server import McpServer
 
 SUITE = Path(__file__).parent / "mcp_conformance"
 CLI = SUITE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-SCENARIOS = ("server-initialize", "ping", "tools-list", "dns-rebinding-protection")
+NODE = SUITE / "node_modules" / ".bin" / "node"
+# every server scenario of 0.1.16 that applies to a tools-only server (the others need the suite's own
+# prompts, resources, or tools such as ``test_simple_text`` that Keyturn does not serve)
+SCENARIOS = (
+    "server-initialize",
+    "ping",
+    "tools-list",
+    "dns-rebinding-protection",
+    "server-sse-multiple-streams",
+)
 
 
 class OneToolBackend:
@@ -37,10 +52,10 @@ class OneToolBackend:
 
 
 def _node() -> str:
-    node = shutil.which("node")
+    node = str(NODE) if NODE.exists() else None
     missing = None
-    if node is None:
-        missing = "node is not installed"
+    if node is None or shutil.which("node") is None:
+        missing = f"node, or Node 22 from the suite's lock file, is missing: run `npm ci --prefix {SUITE}`"
     elif not CLI.is_file():
         missing = f"the conformance suite is not installed: run `npm ci --prefix {SUITE}`"
     if missing is not None:
