@@ -15,6 +15,7 @@ import httpx2
 import mcp_types as types
 import pytest
 from mcp import ClientSession
+from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
@@ -134,3 +135,60 @@ async def test_large_upstream_answers(
             assert huge.content[0].text == (
                 "upstream MCP server up's answer to tools/call is larger than the limit of 8 MiB"
             )
+
+
+@pytest.mark.parametrize(("era", "version"), [("modern-only", "2026-07-28"), ("legacy-only", "2025-11-25")])
+async def test_bridge_speaks_the_upstreams_era(
+    keyturn_engine: Any, mini_provider: MiniProvider, era: str, version: str
+) -> None:
+    """An upstream serving only 2026-07-28, or only 2025-11-25, is listed and called in its own era."""
+    async with start_upstream(mini_provider, era) as url:
+        server = f"{{id: up, url: '{url}', requires_auth: {{provider: acme, scopes: [read]}}}}"
+        engine = await keyturn_engine(acme_config(mini_provider, extra=f"mcp: {{servers: [{server}]}}\n"))
+        async with client(engine, []) as session:
+            with pytest.raises(MCPError) as info:
+                await session.call_tool("up_protocol", {})
+            async with engine.browser.get(info.value.data["elicitations"][0]["url"]) as resp:
+                assert resp.status == 200
+            assert {"up_whoami", "up_protocol"} <= {t.name for t in (await session.list_tools()).tools}
+            assert (await session.call_tool("up_protocol", {})).content[0].text == version
+            who = await session.call_tool("up_whoami", {})
+            assert json.loads(who.content[0].text)["sub"] == "u-123"
+
+
+async def test_upstream_input_required_passes_through(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """A modern client gets the upstream's own input request; the upstream's state comes back untouched."""
+    async with start_upstream(mini_provider, "modern-only") as url:
+        server = f"{{id: up, url: '{url}', requires_auth: {{provider: acme, scopes: [read]}}}}"
+        engine = await keyturn_engine(acme_config(mini_provider, extra=f"mcp: {{servers: [{server}]}}\n"))
+        asked: list[Any] = []
+
+        async def elicit(context: Any, params: Any) -> types.ElicitResult:
+            asked.append(params.mode)
+            if params.mode == "url":  # Keyturn's own sign-in
+                async with engine.browser.get(params.url) as resp:
+                    assert resp.status == 200
+                return types.ElicitResult(action="accept")
+            assert params.message == "Sure?"
+            return types.ElicitResult(action="accept", content={"sure": True})
+
+        headers = {"Authorization": f"Bearer {API_KEY}", "Keyturn-User-Id": USER}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            Client(
+                streamable_http_client(engine.url + "/mcp", http_client=http),
+                mode="2026-07-28",
+                elicitation_callback=elicit,
+            ) as c,
+        ):
+            assert (await c.call_tool("up_protocol", {})).content[0].text == "2026-07-28"
+            result = await c.call_tool("up_confirm", {})
+            assert not result.is_error, result
+            assert result.content[0].text == "confirmed sure=True state=upstream-state-1"
+        assert asked == ["url", "form"]
+        # a handshake-era client cannot answer: it is told so in a tool error
+        async with client(engine, []) as session:
+            legacy = await session.call_tool("up_confirm", {})
+            assert legacy.is_error and "2026-07-28" in legacy.content[0].text
