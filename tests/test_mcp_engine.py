@@ -11,6 +11,7 @@ from typing import Any
 import httpx2
 import mcp_types as types
 import pytest
+from engine.api.state import TOOLS
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -181,3 +182,46 @@ async def test_errors_reach_the_client_as_json_rpc(engine: Any) -> None:
         long_user = await http.post(url, json=_init(), headers={"Keyturn-User-Id": "u" * 257})
         assert long_user.status_code == 400 and long_user.json()["error"]["code"] == -32600
         assert "Keyturn-User-Id is longer than 256 characters" in long_user.json()["error"]["message"]
+
+
+async def test_listen_announces_a_workers_new_tools(
+    keyturn_engine: Any, mini_provider: MiniProvider, echo_worker: Any, arcade_mcp_worker: Any
+) -> None:
+    """subscriptions/listen on a whole engine: a worker added (catalog refreshed) sends tools/list_changed."""
+    first = await echo_worker(mini_provider.url("/userinfo"))
+    second = await arcade_mcp_worker(mini_provider.url("/userinfo"))
+    engine = await keyturn_engine(acme_config(mini_provider, extra=first.yaml()))
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"toolsListChanged": True}, "_meta": meta},
+    }
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "subscriptions/listen",
+        "Keyturn-User-Id": USER,
+    }
+    async with engine.session.post(engine.url + "/mcp", json=body, headers=headers) as resp:
+        assert resp.status == 200
+
+        async def next_event() -> Any:
+            async for line in resp.content:
+                if line.startswith(b"data:"):
+                    return json.loads(line[5:])
+            return None
+
+        ack = await asyncio.wait_for(next_event(), 10)
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        engine.reconfigure(
+            acme_config(mini_provider, extra=first.yaml() + second.yaml("mcpw").replace("workers:\n", ""))
+        )
+        await engine.app[TOOLS].registry.refresh()  # what the catalog refresh loop does
+        changed = await asyncio.wait_for(next_event(), 10)
+        assert changed["method"] == "notifications/tools/list_changed"
+        assert changed["params"]["_meta"] == {"io.modelcontextprotocol/subscriptionId": 5}
