@@ -75,7 +75,7 @@ async def _engine_with_mcp_worker(
     worker = await arcade_mcp_worker(op.issuer + "/me")
     engine = await keyturn_engine(worker.yaml() + extra)
     client_id, client_secret = await op.register(engine.url + "/v1/oauth/callback")
-    engine.reconfigure(op.provider_yaml(client_id, client_secret, id="acme") + worker.yaml() + extra)
+    await engine.reconfigure(op.provider_yaml(client_id, client_secret, id="acme") + worker.yaml() + extra)
     return engine
 
 

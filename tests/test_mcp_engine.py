@@ -16,6 +16,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from engine.wiring.services import TOOLS
 from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
@@ -218,7 +219,7 @@ async def test_listen_announces_a_workers_new_tools(
 
         ack = await asyncio.wait_for(next_event(), 10)
         assert ack["method"] == "notifications/subscriptions/acknowledged"
-        engine.reconfigure(
+        await engine.reconfigure(
             acme_config(mini_provider, extra=first.yaml() + second.yaml("mcpw").replace("workers:\n", ""))
         )
         await engine.app[TOOLS].registry.refresh()  # what the catalog refresh loop does
