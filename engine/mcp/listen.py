@@ -15,22 +15,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from engine.mcp import envelope as env
 from engine.mcp import protocol as p
-
-if TYPE_CHECKING:
-    from engine.mcp.server import McpServer
+from engine.mcp.host import McpHost
 
 ACKNOWLEDGED = "notifications/subscriptions/acknowledged"
 TOOLS_LIST_CHANGED = "notifications/tools/list_changed"
 
 
 async def listen(
-    server: McpServer,
+    server: McpHost,
     request: web.Request,
     msg_id: Any,
     params: dict[str, Any],

@@ -17,18 +17,16 @@ gets the link in an ``isError`` result (also as ``structuredContent.authorizatio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from engine.mcp import envelope as env
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, Relay, UpstreamInput
+from engine.mcp.host import McpHost
 from engine.mcp.listen import listen
 from engine.mcp.request_state import Binding, RequestStateError, arguments_digest
-
-if TYPE_CHECKING:
-    from engine.mcp.server import McpServer
 
 CACHEABLE = {"server/discover", "tools/list"}
 INPUT_KEY = "authorization"
@@ -36,7 +34,7 @@ DISCOVER_TTL_MS = 5 * 60 * 1000
 
 
 class ModernEra:
-    def __init__(self, server: McpServer) -> None:
+    def __init__(self, server: McpHost) -> None:
         self.server = server
 
     async def post(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
