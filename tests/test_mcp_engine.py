@@ -11,7 +11,6 @@ from typing import Any
 import httpx2
 import mcp_types as types
 import pytest
-from engine.api.state import TOOLS
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError

@@ -35,7 +35,13 @@ async def listen(
     finish: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> web.StreamResponse:
     if "text/event-stream" not in request.headers.get("Accept", ""):
-        raise web.HTTPNotAcceptable(text="subscriptions/listen answers with text/event-stream")
+        raise p.Refused(
+            406,
+            p.SERVER_ERROR,
+            "Not Acceptable: subscriptions/listen answers with text/event-stream",
+            msg_id=msg_id,
+            data={"error": "not_acceptable"},
+        )
     if len(server.listeners) >= server.max_listeners:
         raise p.RpcError(p.INTERNAL_ERROR, "Subscription limit reached")
     wanted = params.get("notifications") or {}

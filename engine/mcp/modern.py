@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.errors import KeyturnError
 from engine.mcp import envelope as env
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, Relay, UpstreamInput
@@ -54,8 +55,13 @@ class ModernEra:
                 env.validate_params(method, envelope.version, params)
                 return await listen(self.server, request, msg_id, params, self.finish)
             result = await self._dispatch(request, envelope, method, params)
+        except p.Refused:
+            raise
         except p.RpcError as exc:
             return _error(msg_id, exc.code, exc.message, exc.data)
+        except KeyturnError as exc:  # e.g. the store or a worker list unavailable: the engine's own message
+            data = {"error": exc.error, "status": exc.status}
+            return _error(msg_id, p.INTERNAL_ERROR, exc.msg, data)
         return _ok(request, {"jsonrpc": "2.0", "id": msg_id, "result": self.finish(result)})
 
     def finish(self, result: dict[str, Any]) -> dict[str, Any]:

@@ -432,7 +432,12 @@ def _takes_relay(backend: ToolBackend) -> bool:
 def _no_stream_when_modern(request: web.Request) -> None:
     """2026-07-28 has no GET stream and no sessions: GET/DELETE at that version are 405."""
     if request.headers.get(env.VERSION_HEADER) in env.MODERN_VERSIONS:
-        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+        raise refused(
+            405,
+            "method_not_allowed",
+            f"Method Not Allowed: MCP {env.LATEST_MODERN} has no {request.method} on /mcp (POST only)",
+            headers={"Allow": "POST"},
+        )
 
 
 def _origins(value: Origins) -> Iterable[str]:
