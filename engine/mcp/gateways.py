@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.config.model import GatewayConfig
-from engine.mcp.backend import NeedsAuthorization, ToolBackend, ToolNotFound
+from engine.mcp.backend import NeedsAuthorization, Relay, ToolBackend, ToolNotFound, UpstreamInput
 from engine.mcp.httperrors import answering_errors, refused
 from engine.mcp.server import McpServer
 from engine.wiring.settings import SETTINGS
@@ -44,11 +44,17 @@ class GatewayBackend:
         return [t for t in await self.inner.list_tools(user_id) if self.allows(t)]
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], user_id: str | None
-    ) -> dict[str, Any] | NeedsAuthorization:
+        self, name: str, arguments: dict[str, Any], user_id: str | None, relay: Relay | None = None
+    ) -> dict[str, Any] | NeedsAuthorization | UpstreamInput:
         if not any(t.get("name") == name for t in await self.list_tools(user_id)):
             raise ToolNotFound(name)
-        return await self.inner.call_tool(name, arguments, user_id)
+        if relay is None:
+            return await self.inner.call_tool(name, arguments, user_id)
+        return await self.inner.call_tool(name, arguments, user_id, relay=relay)
+
+    async def catalog_version(self, user_id: str | None) -> Any:
+        version = getattr(self.inner, "catalog_version", None)
+        return await version(user_id) if version is not None else 0
 
     async def wait_flow(self, flow_id: str, timeout: float) -> str:  # noqa: ASYNC109 - a long-poll bound
         return await self.inner.wait_flow(flow_id, timeout)
