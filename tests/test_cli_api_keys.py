@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,30 @@ def test_duplicate_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["api-keys", "create", "ci", "-c", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert "'ci' already exists" in err and "Traceback" not in err
+
+
+def test_create_with_tools(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--tools (comma-separated or repeated) limits the key; list shows the globs; an empty one exits 1."""
+    from engine.config.loader import load_config
+
+    cfg = write_config(tmp_path)
+    assert main(["api-keys", "create", "mailer", "--tools", "Gmail.*,*.Delete*", "--tools", "Notes.Add",
+                 "-c", str(cfg)]) == 0  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert "limited to tools Gmail.*, *.Delete*, Notes.Add" in out[1]
+
+    async def tools() -> Any:
+        loaded = load_config(cfg)
+        keyring = keyring_from_config(loaded.config, tmp_path)
+        store = await Store.open(loaded.config.storage.url or "", keyring)
+        try:
+            record = await store.api_keys.verify(out[0])
+            return record.tools if record else "no key"
+        finally:
+            await store.close()
+
+    assert asyncio.run(tools()) == ("Gmail.*", "*.Delete*", "Notes.Add")
+    assert main(["api-keys", "list", "-c", str(cfg)]) == 0
+    assert "tools Gmail.*,*.Delete*,Notes.Add" in capsys.readouterr().out
+    assert main(["api-keys", "create", "none", "--tools", " , ", "-c", str(cfg)]) == 1
+    assert "--tools needs at least one glob" in capsys.readouterr().err

@@ -437,3 +437,17 @@ def test_relative_audit_file_is_beside_engine_yaml(tmp_path: Path) -> None:
     assert (
         load(text % "/var/log/keyturn.jsonl", base_dir=tmp_path).config.audit.file == "/var/log/keyturn.jsonl"
     )
+
+
+def test_api_keys_mix_plain_strings_and_tool_limited_entries() -> None:
+    """security.api_keys takes plain keys and {key, tools} entries side by side; a typo is named."""
+    from engine.config.model import ApiKeyEntry
+
+    config = load(
+        "api: {development: true}\nsecurity:\n  api_keys:\n    - plain-${env:A}\n"
+        "    - {key: '${env:B}', tools: ['Gmail.*', '*.Delete*']}\n",
+        env={"A": "one", "B": "two"},
+    ).config
+    assert config.security.api_keys == ("plain-one", ApiKeyEntry(key="two", tools=("Gmail.*", "*.Delete*")))
+    err = error("api: {development: true}\nsecurity: {api_keys: [{key: k, tool: ['Gmail.*']}]}\n")
+    assert err.path == "security.api_keys[0].tool" and "did you mean 'tools'" in err.msg

@@ -103,3 +103,21 @@ async def test_known_only_sees_a_new_key(store_opened: Store) -> None:
     _, plain = await store_opened.api_keys.create("late")
     store_opened.api_keys._known = (store_opened.api_keys._known[0] - api_keys.KNOWN_IDS_TTL, frozenset())
     assert await store_opened.api_keys.verify(plain, known_only=True) is not None
+
+
+async def test_tool_globs_stored_and_returned(store_opened: Store) -> None:
+    """A key created with tool globs verifies with them; one without is unlimited; no globs is refused."""
+    limited, plain = await store_opened.api_keys.create("mailer", tools=["Gmail.*", " *.Delete* "])
+    assert limited.tools == ("Gmail.*", "*.Delete*")
+    verified = await store_opened.api_keys.verify(plain)
+    assert verified is not None and verified.tools == ("Gmail.*", "*.Delete*")
+    _, other = await store_opened.api_keys.create("all")
+    unlimited = await store_opened.api_keys.verify(other)
+    assert unlimited is not None and unlimited.tools is None
+    assert {k.name: k.tools for k in await store_opened.api_keys.list()} == {
+        "mailer": ("Gmail.*", "*.Delete*"),
+        "all": None,
+    }
+    for bad in ([], [""]):
+        with pytest.raises(Conflict):
+            await store_opened.api_keys.create("bad", tools=bad)

@@ -75,7 +75,7 @@ async def test_catalog_from_director_worker(
     assert await registry.all(toolkit="echo") and await registry.all(toolkit="Other") == []
     with pytest.raises(NotFound) as info:
         await registry.get("Echo.Nope")
-    assert info.value.error == "tool_not_found" and "Echo.Nope" in info.value.msg
+    assert info.value.error == "unknown_tool" and "Echo.Nope" in info.value.msg
 
 
 async def test_down_worker_keeps_last_good_list(

@@ -40,7 +40,7 @@ async def test_list_and_get_tools(setup: tuple[Any, MiniProvider]) -> None:
     status, tool = await engine.api("GET", "/v1/tools/Echo_Say")
     assert status == 200 and tool["input"]["parameters"][0]["name"] == "text"
     status, err = await engine.api("GET", "/v1/tools/Echo.Nope")
-    assert status == 404 and err["error"] == "tool_not_found"
+    assert status == 404 and err["error"] == "unknown_tool"
 
 
 async def test_formatted_tools(setup: tuple[Any, MiniProvider]) -> None:

@@ -20,6 +20,7 @@ from engine.api.spec import unscoped
 from engine.errors import KeyturnError, RateLimited, Unauthorized
 from engine.identity import IDENTITY
 from engine.ratelimit import SlidingWindowLimiter
+from engine.tools.access import CURRENT_CALLER, Caller
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -119,6 +120,10 @@ def api_key_middleware(
             )
             return answer(request, Unauthorized(msg), {"WWW-Authenticate": 'Bearer realm="keyturn"'})
         request[IDENTITY] = identity
-        return await handler(request)
+        token = CURRENT_CALLER.set(identity if isinstance(identity, Caller) else None)
+        try:
+            return await handler(request)
+        finally:
+            CURRENT_CALLER.reset(token)  # the next request on this connection starts without it
 
     return middleware

@@ -18,6 +18,7 @@ from engine.errors import KeyturnError
 from engine.events import AccessEvent, AccessName
 from engine.mcp.httperrors import error_answer
 from engine.ratelimit import SlidingWindowLimiter
+from engine.tools.access import Caller
 from engine.wiring.services import AUDITOR, STORE
 from engine.wiring.settings import EVENTS, SETTINGS, ReloadReport, Settings
 
@@ -30,15 +31,17 @@ class ApiKeys:
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
-    async def verify(self, presented: str, *, limited: bool = False) -> Any | None:
+    async def verify(self, presented: str, *, limited: bool = False) -> Caller | None:
         if len(presented) > 512:
             return None
         config = self.app[SETTINGS].current.config
-        for i, key in enumerate(config.security.api_keys):
+        for i, entry in enumerate(config.security.api_keys):
+            key, tools = (entry, None) if isinstance(entry, str) else (entry.key, entry.tools)
             if key and hmac.compare_digest(key.encode(), presented.encode()):
-                return {"kind": "config", "name": f"security.api_keys[{i}]"}
+                return Caller(name=f"security.api_keys[{i}]", tools=tools)
         if presented.startswith("kt_"):
-            return await self.app[STORE].api_keys.verify(presented, known_only=limited)
+            record = await self.app[STORE].api_keys.verify(presented, known_only=limited)
+            return None if record is None else Caller(name=record.name, tools=record.tools)
         return None
 
 

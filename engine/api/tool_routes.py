@@ -10,6 +10,7 @@ from engine.api.jsonio import json_response
 from engine.api.schemas import SCHEMAS, ident
 from engine.api.shapes import authorization_response, execution_response
 from engine.api.spec import Answer, Input, Param, Routes
+from engine.identity import IDENTITY
 from engine.tools.formats import FORMATS, to_arcade
 from engine.wiring.services import TOOLS
 from engine.wiring.settings import SETTINGS
@@ -65,7 +66,7 @@ def _secrets(request: web.Request) -> set[str]:
 )
 async def list_tools(request: web.Request, inp: Input) -> web.Response:
     include = inp.query.get("include_format", [])
-    tools = await request.app[TOOLS].registry.all(inp.query.get("toolkit"))
+    tools = await request.app[TOOLS].tools(inp.query.get("toolkit"), request.get(IDENTITY))
     present = _secrets(request)
     user_id = inp.query.get("user_id")
     statuses = await request.app[TOOLS].auth_statuses(tools, user_id) if user_id else {}
@@ -88,7 +89,7 @@ async def list_tools(request: web.Request, inp: Input) -> web.Response:
     tag="tools",
 )
 async def get_tool(request: web.Request, inp: Input) -> web.Response:
-    tool = await request.app[TOOLS].registry.get(inp.path["name"])
+    tool = await request.app[TOOLS].tool(inp.path["name"], request.get(IDENTITY))
     include = inp.query.get("include_format", [])
     return json_response(
         to_arcade(tool.definition, secrets_present=_secrets(request), include_format=include)
@@ -105,7 +106,7 @@ async def get_tool(request: web.Request, inp: Input) -> web.Response:
 )
 async def list_formatted(request: web.Request, inp: Input) -> web.Response:
     fmt = FORMATS[inp.query["format"]]
-    tools = await request.app[TOOLS].registry.all(inp.query.get("toolkit"))
+    tools = await request.app[TOOLS].tools(inp.query.get("toolkit"), request.get(IDENTITY))
     return json_response(_page([fmt(t.definition) for t in tools], inp.query))
 
 
@@ -120,7 +121,7 @@ async def list_formatted(request: web.Request, inp: Input) -> web.Response:
 )
 async def get_formatted(request: web.Request, inp: Input) -> web.Response:
     fmt = FORMATS[inp.query["format"]]
-    tool = await request.app[TOOLS].registry.get(inp.path["name"])
+    tool = await request.app[TOOLS].tool(inp.path["name"], request.get(IDENTITY))
     return json_response(fmt(tool.definition))
 
 
@@ -134,7 +135,9 @@ async def get_formatted(request: web.Request, inp: Input) -> web.Response:
 )
 async def authorize_tool(request: web.Request, inp: Input) -> web.Response:
     data = inp.body
-    answer = await request.app[TOOLS].authorize(data["tool_name"], data["user_id"], data.get("next_uri"))
+    answer = await request.app[TOOLS].authorize(
+        data["tool_name"], data["user_id"], data.get("next_uri"), caller=request.get(IDENTITY)
+    )
     return json_response(authorization_response(answer))
 
 
@@ -148,5 +151,7 @@ async def authorize_tool(request: web.Request, inp: Input) -> web.Response:
 )
 async def execute_tool(request: web.Request, inp: Input) -> web.Response:
     data = inp.body
-    answer = await request.app[TOOLS].execute(data["tool_name"], data.get("input") or {}, data.get("user_id"))
+    answer = await request.app[TOOLS].execute(
+        data["tool_name"], data.get("input") or {}, data.get("user_id"), caller=request.get(IDENTITY)
+    )
     return json_response(execution_response(answer))

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from engine.cli.main import config_argument
-from engine.errors import NotFound
+from engine.errors import BadRequest, NotFound
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -23,6 +23,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Create an API key; the key is printed once and cannot be shown again.",
     )
     create.add_argument("name", help="a name for the key, e.g. the application using it")
+    create.add_argument(
+        "--tools",
+        action="append",
+        metavar="GLOBS",
+        help="limit the key to tools matching these globs over Toolkit.Tool names ('Gmail.*'); "
+        "comma-separated or repeated; other tools are invisible to the key",
+    )
     config_argument(create)
     create.set_defaults(func=run_create)
     ls = actions.add_parser(
@@ -39,14 +46,24 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def run_create(args: argparse.Namespace) -> int:
     from engine.cli.storecmd import open_store
 
+    tools = None
+    if args.tools is not None:
+        tools = [g.strip() for value in args.tools for g in value.split(",") if g.strip()]
+        if not tools:
+            raise BadRequest("--tools needs at least one glob, e.g. --tools 'Gmail.*'")
+
     async def go() -> tuple[str, str]:
         async with open_store(args, migrate=True) as store:
-            record, plain = await store.api_keys.create(args.name)
+            record, plain = await store.api_keys.create(args.name, tools=tools)
             return record.id, plain
 
     key_id, plain = asyncio.run(go())
     print(plain)
-    print(f"created API key {args.name!r} (id {key_id}); store it now: it is not shown again", flush=True)
+    limited = f", limited to tools {', '.join(tools)}" if tools else ""
+    print(
+        f"created API key {args.name!r} (id {key_id}{limited}); store it now: it is not shown again",
+        flush=True,
+    )
     return 0
 
 
@@ -60,7 +77,9 @@ def run_list(args: argparse.Namespace) -> int:
     for key in asyncio.run(go()):
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
         used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
-        print(f"{key.id}  {key.name:<24} {state:<24} created {key.created_at:%Y-%m-%d}  last used {used}")
+        tools = "all tools" if key.tools is None else "tools " + ",".join(key.tools)
+        created = f"{key.created_at:%Y-%m-%d}"
+        print(f"{key.id}  {key.name:<24} {state:<24} created {created}  last used {used}  {tools}")
     return 0
 
 

@@ -99,11 +99,20 @@ class OAuthSecurityConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApiKeyEntry:
+    """A ``security.api_keys`` entry limited to some tools: ``{key, tools: [globs]}``."""
+
+    key: str = dataclasses.field(metadata={"secret": True, "kind": "api_key"})
+    tools: tuple[str, ...] = ()  # globs over Toolkit.Tool names; other tools are invisible to the key
+
+
+@dataclasses.dataclass(frozen=True)
 class SecurityConfig:
     root_keys: tuple[RootKeyConfig, ...] = dataclasses.field(default=(), metadata={"kind": "root_key"})
     # plain root keys (seed 003's spelling), each base64 of 32 bytes; become root_keys with derived ids
     encryption_keys: tuple[str, ...] = secret(default=(), kind="root_key")
-    api_keys: tuple[str, ...] = secret(default=(), kind="api_key")
+    # plain keys (every tool) and {key, tools} entries (only the tools the globs name), mixed freely
+    api_keys: tuple[str | ApiKeyEntry, ...] = secret(default=(), kind="api_key")
     token_exposure: Literal["never", "api"] = "never"
     authentication: AuthenticationConfig = dataclasses.field(default_factory=AuthenticationConfig)
     oauth: OAuthSecurityConfig = dataclasses.field(default_factory=OAuthSecurityConfig)

@@ -23,6 +23,7 @@ from engine.mcp.httperrors import answering_errors
 from engine.mcp.protocol import text_result
 from engine.mcp.request_state import PURPOSE, KeySource
 from engine.mcp.server import McpServer
+from engine.tools.access import caller_allows, current_caller
 from engine.tools.formats import input_json_schema
 from engine.wiring.options import opened
 from engine.wiring.services import FLOWS, REFRESHER, STORE, TOOLS
@@ -49,10 +50,15 @@ class EngineToolBackend:
         return bridge
 
     async def list_tools(self, user_id: str | None) -> list[dict[str, Any]]:
-        out = (
-            await self._bridge().list_tools(user_id) if self.app[SETTINGS].current.config.mcp.servers else []
-        )
-        for tool in await self.app[TOOLS].registry.all():
+        caller = current_caller()
+        out = []
+        if self.app[SETTINGS].current.config.mcp.servers:
+            bridge = self._bridge()
+            for listed in await bridge.list_tools(user_id):
+                owner = bridge.owner(listed["name"])
+                if owner is None or caller_allows(caller, f"{owner[0].id}.{owner[1]}"):
+                    out.append(listed)
+        for tool in await self.app[TOOLS].tools(caller=current_caller()):
             d = tool.definition
             out.append(
                 {
@@ -80,12 +86,14 @@ class EngineToolBackend:
     ) -> dict[str, Any] | NeedsAuthorization | UpstreamInput:
         bridged = self._bridge().owner(name) if self.app[SETTINGS].current.config.mcp.servers else None
         if bridged is not None:
+            if not caller_allows(current_caller(), f"{bridged[0].id}.{bridged[1]}"):
+                raise ToolNotFound(name)  # a bridged tool the key may not see does not exist for it
             try:
                 return await self._bridge().call_tool(bridged[0], bridged[1], arguments, user_id, relay)
             except KeyturnError as exc:
                 return text_result(f"{exc.error}: {exc.msg}", is_error=True)
         try:
-            answer = await self.app[TOOLS].execute(name, arguments, user_id)
+            answer = await self.app[TOOLS].execute(name, arguments, user_id, caller=current_caller())
         except NotFound as exc:
             raise ToolNotFound(name) from exc
         except KeyturnError as exc:

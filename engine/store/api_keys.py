@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import hmac
+import json
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -45,19 +48,33 @@ class ApiKeyRepo(Repo):
             created_at=aware(row.created_at) or now_utc(),
             last_used_at=aware(row.last_used_at),
             revoked_at=aware(row.revoked_at),
+            tools=_tools(row.tools),
         )
 
-    async def create(self, name: str) -> tuple[ApiKeyRecord, str]:
-        """A new key; the plaintext ``kt_<id>_<secret>`` is returned once and never stored."""
+    async def create(self, name: str, tools: Sequence[str] | None = None) -> tuple[ApiKeyRecord, str]:
+        """A new key; the plaintext ``kt_<id>_<secret>`` is returned once and never stored.
+
+        ``tools``: globs over ``Toolkit.Tool`` names the key is limited to (None: every tool).
+        """
         name = name.strip()
         if not name or len(name) > 128:
             raise Conflict("an API key name must be 1-128 characters")
+        globs = None if tools is None else [g.strip() for g in tools]
+        if globs is not None and (not globs or any(not g or len(g) > 200 for g in globs)):
+            raise Conflict("tool globs must be 1-200 characters each, at least one")
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
         insert = (
             self.s.insert(self.t)
-            .values(id=key_id, name=name, salt=salt, key_hash=_hash(salt, secret), created_at=now_utc())
+            .values(
+                id=key_id,
+                name=name,
+                salt=salt,
+                key_hash=_hash(salt, secret),
+                created_at=now_utc(),
+                tools=None if globs is None else json.dumps(globs),
+            )
             .on_conflict_do_nothing()
             .returning(*self.t.c)
         )
@@ -115,7 +132,7 @@ class ApiKeyRepo(Repo):
                     await conn.execute(
                         sa.update(self.t).where(self.t.c.id == key_id).values(last_used_at=now)
                     )
-            record = ApiKeyRecord(record.id, record.name, record.created_at, now, record.revoked_at)
+            record = dataclasses.replace(record, last_used_at=now)
             self._cache[key_id] = (cached[0], salt, expected, record)
         return record
 
@@ -137,3 +154,16 @@ class ApiKeyRepo(Repo):
         self._cache.clear()
         self._known = (float("-inf"), frozenset())
         return bool(result.rowcount)
+
+
+def _tools(raw: str | None) -> tuple[str, ...] | None:
+    """The stored globs; an unreadable value limits the key to nothing rather than to everything."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ()
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(g) for g in value if isinstance(g, str))

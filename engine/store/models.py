@@ -76,6 +76,8 @@ api_keys = sa.Table(
     sa.Column("created_at", UTC_TS, nullable=False),
     sa.Column("last_used_at", UTC_TS),
     sa.Column("revoked_at", UTC_TS),
+    # JSON list of tool globs the key is limited to; NULL: every tool
+    sa.Column("tools", sa.Text),
 )
 
 leases = sa.Table(

@@ -81,3 +81,4 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    tools: tuple[str, ...] | None = None  # globs over Toolkit.Tool the key may use; None: every tool

@@ -48,6 +48,11 @@ class Tool:
         return requirement if isinstance(requirement, dict) else None
 
 
+def unknown_tool(name: str) -> NotFound:
+    """The answer for a tool that does not exist, and for one the caller may not see (the same)."""
+    return NotFound(f"unknown tool {name[:200]!r}", error="unknown_tool")
+
+
 def normalize(name: str) -> str:
     return name.strip().lower().replace("_", ".", 1) if "." not in name else name.strip().lower()
 
@@ -176,7 +181,7 @@ class ToolRegistry:
             await self.refresh(asked_within=MISS_REFRESH_INTERVAL)
             tool = self._tools.get(normalize(name))
         if tool is None:
-            raise NotFound(f"unknown tool {name!r}", error="tool_not_found")
+            raise unknown_tool(name)
         return tool
 
     async def all(self, toolkit: str | None = None) -> list[Tool]:

@@ -28,8 +28,9 @@ from engine.lifecycle.refresh import Refresher
 from engine.providers.resolve import requirement_scopes
 from engine.store.records import GrantRecord
 from engine.store.store import Store
+from engine.tools.access import caller_allows
 from engine.tools.formats import input_json_schema
-from engine.tools.registry import Tool, ToolRegistry
+from engine.tools.registry import Tool, ToolRegistry, unknown_tool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,9 +54,22 @@ class ToolRunner:
     store: Store  # the user's grants (statuses, marking needs_reauth)
     publish: Publish = discard  # the event stream (engine.events): tool events, needs_reauth
 
-    async def authorize(self, name: str, user_id: str, next_uri: str | None = None) -> Authorization:
-        """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
+    async def tool(self, name: str, caller: object = None) -> Tool:
+        """The tool named, if ``caller`` may see it; else exactly the unknown tool's 404."""
         tool = await self.registry.get(name)
+        if not caller_allows(caller, tool.name):
+            raise unknown_tool(name)
+        return tool
+
+    async def tools(self, toolkit: str | None = None, caller: object = None) -> list[Tool]:
+        """The catalog (of one toolkit), as far as ``caller`` may see it."""
+        return [t for t in await self.registry.all(toolkit) if caller_allows(caller, t.name)]
+
+    async def authorize(
+        self, name: str, user_id: str, next_uri: str | None = None, caller: object = None
+    ) -> Authorization:
+        """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
+        tool = await self.tool(name, caller)
         requirement = tool.auth
         if requirement is None:
             return Authorization(id=None, status="completed", provider_id=None, user_id=user_id, scopes=())
@@ -101,9 +115,11 @@ class ToolRunner:
             out[tool.name] = {"status": "active", "token_status": token_status}
         return out
 
-    async def execute(self, name: str, inputs: Mapping[str, Any], user_id: str | None) -> Execution:
+    async def execute(
+        self, name: str, inputs: Mapping[str, Any], user_id: str | None, caller: object = None
+    ) -> Execution:
         started = time.monotonic()
-        tool = await self.registry.get(name)
+        tool = await self.tool(name, caller)
         validate_input(tool, inputs)
         inputs = drop_null_optionals(tool, inputs)
         execution_id = f"ex_{secrets.token_urlsafe(12)}"
