@@ -18,6 +18,7 @@ what it does with every name of a kind).
     OpsEvent        config.loaded config.reloaded config.reload_rejected key.rotated audit.exported
     RefreshObserved refresh.observed (metrics only: one refresh attempt's result and duration)
     WorkerChecked   worker.checked (metrics only: a worker answered its health check or not)
+    HookCalled      hook.called (metrics only: one tools.hooks call's outcome and duration)
 
 Events carry the user id in clear (``user_id``); the audit pipeline turns it into ``user_ref``.
 They never carry a token, code, verifier, secret or API key.
@@ -62,12 +63,13 @@ OpsName = Literal[
     "config.loaded", "config.reloaded", "config.reload_rejected", "key.rotated", "audit.exported"
 ]
 AuditName = Literal[FlowName, GrantName, ReapName, ToolName, LoginName, AccessName, OpsName]
-EventName = Literal[AuditName, "refresh.observed", "worker.checked"]
+EventName = Literal[AuditName, "refresh.observed", "worker.checked", "hook.called"]
 
 AUDIT_NAMES: frozenset[str] = frozenset(get_args(AuditName))
 EVENT_NAMES: frozenset[str] = frozenset(get_args(EventName))
 
-ToolResult = Literal["success", "failed", "authorization_required"]
+# refused: a hook refused the call or withheld its output (audited as tool.denied)
+ToolResult = Literal["success", "failed", "authorization_required", "refused"]
 RefreshResult = Literal["refreshed", "lost_race", "needs_reauth", "retry", "overdue"]
 
 
@@ -132,7 +134,8 @@ class ReapEvent:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ToolEvent:
-    """A tool call ended: ``result`` success | failed | authorization_required (then ``tool.denied``)."""
+    """A tool call ended: ``result`` success | failed | authorization_required | refused (those two:
+    ``tool.denied``)."""
 
     tool: str
     result: ToolResult
@@ -142,11 +145,11 @@ class ToolEvent:
 
     @property
     def name(self) -> ToolName:
-        return "tool.denied" if self.result == "authorization_required" else "tool.executed"
+        return "tool.denied" if self.result in ("authorization_required", "refused") else "tool.executed"
 
     @property
     def outcome(self) -> Outcome:
-        if self.result == "authorization_required":
+        if self.result in ("authorization_required", "refused"):
             return "denied"
         return "success" if self.result == "success" else "failure"
 
@@ -228,8 +231,20 @@ class WorkerChecked:
     name: Literal["worker.checked"] = "worker.checked"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HookCalled:
+    """One call of the ``tools.hooks`` entry ``hook`` (``kind`` access|pre|post) ended with ``outcome``
+    (ok, check_failed, rate_limited, timeout, unreachable, http_error, invalid_answer)."""
+
+    hook: str
+    kind: str
+    outcome: str
+    seconds: float
+    name: Literal["hook.called"] = "hook.called"
+
+
 AuditedEvent = FlowEvent | GrantEvent | ReapEvent | ToolEvent | LoginEvent | AccessEvent | OpsEvent
-Event = AuditedEvent | RefreshObserved | WorkerChecked
+Event = AuditedEvent | RefreshObserved | WorkerChecked | HookCalled
 
 Subscriber = Callable[[Event], object]
 Publish = Callable[[Event], None]

@@ -62,8 +62,9 @@ def test_a_tool_event_names_itself_from_its_result() -> None:
     )
     assert (tool("success").name, tool("success").outcome) == ("tool.executed", "success")
     assert (tool("failed").name, tool("failed").outcome) == ("tool.executed", "failure")
+    assert (tool("refused").name, tool("refused").outcome) == ("tool.denied", "denied")  # by a hook
 
 
 def test_every_audit_name_is_an_event_name() -> None:
-    """The audited names are the event names but the two metrics-only ones."""
-    assert {"refresh.observed", "worker.checked"} == EVENT_NAMES - AUDIT_NAMES
+    """The audited names are the event names but the metrics-only ones."""
+    assert {"refresh.observed", "worker.checked", "hook.called"} == EVENT_NAMES - AUDIT_NAMES

@@ -43,3 +43,20 @@ def test_events_move_the_metrics() -> None:
     tool = {"tool": "Echo.Say", "outcome": "success"}
     assert r.get_sample_value("keyturn_tool_executions_total", tool) == 1
     assert r.get_sample_value("keyturn_worker_up", {"worker": "w1"}) == 0
+
+
+def test_hook_calls_are_counted_with_latency() -> None:
+    """HookCalled counts by hook, kind and outcome and observes the hook's latency."""
+    from engine.events import HookCalled
+
+    metrics = Metrics(new_registry(process=False))
+    bus = EventBus()
+    bus.subscribe(MetricsSubscriber(metrics))
+    bus.publish(HookCalled(hook="pii", kind="post", outcome="ok", seconds=0.05))
+    bus.publish(HookCalled(hook="pii", kind="post", outcome="timeout", seconds=5.0))
+    r = metrics.registry
+    assert (
+        r.get_sample_value("keyturn_hook_calls_total", {"hook": "pii", "kind": "post", "outcome": "ok"}) == 1
+    )
+    assert r.get_sample_value("keyturn_hook_duration_seconds_count", {"hook": "pii"}) == 2
+    assert r.get_sample_value("keyturn_hook_duration_seconds_sum", {"hook": "pii"}) == 5.05

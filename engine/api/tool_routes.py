@@ -33,6 +33,9 @@ FORMAT = Param(
     description="The format to write tools in.",
 )
 NAME = (Param("name", ident("Toolkit.Tool (or Toolkit_Tool).")),)
+USER = Param(
+    "user_id", ident("The user: tools an access hook (tools.hooks) hides from this user are left out.")
+)
 
 
 def _page(items: list[Any], query: dict[str, Any]) -> dict[str, Any]:
@@ -66,9 +69,9 @@ def _secrets(request: web.Request) -> set[str]:
 )
 async def list_tools(request: web.Request, inp: Input) -> web.Response:
     include = inp.query.get("include_format", [])
-    tools = await request.app[TOOLS].tools(inp.query.get("toolkit"), request.get(IDENTITY))
-    present = _secrets(request)
     user_id = inp.query.get("user_id")
+    tools = await request.app[TOOLS].tools(inp.query.get("toolkit"), request.get(IDENTITY), user_id)
+    present = _secrets(request)
     statuses = await request.app[TOOLS].auth_statuses(tools, user_id) if user_id else {}
     items = [
         to_arcade(
@@ -84,12 +87,12 @@ async def list_tools(request: web.Request, inp: Input) -> web.Response:
     "/v1/tools/{name}",
     summary="One tool's definition",
     path_params=NAME,
-    query=(INCLUDE,),
+    query=(INCLUDE, USER),
     answers={200: Answer("The tool", "ToolDefinition")},
     tag="tools",
 )
 async def get_tool(request: web.Request, inp: Input) -> web.Response:
-    tool = await request.app[TOOLS].tool(inp.path["name"], request.get(IDENTITY))
+    tool = await request.app[TOOLS].tool(inp.path["name"], request.get(IDENTITY), inp.query.get("user_id"))
     include = inp.query.get("include_format", [])
     return json_response(
         to_arcade(tool.definition, secrets_present=_secrets(request), include_format=include)
@@ -100,13 +103,15 @@ async def get_tool(request: web.Request, inp: Input) -> web.Response:
     "GET",
     "/v1/formatted_tools",
     summary="Every tool written as a model provider's function schema",
-    query=(FORMAT, TOOLKIT, *PAGE),
+    query=(FORMAT, TOOLKIT, USER, *PAGE),
     answers={200: Answer("One page of formatted tools", "FormattedToolPage")},
     tag="tools",
 )
 async def list_formatted(request: web.Request, inp: Input) -> web.Response:
     fmt = FORMATS[inp.query["format"]]
-    tools = await request.app[TOOLS].tools(inp.query.get("toolkit"), request.get(IDENTITY))
+    tools = await request.app[TOOLS].tools(
+        inp.query.get("toolkit"), request.get(IDENTITY), inp.query.get("user_id")
+    )
     return json_response(_page([fmt(t.definition) for t in tools], inp.query))
 
 
@@ -115,13 +120,13 @@ async def list_formatted(request: web.Request, inp: Input) -> web.Response:
     "/v1/formatted_tools/{name}",
     summary="One tool written as a model provider's function schema",
     path_params=NAME,
-    query=(FORMAT,),
+    query=(FORMAT, USER),
     answers={200: Answer("The formatted tool", "FormattedTool")},
     tag="tools",
 )
 async def get_formatted(request: web.Request, inp: Input) -> web.Response:
     fmt = FORMATS[inp.query["format"]]
-    tool = await request.app[TOOLS].tool(inp.path["name"], request.get(IDENTITY))
+    tool = await request.app[TOOLS].tool(inp.path["name"], request.get(IDENTITY), inp.query.get("user_id"))
     return json_response(fmt(tool.definition))
 
 

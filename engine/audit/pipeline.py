@@ -26,7 +26,7 @@ from engine.audit.processors import EventAllowlist, UserHasher
 from engine.audit.sinks import DatabaseSink, DatabaseWrite, FileSink, Probe, Sink, StdoutSink
 from engine.config.model import AuditConfig
 from engine.errors import AuditUnavailable, ConfigError
-from engine.events import Event, RefreshObserved, WorkerChecked
+from engine.events import Event, HookCalled, RefreshObserved, WorkerChecked
 from engine.logs import Redactor
 
 
@@ -141,7 +141,7 @@ class Auditor:
 
     def on_event(self, event: Event) -> None:
         """The event stream's subscriber: one record per audited event (raises like :meth:`emit`)."""
-        if isinstance(event, RefreshObserved | WorkerChecked):
+        if isinstance(event, RefreshObserved | WorkerChecked | HookCalled):
             return  # metrics only
         self.emit(event.name, outcome=event.outcome, **event.fields())
 

@@ -209,10 +209,36 @@ class Director:
 
 
 @dataclasses.dataclass(frozen=True)
+class HookConfig:
+    """A ``tools.hooks[]`` entry: a server speaking Arcade's hook contract (logic_extensions/http/1.0)."""
+
+    id: str
+    kind: Literal["access", "pre", "post"]
+    url: str
+    token: str | None = secret(kind="hook_token")  # sent as Authorization: Bearer
+    timeout: Duration = Duration(5)
+    failure: Literal["open", "closed"] = "closed"  # what a timeout or a bad answer means
+    priority: int = 0  # lower runs first
+    tools: tuple[str, ...] = ("*",)  # globs over Toolkit.Tool names the hook governs
+    cache: Duration | None = None  # access hooks only: how long a user's decision is kept (default 30s)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApprovalRule:
+    """A ``tools.approval[]`` entry: calls of matching tools wait for a person's (or the app's) decision."""
+
+    tools: tuple[str, ...]
+    approver: Literal["user", "app"] = "user"
+    ttl: Duration = Duration(600)
+
+
+@dataclasses.dataclass(frozen=True)
 class ToolsConfig:
     directors: tuple[Director, ...] = ()
     secrets: Mapping[str, str] = secret(factory=dict, kind="secret")
     catalog_refresh: Duration = Duration(60)
+    hooks: tuple[HookConfig, ...] = ()
+    approval: tuple[ApprovalRule, ...] = ()
 
 
 # ---- mcp -------------------------------------------------------------------------------------

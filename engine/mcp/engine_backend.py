@@ -58,7 +58,7 @@ class EngineToolBackend:
                 owner = bridge.owner(listed["name"])
                 if owner is None or caller_allows(caller, f"{owner[0].id}.{owner[1]}"):
                     out.append(listed)
-        for tool in await self.app[TOOLS].tools(caller=current_caller()):
+        for tool in await self.app[TOOLS].tools(caller=current_caller(), user_id=user_id):
             d = tool.definition
             out.append(
                 {

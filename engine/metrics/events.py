@@ -13,6 +13,7 @@ from engine.events import (
     Event,
     FlowEvent,
     GrantEvent,
+    HookCalled,
     LoginEvent,
     OpsEvent,
     ReapEvent,
@@ -42,6 +43,8 @@ class MetricsSubscriber:
                 m.tool_executed(event.tool, event.result)
             case WorkerChecked():
                 m.set_worker_up(event.worker, event.up)
+            case HookCalled():
+                m.observe_hook(event.hook, event.kind, event.outcome, event.seconds)
             case ReapEvent() | AccessEvent() | OpsEvent() | LoginEvent():  # login: engine.login.metrics
                 pass
             case _:

@@ -122,6 +122,14 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.hook_calls = Counter(
+            "keyturn_hook_calls", "Hook calls (tools.hooks) by hook, kind and outcome.",
+            ["hook", "kind", "outcome"], registry=r,
+        )  # fmt: skip
+        self.hook_duration = Histogram(
+            "keyturn_hook_duration_seconds", "Hook call latency by hook.",
+            ["hook"], buckets=HTTP_BUCKETS, registry=r,
+        )  # fmt: skip
         self.build_info = Gauge(
             "keyturn_build_info", "Keyturn build; the value is 1.", ["version"], registry=r
         )
@@ -158,6 +166,12 @@ class Metrics:
 
     def tool_executed(self, tool: str, outcome: str) -> None:
         self.tool_executions.labels(tool=self.tools(tool), outcome=self.words(outcome)).inc()
+
+    def observe_hook(self, hook: str, kind: str, outcome: str, seconds: float) -> None:
+        """For ``engine.tools.hooks.Hooks``: one call of ``hook`` (outcome ok, check_failed, timeout ...)."""
+        h = self.providers(hook)
+        self.hook_calls.labels(hook=h, kind=self.words(kind), outcome=self.words(outcome)).inc()
+        self.hook_duration.labels(hook=h).observe(max(seconds, 0.0))
 
     def set_worker_up(self, worker: str, up: bool) -> None:
         self.worker_up.labels(worker=self.providers(worker)).set(1 if up else 0)

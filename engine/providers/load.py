@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from engine.config.governance import check_governance
 from engine.config.loader import ParsedConfig, parse_text, read_config_file, section
 from engine.config.model import Config
 from engine.providers.catalog import resolve_providers
@@ -63,6 +64,7 @@ def load_text(
     )
     _check_references(parsed, providers)
     config = check_login(config, providers, parsed.data, ctx)
+    config = check_governance(config, parsed.data, ctx)  # tools.hooks, tools.approval (needs login)
     return LoadedConfig(config, providers, parsed.source, tuple(ctx.warnings), parsed.base_dir)
 
 

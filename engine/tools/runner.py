@@ -30,6 +30,8 @@ from engine.store.records import GrantRecord
 from engine.store.store import Store
 from engine.tools.access import caller_allows
 from engine.tools.formats import input_json_schema
+from engine.tools.hook_contract import hook_context
+from engine.tools.hooks import Hooks, Refusal
 from engine.tools.registry import Tool, ToolRegistry, unknown_tool
 
 
@@ -53,23 +55,32 @@ class ToolRunner:
     config: Callable[[], Config]
     store: Store  # the user's grants (statuses, marking needs_reauth)
     publish: Publish = discard  # the event stream (engine.events): tool events, needs_reauth
+    hooks: Hooks | None = None  # tools.hooks (access, pre, post)
 
-    async def tool(self, name: str, caller: object = None) -> Tool:
-        """The tool named, if ``caller`` may see it; else exactly the unknown tool's 404."""
+    async def tool(self, name: str, caller: object = None, user_id: str | None = None) -> Tool:
+        """The tool named, if ``caller`` may see it and no access hook hides it from ``user_id``;
+        else exactly the unknown tool's 404."""
         tool = await self.registry.get(name)
         if not caller_allows(caller, tool.name):
             raise unknown_tool(name)
+        if self.hooks is not None and not await self.hooks.allowed(user_id, [tool]):
+            raise unknown_tool(name)
         return tool
 
-    async def tools(self, toolkit: str | None = None, caller: object = None) -> list[Tool]:
-        """The catalog (of one toolkit), as far as ``caller`` may see it."""
-        return [t for t in await self.registry.all(toolkit) if caller_allows(caller, t.name)]
+    async def tools(
+        self, toolkit: str | None = None, caller: object = None, user_id: str | None = None
+    ) -> list[Tool]:
+        """The catalog (of one toolkit), as far as ``caller`` and the access hooks let ``user_id`` see it."""
+        tools = [t for t in await self.registry.all(toolkit) if caller_allows(caller, t.name)]
+        if self.hooks is not None:
+            tools = await self.hooks.allowed(user_id, tools)
+        return tools
 
     async def authorize(
         self, name: str, user_id: str, next_uri: str | None = None, caller: object = None
     ) -> Authorization:
         """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
-        tool = await self.tool(name, caller)
+        tool = await self.tool(name, caller, user_id)
         requirement = tool.auth
         if requirement is None:
             return Authorization(id=None, status="completed", provider_id=None, user_id=user_id, scopes=())
@@ -119,12 +130,13 @@ class ToolRunner:
         self, name: str, inputs: Mapping[str, Any], user_id: str | None, caller: object = None
     ) -> Execution:
         started = time.monotonic()
-        tool = await self.tool(name, caller)
+        tool = await self.tool(name, caller, user_id)
         validate_input(tool, inputs)
         inputs = drop_null_optionals(tool, inputs)
         execution_id = f"ex_{secrets.token_urlsafe(12)}"
         context: dict[str, Any] = {"user_id": user_id}
         grant = None
+        provider_id: str | None = None
         requirement = tool.auth
         if requirement is not None:
             if not user_id:
@@ -133,6 +145,7 @@ class ToolRunner:
                 )
             provider = self.flows.find_provider(requirement)
             scopes = requirement_scopes(requirement)
+            provider_id = provider.id
             grant = await self.refresher.usable_grant(user_id, provider.id)
             if grant is None or not set(scopes) <= set(grant.scopes):
                 pending = await self.flows.authorize(
@@ -146,8 +159,22 @@ class ToolRunner:
                     raise Unavailable("the user's authorization is not usable yet; try again", retry_after=1)
             context["authorization"] = {"token": grant.access_token, "user_info": dict(grant.user_info or {})}
         needed = [s["key"] for s in (tool.definition.get("requirements") or {}).get("secrets") or []]
-        if needed:
-            available = self.config().tools.secrets
+        hook_ctx = hook_context(user_id, provider_id, grant, needed)  # what hooks see: never a token
+        given: dict[str, str] = {}  # secrets pre hooks set
+        if self.hooks is not None:
+            pre = await self.hooks.pre(tool, inputs, hook_ctx, execution_id)
+            refusal = pre.refusal
+            if refusal is None and pre.changed:
+                try:
+                    validate_input(tool, pre.inputs)
+                except ValidationFailed as exc:
+                    refusal = Refusal(f"a pre hook rewrote the inputs into ones the tool refuses: {exc.msg}")
+            if refusal is not None:
+                self._done(tool, "refused", user_id, started)
+                return _result(execution_id, started, success=False, output={"error": refusal.error()})
+            inputs, given = drop_null_optionals(tool, pre.inputs), pre.secrets
+        if needed or given:
+            available = {**self.config().tools.secrets, **given}
             missing = [k for k in needed if k not in available]
             if missing:
                 error = {
@@ -158,7 +185,7 @@ class ToolRunner:
                 }
                 self._done(tool, "failed", user_id, started)
                 return _result(execution_id, started, success=False, output={"error": error})
-            context["secrets"] = [{"key": k, "value": available[k]} for k in needed]
+            context["secrets"] = [{"key": k, "value": available[k]} for k in dict.fromkeys([*needed, *given])]
         request = {
             "execution_id": execution_id,
             "created_at": now_utc().isoformat(),
@@ -193,7 +220,12 @@ class ToolRunner:
                 clean[key] = output[key]
         if isinstance(clean.get("error"), dict):
             clean["error"].pop("stacktrace", None)
-        self._done(tool, "success" if success else "failed", user_id, started)
+        outcome: ToolResult = "success" if success else "failed"
+        if self.hooks is not None:
+            post = await self.hooks.post(tool, inputs, clean, success, hook_ctx, execution_id)
+            clean, success = post.output, post.success
+            outcome = "refused" if post.refusal is not None else outcome
+        self._done(tool, outcome, user_id, started)
         return _result(execution_id, started, success=success, output=clean)
 
     async def _invoke(self, tool: Tool, request: dict[str, Any]) -> dict[str, Any]:

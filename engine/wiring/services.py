@@ -37,6 +37,7 @@ from engine.lifecycle.scheduler import Lifecycle
 from engine.metrics.registry import METRICS
 from engine.oauth.client import OAuthClient
 from engine.store.store import Store
+from engine.tools.hooks import Hooks
 from engine.tools.registry import ToolRegistry
 from engine.tools.runner import ToolRunner
 from engine.wiring.options import BACKGROUND, OPTIONS, Ctx, WiringOptions, opened, prepare
@@ -330,6 +331,7 @@ async def tools_ctx(app: web.Application) -> AsyncIterator[None]:
     """The tool catalog (refreshed in the background) and the execute path; workers follow reloads."""
     holder = app[SETTINGS]
     registry = ToolRegistry(lambda: holder.current.config, app[HTTP_SESSION], publish=app[EVENTS].publish)
+    hooks = Hooks(lambda: holder.current.config, app[HTTP_SESSION], registry.all, publish=app[EVENTS].publish)
     app[TOOLS] = ToolRunner(
         registry,
         app[FLOWS],
@@ -337,6 +339,7 @@ async def tools_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: holder.current.config,
         store=app[STORE],
         publish=app[EVENTS].publish,
+        hooks=hooks,
     )
     pending: set[asyncio.Task[None]] = set()
 
