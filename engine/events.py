@@ -14,6 +14,7 @@ what it does with every name of a kind).
     ReapEvent       flow.reaped grant.reaped
     ToolEvent       tool.executed tool.denied (from its ``result``)
     LoginEvent      login.succeeded login.failed session.revoked connection.disconnected
+    ApprovalEvent   approval.requested approval.approved approval.denied approval.used
     AccessEvent     api_key.denied rate_limited
     OpsEvent        config.loaded config.reloaded config.reload_rejected key.rotated audit.exported
     RefreshObserved refresh.observed (metrics only: one refresh attempt's result and duration)
@@ -59,17 +60,20 @@ ReapName = Literal["flow.reaped", "grant.reaped"]
 ToolName = Literal["tool.executed", "tool.denied"]
 LoginName = Literal["login.succeeded", "login.failed", "session.revoked", "connection.disconnected"]
 AccessName = Literal["api_key.denied", "rate_limited"]
+ApprovalName = Literal["approval.requested", "approval.approved", "approval.denied", "approval.used"]
 OpsName = Literal[
     "config.loaded", "config.reloaded", "config.reload_rejected", "key.rotated", "audit.exported"
 ]
-AuditName = Literal[FlowName, GrantName, ReapName, ToolName, LoginName, AccessName, OpsName]
+AuditName = Literal[FlowName, GrantName, ReapName, ToolName, LoginName, AccessName, OpsName, ApprovalName]
 EventName = Literal[AuditName, "refresh.observed", "worker.checked", "hook.called"]
 
 AUDIT_NAMES: frozenset[str] = frozenset(get_args(AuditName))
 EVENT_NAMES: frozenset[str] = frozenset(get_args(EventName))
 
-# refused: a hook refused the call or withheld its output (audited as tool.denied)
-ToolResult = Literal["success", "failed", "authorization_required", "refused"]
+# refused: a hook refused the call or withheld its output, or a person denied it (audited as tool.denied);
+# approval_required: held for a decision (tools.approval; tool.denied too)
+ToolResult = Literal["success", "failed", "authorization_required", "refused", "approval_required"]
+_HELD = ("authorization_required", "refused", "approval_required")
 RefreshResult = Literal["refreshed", "lost_race", "needs_reauth", "retry", "overdue"]
 
 
@@ -145,11 +149,11 @@ class ToolEvent:
 
     @property
     def name(self) -> ToolName:
-        return "tool.denied" if self.result in ("authorization_required", "refused") else "tool.executed"
+        return "tool.denied" if self.result in _HELD else "tool.executed"
 
     @property
     def outcome(self) -> Outcome:
-        if self.result in ("authorization_required", "refused"):
+        if self.result in _HELD:
             return "denied"
         return "success" if self.result == "success" else "failure"
 
@@ -232,6 +236,28 @@ class WorkerChecked:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ApprovalEvent:
+    """A tool call was held for a decision, decided (by ``decided_by``: ``user`` or ``app``), or ran."""
+
+    name: ApprovalName
+    user_id: str
+    tool: str
+    approval_id: str
+    caller: str | None = None  # the API key's name
+    decided_by: str | None = None  # user | app
+    outcome: Outcome = "success"
+
+    def fields(self) -> dict[str, Any]:
+        return _present(
+            user_id=self.user_id,
+            tool=self.tool,
+            approval_id=self.approval_id,
+            caller=self.caller,
+            decided_by=self.decided_by,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class HookCalled:
     """One call of the ``tools.hooks`` entry ``hook`` (``kind`` access|pre|post) ended with ``outcome``
     (ok, check_failed, rate_limited, timeout, unreachable, http_error, invalid_answer)."""
@@ -243,7 +269,9 @@ class HookCalled:
     name: Literal["hook.called"] = "hook.called"
 
 
-AuditedEvent = FlowEvent | GrantEvent | ReapEvent | ToolEvent | LoginEvent | AccessEvent | OpsEvent
+AuditedEvent = (
+    FlowEvent | GrantEvent | ReapEvent | ToolEvent | LoginEvent | AccessEvent | OpsEvent | ApprovalEvent
+)
 Event = AuditedEvent | RefreshObserved | WorkerChecked | HookCalled
 
 Subscriber = Callable[[Event], object]

@@ -196,3 +196,21 @@ async def test_reaper_deletes_mcp_codes_and_tokens_a_day_past_expiry(keyturn_eng
     async with store.engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT code_hash FROM mcp_codes"))).scalars().all() == ["recent"]
         assert (await conn.execute(sa.text("SELECT id FROM mcp_tokens"))).scalars().all() == ["recent"]
+
+
+async def test_reaper_deletes_approvals_expired_past_flow_retention(keyturn_engine: Any) -> None:
+    """Held tool calls expired longer ago than lifecycle.flow_retention are deleted; recent ones stay."""
+    engine = await keyturn_engine("lifecycle: {flow_retention: 1h}\n")
+    store = engine.store
+    values = {"user_id": "ann", "tool_name": "Gmail.SendEmail", "caller": "app", "approver": "app"}
+    old = await store.approvals.create(digest="a" * 64, inputs={}, ttl=60, **values)
+    recent = await store.approvals.create(digest="b" * 64, inputs={}, ttl=60, **values)
+    async with store.engine.begin() as conn:
+        for aid, age in ((old.id, timedelta(hours=2)), (recent.id, timedelta(minutes=5))):
+            await conn.execute(
+                sa.text("UPDATE approvals SET expires_at = :t WHERE id = :id"),
+                {"t": datetime.now(UTC) - age, "id": aid},
+            )
+    counts = await engine.app[LIFECYCLE].reap()
+    assert counts["approvals_deleted"] == 1
+    assert await store.approvals.get(old.id) is None and await store.approvals.get(recent.id) is not None

@@ -48,6 +48,7 @@ def test_every_metric_has_the_prefix(metrics: Metrics) -> None:
         "keyturn_token_refresh", "keyturn_token_refresh_duration_seconds", "keyturn_grants",
         "keyturn_refresh_lag_seconds", "keyturn_tool_executions", "keyturn_provider_errors",
         "keyturn_worker_up", "keyturn_build_info", "keyturn_hook_calls", "keyturn_hook_duration_seconds",
+        "keyturn_tool_approvals",
     } <= names  # fmt: skip
     assert sample(metrics, "keyturn_build_info", version=__version__) == 1
 

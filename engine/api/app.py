@@ -48,9 +48,10 @@ def create_app(
     app.middlewares.append(audit_guard(app))
     install(app)
     mount_mcp(app)  # /mcp (answers 404 while mcp.enabled is false) and its context, last
-    tables += [auth_routes.routes, oauth_routes.routes, tool_routes.routes]
+    from engine.api import approval_routes, login_routes
+
+    tables += [auth_routes.routes, oauth_routes.routes, tool_routes.routes, approval_routes.routes]
     _add_tables(app, tables)
-    from engine.api import login_routes
 
     login_routes.setup(app)  # /login, /logout, /login/verify, /connections
     from engine.api import mcp_oauth_routes
@@ -58,6 +59,7 @@ def create_app(
 
     app.middlewares.append(resource_guard(app))  # OAuth / JWT bearer tokens on /mcp[/{slug}]
     mcp_oauth_routes.setup(app)  # /.well-known/oauth-*, /oauth2/*
+    app.router.add_routes(approval_routes.pages)  # /approvals/{id}
     return app
 
 

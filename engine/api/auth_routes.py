@@ -16,7 +16,7 @@ from engine.api.spec import Answer, Input, Param, Routes
 from engine.errors import NotFound
 from engine.flows.revoke import NOT_REVOKED_AT_PROVIDER
 from engine.providers.resolve import requirement_scopes
-from engine.wiring.services import FLOWS, REVOKER, STORE
+from engine.wiring.services import FLOWS, REVOKER, STORE, TOOLS
 from engine.wiring.settings import SETTINGS
 
 routes = Routes(SCHEMAS)
@@ -54,7 +54,11 @@ async def authorize(request: web.Request, inp: Input) -> web.Response:
     "/v1/auth/status",
     summary="An authorization's status, optionally waiting until it is finished",
     query=(
-        Param("id", ident("The authorization id (fl_... or gr_...)."), required=True),
+        Param(
+            "id",
+            ident("The authorization id (fl_..., gr_..., or ap_... of a held tool call)."),
+            required=True,
+        ),
         Param(
             "wait",
             {"type": "number", "minimum": 0, "x-error": "must be a finite, non-negative number of seconds"},
@@ -66,7 +70,12 @@ async def authorize(request: web.Request, inp: Input) -> web.Response:
 )
 async def status(request: web.Request, inp: Input) -> web.Response:
     wait = min(float(inp.query.get("wait", 0)), MAX_WAIT)
-    answer = await request.app[FLOWS].status(inp.query["id"], wait)
+    auth_id = inp.query["id"]
+    approvals = request.app[TOOLS].approvals
+    if auth_id.startswith("ap_") and approvals is not None:  # a held tool call (tools.approval)
+        answer = await approvals.status(auth_id, wait)
+    else:
+        answer = await request.app[FLOWS].status(auth_id, wait)
     return json_response(authorization_response(answer))
 
 

@@ -267,6 +267,53 @@ SCHEMAS: dict[str, Schema] = {
             "msg": STRING,
         },
     },
+    "ApprovalDecision": {
+        "type": "object",
+        "required": ["decision"],
+        "properties": {
+            "decision": {"enum": ["approve", "deny"], "description": "approve or deny the held call"},
+            "reason": {
+                "type": ["string", "null"],
+                "maxLength": 500,
+                "description": "Why (shown to the agent).",
+            },
+        },
+    },
+    "Approval": {
+        "type": "object",
+        "required": [
+            "id",
+            "user_id",
+            "tool_name",
+            "inputs",
+            "status",
+            "approver",
+            "url",
+            "created_at",
+            "expires_at",
+        ],
+        "properties": {
+            "id": STRING,
+            "user_id": STRING,
+            "tool_name": STRING,
+            "inputs": {"type": "object"},
+            "status": {"enum": ["pending", "approved", "denied", "used", "expired"]},
+            "approver": {"enum": ["user", "app"]},
+            "url": STRING,
+            "created_at": STRING,
+            "expires_at": STRING,
+            "decided_at": STRING,
+            "reason": STRING,
+        },
+    },
+    "ApprovalList": {
+        "type": "object",
+        "required": ["items", "total_count"],
+        "properties": {
+            "items": {"type": "array", "items": ref("Approval")},
+            "total_count": {"type": "integer", "minimum": 0},
+        },
+    },
     "Health": {"type": "object", "required": ["healthy"], "properties": {"healthy": {"type": "boolean"}}},
     "OpenApiDocument": {"type": "object", "required": ["openapi", "info", "paths"]},
 }

@@ -31,7 +31,12 @@ EVENTS: dict[AuditName, str] = {
     "token.exposed": "an access token was returned to an API caller (token_exposure: api)",
     # tools
     "tool.executed": "a tool ran (or failed) on behalf of a user",
-    "tool.denied": "a tool call was refused (missing grant, scope or authorization)",
+    "tool.denied": "a tool call was refused or held (missing grant, a hook, an approval pending or denied)",
+    # approvals (tools.approval)
+    "approval.requested": "a tool call was held until its user (or the app) approves it",
+    "approval.approved": "a held tool call was approved (decided_by: user or app)",
+    "approval.denied": "a held tool call was denied (decided_by: user or app)",
+    "approval.used": "an approved tool call ran (each approval runs one call)",
     # people signing in (login:) and their own pages
     "login.succeeded": "a person signed in through the login provider and got a session",
     "login.failed": "a sign-in was refused (provider error, unverified email, domain, state)",

@@ -143,8 +143,8 @@ class Lifecycle:
         return counts
 
     async def reap(self) -> dict[str, int]:
-        """Expire unfinished flows, delete old flows, expired sessions and sign-ins, expired MCP codes and
-        tokens, and long-dead grants, retry pending revocations."""
+        """Expire unfinished flows, delete old flows, expired sessions, sign-ins and approvals, expired MCP
+        codes and tokens, and long-dead grants, retry pending revocations."""
         self._track()
         store = self.store
         lifecycle = self.config().lifecycle
@@ -163,6 +163,10 @@ class Lifecycle:
             out["mcp_oauth_deleted"] = await store.mcp_oauth.reap(
                 now
             )  # MCP codes and tokens a day past expiry
+            # held tool calls (tools.approval) kept past their expiry as long as finished flows
+            out["approvals_deleted"] = await store.approvals.delete_expired(
+                now - timedelta(seconds=float(lifecycle.flow_retention))
+            )
             if self.retry_revocation is not None:
                 revoked = await store.grants.list(status="revoked")
                 for grant in revoked:  # one failing provider must not stop the others' retries

@@ -16,27 +16,36 @@ FlowOutcome = Literal["completed", "failed", "pending"]
 
 @dataclass(frozen=True)
 class NeedsAuthorization:
-    """The user must authorize first: ``url`` is the engine's flow link (never a provider URL)."""
+    """The user must authorize first: ``url`` is the engine's flow link (never a provider URL).
+
+    ``kind`` ``approval``: the call waits for its user's approval (``tools.approval``); ``url`` is the
+    approval page and ``flow_id`` the approval's id, waited for like a flow.
+    """
 
     url: str
     flow_id: str
     provider_id: str
     message: str
+    kind: Literal["authorization", "approval"] = "authorization"
 
     def as_result(self) -> dict[str, Any]:
         """The answer for a client that cannot open URLs for us: an ``isError`` result with the link.
 
         The link is in the text (for the model to show) and in ``structuredContent.authorization_url``.
         """
-        text = (
-            f"Authorization required: {self.message} Open {self.url} to connect your "
-            f"{self.provider_id} account, then call this tool again."
-        )
-        return {
-            "content": [{"type": "text", "text": text}],
-            "structuredContent": {"authorization_url": self.url, "provider_id": self.provider_id},
-            "isError": True,
-        }
+        if self.kind == "approval":
+            text = (
+                f"Approval required: {self.message} Open {self.url} to approve or deny it, "
+                "then call this tool again with the same arguments."
+            )
+            structured = {"approval_url": self.url, "approval_id": self.flow_id}
+        else:
+            text = (
+                f"Authorization required: {self.message} Open {self.url} to connect your "
+                f"{self.provider_id} account, then call this tool again."
+            )
+            structured = {"authorization_url": self.url, "provider_id": self.provider_id}
+        return {"content": [{"type": "text", "text": text}], "structuredContent": structured, "isError": True}
 
 
 @dataclass(frozen=True)

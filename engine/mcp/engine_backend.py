@@ -100,6 +100,14 @@ class EngineToolBackend:
             return text_result(f"{exc.error}: {exc.msg}", is_error=True)
         output = answer.output
         pending = answer.authorization
+        if pending is not None and pending.url and str(pending.id).startswith("ap_"):  # tools.approval
+            return NeedsAuthorization(
+                url=pending.url,
+                flow_id=str(pending.id),
+                provider_id="",
+                message=f"Approve this call of {name} to continue.",
+                kind="approval",
+            )
         if pending is not None and pending.url:
             provider = pending.provider_id or "the provider"
             return NeedsAuthorization(
@@ -119,8 +127,13 @@ class EngineToolBackend:
         return result
 
     async def wait_flow(self, flow_id: str, timeout: float) -> str:  # noqa: ASYNC109 - a long-poll bound
+        approvals = self.app[TOOLS].approvals
         try:
-            answer: Authorization = await self.app[FLOWS].status(flow_id, timeout)
+            answer: Authorization
+            if flow_id.startswith("ap_") and approvals is not None:
+                answer = await approvals.status(flow_id, timeout)
+            else:
+                answer = await self.app[FLOWS].status(flow_id, timeout)
         except KeyturnError:
             return "failed"
         return answer.status

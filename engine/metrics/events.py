@@ -10,6 +10,7 @@ from typing import assert_never
 
 from engine.events import (
     AccessEvent,
+    ApprovalEvent,
     Event,
     FlowEvent,
     GrantEvent,
@@ -43,6 +44,8 @@ class MetricsSubscriber:
                 m.tool_executed(event.tool, event.result)
             case WorkerChecked():
                 m.set_worker_up(event.worker, event.up)
+            case ApprovalEvent():
+                m.approval(event.name.removeprefix("approval."))
             case HookCalled():
                 m.observe_hook(event.hook, event.kind, event.outcome, event.seconds)
             case ReapEvent() | AccessEvent() | OpsEvent() | LoginEvent():  # login: engine.login.metrics

@@ -130,6 +130,10 @@ class Metrics:
             "keyturn_hook_duration_seconds", "Hook call latency by hook.",
             ["hook"], buckets=HTTP_BUCKETS, registry=r,
         )  # fmt: skip
+        self.approvals = Counter(
+            "keyturn_tool_approvals", "Held tool calls by outcome (requested, approved, denied, used).",
+            ["outcome"], registry=r,
+        )  # fmt: skip
         self.build_info = Gauge(
             "keyturn_build_info", "Keyturn build; the value is 1.", ["version"], registry=r
         )
@@ -172,6 +176,9 @@ class Metrics:
         h = self.providers(hook)
         self.hook_calls.labels(hook=h, kind=self.words(kind), outcome=self.words(outcome)).inc()
         self.hook_duration.labels(hook=h).observe(max(seconds, 0.0))
+
+    def approval(self, outcome: str) -> None:
+        self.approvals.labels(outcome=self.words(outcome)).inc()
 
     def set_worker_up(self, worker: str, up: bool) -> None:
         self.worker_up.labels(worker=self.providers(worker)).set(1 if up else 0)

@@ -142,11 +142,34 @@ logins = sa.Table(
     sa.Index("ix_logins_expires", "expires_at"),
 )
 
+# tool calls held for a person's (or the app's) decision (tools.approval); inputs encrypted
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),  # sha256 of caller, user, tool and inputs
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("tool_name", sa.String(256), nullable=False),
+    sa.Column("caller", sa.String(128), nullable=False),  # the API key's name (never the key)
+    sa.Column("approver", sa.String(8), nullable=False),  # user | app
+    sa.Column("inputs", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | approved | denied | used
+    sa.Column("reason", sa.String(1000)),
+    sa.Column("decided_by", sa.String(300)),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Column("decided_at", UTC_TS),
+    sa.Index("ix_approvals_digest", "digest"),
+    sa.Index("ix_approvals_user_status", "user_id", "status"),
+    sa.Index("ix_approvals_expires", "expires_at"),
+)
+
 # every encrypted column, for key rotation: table -> columns
 ENCRYPTED: dict[str, tuple[str, ...]] = {
     "grants": ("access_token", "refresh_token", "id_token", "user_info"),
     "flows": ("code_verifier", "nonce", "pending_tokens", "pending_user_info"),
     "logins": ("code_verifier", "nonce"),
+    "approvals": ("inputs",),
 }
 
 # ---- the MCP authorization server (engine.store.mcp_oauth): codes and tokens kept only as SHA-256 ----

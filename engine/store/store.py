@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
 from engine.store.api_keys import ApiKeyRepo
+from engine.store.approvals import ApprovalRepo
 from engine.store.audit import AuditRepo
 from engine.store.base import Database, aware, new_id, now_utc
 from engine.store.db import READ_ONLY, create_engine
@@ -42,6 +43,7 @@ class Store(Database):
         self.logins = LoginRepo(self)
         self.sealed = SealedRepo(self)  # every sealed column at once: key checks, rotation
         self.mcp_oauth = McpOAuthRepo(self)
+        self.approvals = ApprovalRepo(self)
 
     @classmethod
     async def open(

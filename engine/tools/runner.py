@@ -29,6 +29,7 @@ from engine.providers.resolve import requirement_scopes
 from engine.store.records import GrantRecord
 from engine.store.store import Store
 from engine.tools.access import caller_allows
+from engine.tools.approvals import Approvals, Hold
 from engine.tools.formats import input_json_schema
 from engine.tools.hook_contract import hook_context
 from engine.tools.hooks import Hooks, Refusal
@@ -56,6 +57,7 @@ class ToolRunner:
     store: Store  # the user's grants (statuses, marking needs_reauth)
     publish: Publish = discard  # the event stream (engine.events): tool events, needs_reauth
     hooks: Hooks | None = None  # tools.hooks (access, pre, post)
+    approvals: Approvals | None = None  # tools.approval
 
     async def tool(self, name: str, caller: object = None, user_id: str | None = None) -> Tool:
         """The tool named, if ``caller`` may see it and no access hook hides it from ``user_id``;
@@ -134,6 +136,12 @@ class ToolRunner:
         validate_input(tool, inputs)
         inputs = drop_null_optionals(tool, inputs)
         execution_id = f"ex_{secrets.token_urlsafe(12)}"
+        held = (
+            None if self.approvals is None else await self.approvals.hold(tool.name, inputs, user_id, caller)
+        )
+        if held is not None and held.approved is None:
+            return self._held(tool, held, user_id, started, execution_id)
+        agent_inputs = inputs  # what the approval (if any) was given for
         context: dict[str, Any] = {"user_id": user_id}
         grant = None
         provider_id: str | None = None
@@ -197,6 +205,11 @@ class ToolRunner:
             "inputs": dict(inputs),
             "context": context,
         }
+        approvals, approved = self.approvals, held.approved if held is not None else None
+        if approvals is not None and approved is not None and not await approvals.use(approved):
+            # an identical call spent the approval first: this one waits for a new decision
+            again = await approvals.hold(tool.name, agent_inputs, user_id, caller)
+            return self._held(tool, again or Hold(), user_id, started, execution_id)
         answer = await self._invoke(tool, request)
         if grant is not None and _upstream_auth_error(answer):
             # the token was refused upstream (revoked or expired early): refresh once and retry
@@ -267,6 +280,18 @@ class ToolRunner:
         )
         self._done(tool, "authorization_required", user_id, started)
         return _result(execution_id, started, success=False, authorization=pending)
+
+    def _held(
+        self, tool: Tool, held: Hold, user_id: str | None, started: float, execution_id: str
+    ) -> Execution:
+        """A call waiting for approval (answered like an authorization) or denied (the reason)."""
+        if held.pending is not None:
+            self._done(tool, "approval_required", user_id, started)
+            return _result(execution_id, started, success=False, authorization=held.pending)
+        message = held.denied or f"the call of {tool.name} was not approved"
+        self._done(tool, "refused", user_id, started)
+        error = {"message": message, "kind": "TOOL_RUNTIME_FATAL", "can_retry": False}
+        return _result(execution_id, started, success=False, output={"error": error})
 
     def _done(self, tool: Tool, result: ToolResult, user_id: str | None, started: float) -> None:
         self.publish(

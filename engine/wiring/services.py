@@ -37,6 +37,7 @@ from engine.lifecycle.scheduler import Lifecycle
 from engine.metrics.registry import METRICS
 from engine.oauth.client import OAuthClient
 from engine.store.store import Store
+from engine.tools.approvals import Approvals
 from engine.tools.hooks import Hooks
 from engine.tools.registry import ToolRegistry
 from engine.tools.runner import ToolRunner
@@ -332,6 +333,15 @@ async def tools_ctx(app: web.Application) -> AsyncIterator[None]:
     holder = app[SETTINGS]
     registry = ToolRegistry(lambda: holder.current.config, app[HTTP_SESSION], publish=app[EVENTS].publish)
     hooks = Hooks(lambda: holder.current.config, app[HTTP_SESSION], registry.all, publish=app[EVENTS].publish)
+    store = app[STORE]
+    approvals = Approvals(
+        store,
+        lambda: holder.current.config,
+        lambda: holder.current.public_url,
+        app[WAITERS],
+        notify=None if store.sqlite else _pg_notify(store),  # wake waiters on other replicas
+        publish=app[EVENTS].publish,
+    )
     app[TOOLS] = ToolRunner(
         registry,
         app[FLOWS],
@@ -340,6 +350,7 @@ async def tools_ctx(app: web.Application) -> AsyncIterator[None]:
         store=app[STORE],
         publish=app[EVENTS].publish,
         hooks=hooks,
+        approvals=approvals,
     )
     pending: set[asyncio.Task[None]] = set()
 
