@@ -69,7 +69,7 @@ def test_duplicate_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_create_with_tools(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--tools (comma-separated or repeated) limits the key; list shows the globs; an empty one exits 1."""
-    from engine.config.loader import load_config
+    from engine.providers.load import load_config
 
     cfg = write_config(tmp_path)
     assert main(["api-keys", "create", "mailer", "--tools", "Gmail.*,*.Delete*", "--tools", "Notes.Add",

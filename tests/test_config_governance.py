@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.config.loader import load_text
+from engine.providers.load import load_text
 from engine.errors import ConfigError
 
 

@@ -237,7 +237,7 @@ async def test_approval_over_mcp(setup: tuple[Any, Any, AsyncArcade]) -> None:
 
 def test_approval_config_checks() -> None:
     """approver user needs login:, a rule needs globs and a ttl of at least 10s."""
-    from engine.config.loader import load_text
+    from engine.providers.load import load_text
 
     def error(rule: str) -> ConfigError:
         with pytest.raises(ConfigError) as info:
