@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from engine.providers.load import load_text
 from engine.errors import ConfigError
+from engine.providers.load import load_text
 
 
 def load(tools: str, extra: str = "") -> Any:
