@@ -37,6 +37,12 @@ METRICS = {
     "keyturn_provider_errors_total",
     "keyturn_worker_up",
     "keyturn_build_info",
+    # issue 17: hooks and approvals
+    "keyturn_hook_calls_total",
+    "keyturn_hook_duration_seconds_bucket",
+    "keyturn_hook_duration_seconds_sum",
+    "keyturn_hook_duration_seconds_count",
+    "keyturn_tool_approvals_total",
 }
 
 _KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
