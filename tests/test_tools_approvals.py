@@ -252,3 +252,35 @@ def test_approval_config_checks() -> None:
         "api: {development: true}\ntools: {approval: [{tools: ['*'], approver: app}]}\n"
     ).config
     assert config.tools.approval[0].ttl == 600
+
+
+async def test_approval_over_mcp_2026_07_28(setup: tuple[Any, Any, AsyncArcade]) -> None:
+    """The official client in the 2026-07-28 era: input_required with a URL request for the approval page;
+    the app approves while the client waits; the retry carrying requestState runs the tool once."""
+    from mcp.client.client import Client
+
+    engine, worker, _ = setup
+    asked: list[Any] = []
+    decisions: list[asyncio.Task[Any]] = []
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        approval_id = params.url.rsplit("/", 1)[1]
+        decisions.append(asyncio.ensure_future(decide(engine, approval_id, "approve")))  # a moment later
+        return types.ElicitResult(action="accept")
+
+    headers = {"Authorization": f"Bearer {API_KEY}", "Keyturn-User-Id": ANN}
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        Client(
+            streamable_http_client(engine.url + "/mcp", http_client=http),
+            mode="2026-07-28",
+            elicitation_callback=elicit,
+        ) as client,
+    ):
+        assert client.protocol_version == "2026-07-28"
+        result = await client.call_tool("Gmail_SendEmail", SEND)
+        assert not result.is_error and result.structured_content["sent_to"] == "bob@example.com"
+    assert [(p.mode, p.url.rsplit("/", 2)[1]) for p in asked] == [("url", "approvals")]
+    assert [(await d)[0] for d in decisions] == [200]
+    assert await worker.runs() == {"Gmail.SendEmail": 1}
