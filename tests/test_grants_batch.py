@@ -42,19 +42,3 @@ async def test_concurrent_updates_share_one_transaction(store_opened: Store) -> 
         assert r.refresh_token == rotate.get(g.id, g.refresh_token) and r.refreshed_at is not None
         stored = await store_opened.grants.get(g.id)
         assert stored is not None and stored.access_token == f"at-{i}"
-
-
-async def test_a_changed_grant_loses_only_its_own_write(store_opened: Store) -> None:
-    """A grant written or revoked since it was read gets None; the others in the batch are written."""
-    a, b, c = [await store_grant(store_opened, u) for u in ("a", "b", "c")]
-    await store_opened.grants.set_status(b.id, "revoked")
-    await store_opened.grants.update_tokens_many([update(c.id, c.version, "at-other")])
-    results = await store_opened.grants.update_tokens_many(
-        [update(a.id, a.version, "at-a"), update(b.id, b.version, "at-b"), update(c.id, c.version, "at-c")]
-    )
-    assert results[0] is not None and results[0].access_token == "at-a"
-    assert results[1] is None and results[2] is None
-    kept = await store_opened.grants.get(c.id)
-    assert kept is not None and kept.access_token == "at-other"
-    revoked = await store_opened.grants.get(b.id)
-    assert revoked is not None and revoked.status == "revoked" and revoked.access_token != "at-b"

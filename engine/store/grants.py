@@ -14,6 +14,7 @@ import structlog
 from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
+from engine.store.grantwrites import update_tokens_many
 from engine.store.records import GrantRecord, TokenUpdate
 
 log = structlog.get_logger("keyturn.store")
@@ -307,62 +308,8 @@ class GrantRepo(Repo):
         return self._row(row)
 
     async def update_tokens_many(self, updates: Sequence[TokenUpdate]) -> builtins.list[GrantRecord | None]:
-        """Many refreshes' results in one transaction, each as :meth:`update_tokens` (None: lost the race).
-
-        Rows with the same optional columns are written with one ``executemany``; a row counts as
-        written when, read back in the same transaction, it holds the sealed access token written.
-        """
-        if not updates:
-            return []
-        now = now_utc()
-        groups: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
-        sealed: dict[str, bytes] = {}
-        for u in updates:
-            gid = u.grant_id
-            self.s.grant_cache.drop(gid)
-            access = self.s.seal("grants", "access_token", gid, u.access_token)
-            assert access is not None
-            sealed[gid] = access
-            row: dict[str, Any] = {
-                "b_id": gid,
-                "b_version": u.expected_version,
-                "access_token": access,
-                "expires_at": u.expires_at,
-                "next_refresh_at": u.next_refresh_at,
-                "version": u.expected_version + 1,
-            }
-            if u.refresh_token is not None:
-                row["refresh_token"] = self.s.seal("grants", "refresh_token", gid, u.refresh_token)
-            if u.scopes is not None:
-                row["scopes"] = list(u.scopes)
-            if u.id_token is not None:
-                row["id_token"] = self.s.seal("grants", "id_token", gid, u.id_token)
-            groups.setdefault(tuple(sorted(row)), []).append(row)
-        ids = [u.grant_id for u in updates]
-        async with self.tx() as conn:
-            for columns, rows in groups.items():
-                values: dict[str, Any] = {c: sa.bindparam(c) for c in columns if not c.startswith("b_")}
-                values.update(refreshed_at=now, updated_at=now, refresh_failures=0, last_error=None)
-                stmt = (
-                    sa.update(self.t)
-                    .where(
-                        self.t.c.id == sa.bindparam("b_id"),
-                        self.t.c.version == sa.bindparam("b_version"),
-                        self.t.c.status == "active",
-                    )
-                    .values(**values)
-                )
-                await conn.execute(stmt, rows)
-            found = {
-                r.id: r for r in (await conn.execute(sa.select(self.t).where(self.t.c.id.in_(ids)))).all()
-            }
-        out: builtins.list[GrantRecord | None] = []
-        for gid in ids:
-            self.s.grant_cache.drop(gid)
-            current = found.get(gid)
-            written = current is not None and bytes(current.access_token) == sealed[gid]
-            out.append(self._row(current) if written and current is not None else None)
-        return out
+        """Many refreshes' results in one transaction, each as :meth:`update_tokens` (None: lost the race)."""
+        return await update_tokens_many(self, updates)
 
     async def set_status(self, grant_id: str, status: str, *, last_error: str | None = None) -> bool:
         self.s.grant_cache.drop(grant_id)
