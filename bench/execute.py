@@ -32,7 +32,18 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 
 from bench import wrk
-from bench.harness import PY, ROOT, Proc, finish, free_port, keep_logs, median_of, ratios, wait_http
+from bench.harness import (
+    PY,
+    ROOT,
+    Proc,
+    engine_argv,
+    finish,
+    free_port,
+    keep_logs,
+    median_of,
+    ratios,
+    wait_http,
+)
 from bench.seed import API_KEY, seed, write_config
 
 SECRET = "bench-worker-secret-0123456789abcdef"
@@ -108,7 +119,7 @@ def main() -> None:
             env={"ARCADE_WORKER_SECRET": SECRET, "ACME_USERINFO_URL": "http://127.0.0.1:1/"},
             log=work / "worker.log",
         )
-        engine = Proc([PY, "-m", "engine", "serve", "-c", str(cfg)], cwd=work, log=work / "engine.log")
+        engine = Proc(engine_argv(cfg, "execute"), cwd=work, log=work / "engine.log")
         engine_url, worker_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{wport}"
         engine_headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
         runs: dict[str, list[dict[str, float]]] = {"engine": [], "direct": [], "engine_1": [], "direct_1": []}

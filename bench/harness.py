@@ -24,6 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
+def engine_argv(cfg: Path, name: str) -> list[str]:
+    """``keyturn serve -c cfg``; ``name`` names the profile when ``KEYTURN_BENCH_PROFILE=1`` (see Proc)."""
+    return [PY, "-m", "engine", "serve", "-c", str(cfg), f"--{PROFILE_TAG}={name}"]
+
+
+PROFILE_TAG = "bench-profile"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,11 +50,23 @@ class Proc:
         log: Path | None = None,
     ) -> None:
         self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
+        tag = next((a for a in argv if a.startswith(f"--{PROFILE_TAG}=")), None)
+        argv = [a for a in argv if a != tag]
         self.popen = subprocess.Popen(
             list(argv), cwd=cwd, env={**os.environ, **(env or {})}, stdout=self.log, stderr=subprocess.STDOUT
         )
+        self.spy: subprocess.Popen[bytes] | None = None
+        if tag and os.environ.get("KEYTURN_BENCH_PROFILE"):
+            # py-spy (PyPI, a bench-only tool) attached to the engine: raw stacks in bench/results/
+            spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+            out = results_dir() / f"profile_{tag.partition('=')[2]}.txt"
+            cmd = [spy, "record", "--nonblocking", "-f", "raw", "-r", "200", "-o", str(out)]
+            self.spy = subprocess.Popen([*cmd, "--pid", str(self.popen.pid)], stdout=subprocess.DEVNULL)
 
     def stop(self) -> None:
+        if self.spy is not None:
+            self.spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            self.spy.wait(30)
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
             try:

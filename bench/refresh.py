@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
-from bench.harness import PY, Proc, finish, free_port, wait_http
+from bench.harness import PY, Proc, engine_argv, finish, free_port, wait_http
 from bench.seed import seed, write_config
 from engine.store.db import create_engine
 
@@ -118,7 +118,7 @@ def one_run(grants: int, latency_ms: int, postgres: bool) -> dict[str, float]:
             for i, cfg in enumerate(configs):
                 engines.append(
                     Proc(
-                        [PY, "-m", "engine", "serve", "-c", str(cfg)],
+                        engine_argv(cfg, "refresh"),
                         cwd=cfg.parent,
                         log=work / f"engine{i}.log",
                     )

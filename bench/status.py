@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wrk
-from bench.harness import PY, Proc, finish, free_port, keep_logs, median_of, ratios, wait_http
+from bench.harness import PY, Proc, engine_argv, finish, free_port, keep_logs, median_of, ratios, wait_http
 from bench.seed import API_KEY, seed, write_config
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         port, hello_port = free_port(), free_port()
         cfg = write_config(work, port=port, storage=f"sqlite+aiosqlite:///{work}/kt.db")
         ids = asyncio.run(seed(cfg, args.grants))
-        engine = Proc([PY, "-m", "engine", "serve", "-c", str(cfg)], cwd=work, log=work / "engine.log")
+        engine = Proc(engine_argv(cfg, "status"), cwd=work, log=work / "engine.log")
         hello = Proc([PY, str(Path(__file__).with_name("hello.py")), str(hello_port)])
         engine_url, hello_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{hello_port}"
         auth = {"Authorization": f"Bearer {API_KEY}"}

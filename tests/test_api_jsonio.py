@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+import json
 import re
 from typing import Any
 
 import pytest
 
+from engine.api.jsonio import dumps, dumps_bytes
 from tests.plugins.keyturn_engine import KeyturnEngine
 
 DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000
@@ -77,3 +81,27 @@ async def test_messages_name_the_problem(engine: KeyturnEngine) -> None:
     assert "number is too large" in big["msg"] and "777" not in big["msg"]
     _, where = await engine.api("POST", "/v1/tools/execute", data=b'{"a":\n tru}')
     assert "line 2" in where["msg"]
+
+
+def test_dumps_writes_what_the_standard_library_wrote() -> None:
+    """Answers are orjson's bytes, identical to the former ``json.dumps(default=str)`` text, huge ints too."""
+
+    class Kind(enum.StrEnum):
+        A = "a"
+
+    value = {
+        "at": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        "day": datetime.date(2026, 1, 2),
+        "list": [1, 2.5, None, True, (1, 2)],
+        "text": 'é\u2028"<>',
+        "kind": Kind.A,
+        "keys": {1: 2},
+        "huge": 10**30,
+    }
+    before = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    assert dumps(value) == before
+    value.pop("huge")
+    assert (
+        dumps_bytes(value)
+        == json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    )

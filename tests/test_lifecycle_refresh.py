@@ -160,6 +160,14 @@ async def test_refresh_pass_only_due(engine: Any, mini_provider: MiniProvider) -
     assert (await engine.store.grants.get(later.id)).version == later.version
 
 
+async def test_refresh_pass_goes_past_a_full_batch(engine: Any, mini_provider: MiniProvider) -> None:
+    """More due grants than one batch takes: the pass takes the next batch at once, each refreshed once."""
+    due = [await make_grant(engine, mini_provider, user=f"b{i}@x.test") for i in range(25)]
+    counts = await engine.app[REFRESHER].refresh_due(limit=10)
+    assert counts == {"refreshed": 25}
+    assert sorted(mini_provider.refresh_calls) == sorted(g.refresh_token for g in due)
+
+
 def test_backoff() -> None:
     """Backoff grows, is capped, never undercuts Retry-After."""
     assert 15 <= backoff(1, 30, 3600, None) <= 30

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from engine.errors import BadRequest, KeyturnError, PayloadTooLarge
@@ -14,15 +15,27 @@ from engine.jsontext import JsonTextError, parse
 JSON_HEADERS = {"Cache-Control": "no-store"}
 
 
+# datetimes and dataclasses as the standard library's ``default=str`` writes them
+_ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def dumps_bytes(data: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson; the standard library for what orjson refuses: huge ints, odd keys)."""
+    try:
+        return orjson.dumps(data, default=str, option=_ORJSON)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
 def dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    return dumps_bytes(data).decode()
 
 
 def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     h = dict(JSON_HEADERS)
     if headers:
         h.update(headers)
-    return web.Response(text=dumps(data), status=status, content_type="application/json", headers=h)
+    return web.Response(body=dumps_bytes(data), status=status, content_type="application/json", headers=h)
 
 
 def error_response(exc: KeyturnError, *, headers: Mapping[str, str] | None = None) -> web.Response:

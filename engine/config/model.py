@@ -55,6 +55,7 @@ class StorageConfig:
     postgres: PostgresStorage | None = None  # Arcade spelling
     busy_timeout: Duration = Duration(5)
     pool_size: int = 10
+    grant_cache_size: int = 10_000  # decrypted grants kept in memory, each use checked by version; 0: off
 
 
 # ---- security --------------------------------------------------------------------------------

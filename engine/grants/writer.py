@@ -16,10 +16,11 @@ from typing import Any
 
 from engine.clock import now_utc
 from engine.config.model import Config
+from engine.grants.batch import WriteBatch
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
-from engine.store.records import GrantRecord
+from engine.store.records import GrantRecord, TokenUpdate
 from engine.store.store import Store
 
 
@@ -69,6 +70,7 @@ class GrantWriter:
         self.store = store
         self.oauth = oauth
         self.config = config
+        self.batch = WriteBatch(store)  # refreshes finishing together share one transaction
 
     async def schedule(self, provider: Provider, tokens: TokenSet, *, refreshable: bool) -> Schedule:
         """The token's expiry (asking introspection when the answer has none) and the next refresh."""
@@ -121,11 +123,12 @@ class GrantWriter:
     ) -> GrantRecord | None:
         """A refresh's tokens, written only if the grant is unchanged since it was read (else None).
 
-        A refresh token not sent back keeps the old one, so the grant stays refreshable.
+        A refresh token not sent back keeps the old one, so the grant stays refreshable. Refreshes
+        finishing together are written in one transaction (:mod:`engine.grants.batch`).
         """
         plan = await self.schedule(provider, tokens, refreshable=True)
-        updated: GrantRecord | None = await self.store.grants.update_tokens(
-            grant.id,
+        update = TokenUpdate(
+            grant_id=grant.id,
             expected_version=grant.version,
             access_token=tokens.access_token,
             refresh_token=tokens.refresh_token,  # None keeps the old one
@@ -134,4 +137,4 @@ class GrantWriter:
             id_token=tokens.id_token,
             next_refresh_at=plan.next_refresh_at,
         )
-        return updated
+        return await self.batch.update(update)

@@ -265,10 +265,24 @@ class Refresher:
         return fresh
 
     async def refresh_due(self, *, limit: int = 1000) -> dict[str, int]:
-        """One scheduler pass: refresh every due grant with bounded concurrency and jitter."""
-        lifecycle = self.d.config().lifecycle
+        """One scheduler pass: refresh every due grant with bounded concurrency and jitter.
+
+        Due grants are taken ``limit`` at a time; a full batch is followed by the next at once
+        (not at the next pass) while the last one refreshed some (grants that stay due, e.g. whose
+        provider is gone, wait for the next pass).
+        """
         horizon = now_utc()
-        due = await self.d.store.grants.due(horizon, limit)
+        total: dict[str, int] = {}
+        while True:
+            due = await self.d.store.grants.due(horizon, limit)
+            counts = await self._refresh_batch(due)
+            for k, v in counts.items():
+                total[k] = total.get(k, 0) + v
+            if len(due) < limit or not counts.get("refreshed"):
+                return total
+
+    async def _refresh_batch(self, due: list[GrantRecord]) -> dict[str, int]:
+        lifecycle = self.d.config().lifecycle
         counts: dict[str, int] = {}
         if not due:
             return counts
@@ -278,6 +292,9 @@ class Refresher:
         due = [names[n] for n in names if n in held]
         if len(held) < len(names):
             counts["busy"] = len(names) - len(held)  # another replica is on them
+        # re-read under the leases in one query; each refresh's own re-read is then a cached hit
+        # whose version is checked (batched), so a write since is still seen
+        await self.d.store.grants.get_many([g.id for g in due])
         semaphore = asyncio.Semaphore(max(1, lifecycle.refresh_concurrency))
         jitter = float(lifecycle.refresh_jitter)
 

@@ -22,7 +22,10 @@ from engine.clock import now_utc
 from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
 from engine.store.db import READ_ONLY, is_sqlite
+from engine.store.grantcache import GrantCache
 from engine.store.records import GrantRecord
+
+GRANT_CACHE_SIZE = 10_000  # decrypted grants kept (storage.grant_cache_size)
 
 __all__ = ["Database", "Repo", "Row", "aware", "new_id", "now_utc"]
 
@@ -45,11 +48,14 @@ def aware(value: datetime | None) -> datetime | None:
 class Database:
     """The database engine and the keyring the repositories share (the base of the ``Store`` facade)."""
 
-    def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, keyring: Keyring, url: str, *, grant_cache_size: int = GRANT_CACHE_SIZE
+    ) -> None:
         self.engine = engine
         self.keyring = keyring
         self.url = url
         self.sqlite = is_sqlite(url)
+        self.grant_cache = GrantCache(engine, grant_cache_size)  # exact: each hit checked by version
         # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
         self.on_unreadable: Callable[[GrantRecord], None] | None = None
 

@@ -14,7 +14,8 @@ import structlog
 from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
-from engine.store.records import GrantRecord
+from engine.store.grantwrites import update_tokens_many
+from engine.store.records import GrantRecord, TokenUpdate
 
 log = structlog.get_logger("keyturn.store")
 
@@ -69,6 +70,7 @@ class GrantRepo(Repo):
         return records
 
     async def _mark_unreadable(self, grant: GrantRecord) -> None:
+        self.s.grant_cache.drop(grant.id)
         async with self.tx() as conn:
             result = await conn.execute(
                 sa.update(self.t)
@@ -123,19 +125,41 @@ class GrantRepo(Repo):
             version=row.version,
         )
 
+    def _cached(self, record: GrantRecord | None) -> GrantRecord | None:
+        if record is not None and record.status != UNREADABLE:
+            self.s.grant_cache.put(record)
+        return record
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, GrantRecord]:
+        """The grants with these ids that exist, by id, read in one query (a refresh pass's re-read)."""
+        out: dict[str, GrantRecord] = {}
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            async with self.read() as conn:
+                rows = (await conn.execute(sa.select(self.t).where(self.t.c.id.in_(chunk)))).all()
+            out.update((g.id, g) for g in map(self._cached, await self._records(rows)) if g is not None)
+        return out
+
     async def get(self, grant_id: str) -> GrantRecord | None:
+        """The grant; from the cache when the row's version says it is unchanged (exact, see grantcache)."""
+        cache = self.s.grant_cache
+        if cache.enabled and (hit := await cache.by_id(grant_id)) is not None:
+            return hit
         async with self.read() as conn:
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
-        return (await self._records([row]))[0] if row else None
+        return self._cached((await self._records([row]))[0]) if row else None
 
     async def find(self, user_id: str, provider_id: str) -> GrantRecord | None:
+        cache = self.s.grant_cache
+        if cache.enabled and (hit := await cache.by_key(user_id, provider_id)) is not None:
+            return hit
         async with self.read() as conn:
             row = (
                 await conn.execute(
                     sa.select(self.t).where(self.t.c.user_id == user_id, self.t.c.provider_id == provider_id)
                 )
             ).first()
-        return (await self._records([row]))[0] if row else None
+        return self._cached((await self._records([row]))[0]) if row else None
 
     async def list(
         self,
@@ -217,6 +241,7 @@ class GrantRepo(Repo):
         insert_or_take = insert.on_conflict_do_update(
             index_elements=[self.t.c.user_id, self.t.c.provider_id], set_={"updated_at": now}
         ).returning(*self.t.c)
+        self.s.grant_cache.drop_key(user_id, provider_id)
         async with self.tx() as conn:
             row = (await conn.execute(insert_or_take)).one()
             if row.id != new:  # the user's grant existed: write this flow's tokens into it
@@ -226,6 +251,7 @@ class GrantRepo(Repo):
                     changes["refresh_token"] = self.s.seal("grants", "refresh_token", row.id, refresh_token)
                 update = sa.update(self.t).where(self.t.c.id == row.id).values(**changes)
                 row = (await conn.execute(update.returning(*self.t.c))).one()
+        self.s.grant_cache.drop(row.id)
         return self._row(row)
 
     def _opens(self, existing: Row) -> bool:
@@ -266,6 +292,7 @@ class GrantRepo(Repo):
             values["scopes"] = list(scopes)
         if id_token is not None:
             values["id_token"] = self.s.seal("grants", "id_token", grant_id, id_token)
+        self.s.grant_cache.drop(grant_id)
         async with self.tx() as conn:
             result = await conn.execute(
                 sa.update(self.t)
@@ -277,9 +304,15 @@ class GrantRepo(Repo):
             if result.rowcount != 1:
                 return None
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).one()
+        self.s.grant_cache.drop(grant_id)
         return self._row(row)
 
+    async def update_tokens_many(self, updates: Sequence[TokenUpdate]) -> builtins.list[GrantRecord | None]:
+        """Many refreshes' results in one transaction, each as :meth:`update_tokens` (None: lost the race)."""
+        return await update_tokens_many(self, updates)
+
     async def set_status(self, grant_id: str, status: str, *, last_error: str | None = None) -> bool:
+        self.s.grant_cache.drop(grant_id)
         async with self.tx() as conn:
             result = await conn.execute(
                 sa.update(self.t)
@@ -292,6 +325,7 @@ class GrantRepo(Repo):
                     next_refresh_at=None,
                 )
             )
+        self.s.grant_cache.drop(grant_id)
         return bool(result.rowcount)
 
     async def record_failure(self, grant_id: str, *, error: str, next_refresh_at: datetime) -> None:
@@ -304,8 +338,10 @@ class GrantRepo(Repo):
                     last_error=error[:64],
                     next_refresh_at=next_refresh_at,
                     updated_at=now_utc(),
+                    version=self.t.c.version + 1,  # every write bumps it: cached copies are stale
                 )
             )
+        self.s.grant_cache.drop(grant_id)
 
     async def due(self, before: datetime, limit: int = 1000) -> builtins.list[GrantRecord]:
         q = (
@@ -332,6 +368,7 @@ class GrantRepo(Repo):
     async def delete(self, grant_id: str) -> bool:
         async with self.tx() as conn:
             result = await conn.execute(sa.delete(self.t).where(self.t.c.id == grant_id))
+        self.s.grant_cache.drop(grant_id)
         return bool(result.rowcount)
 
     async def count_by_status(self) -> dict[tuple[str, str], int]:
@@ -350,4 +387,5 @@ class GrantRepo(Repo):
                     self.t.c.status.in_(("revoked", "needs_reauth")), self.t.c.updated_at < ts
                 )
             )
+        self.s.grant_cache.clear()
         return int(result.rowcount or 0)

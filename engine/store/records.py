@@ -39,6 +39,23 @@ class GrantRecord:
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
+class TokenUpdate:
+    """One refresh's result for :meth:`engine.store.grants.GrantRepo.update_tokens_many`."""
+
+    grant_id: str
+    expected_version: int
+    access_token: str
+    refresh_token: str | None  # None keeps the old one
+    expires_at: datetime | None
+    scopes: Sequence[str] | None
+    id_token: str | None
+    next_refresh_at: datetime | None
+
+    def __repr__(self) -> str:
+        return f"TokenUpdate(grant_id={self.grant_id!r}, expected_version={self.expected_version})"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class FlowRecord:
     id: str
     user_id: str

@@ -14,7 +14,7 @@ from engine.errors import StorageError
 from engine.store.api_keys import ApiKeyRepo
 from engine.store.approvals import ApprovalRepo
 from engine.store.audit import AuditRepo
-from engine.store.base import Database, aware, new_id, now_utc
+from engine.store.base import GRANT_CACHE_SIZE, Database, aware, new_id, now_utc
 from engine.store.db import READ_ONLY, create_engine
 from engine.store.flows import FlowRepo
 from engine.store.grants import GrantRepo
@@ -30,8 +30,10 @@ from engine.store.sessions import LoginRepo, SessionRepo
 class Store(Database):
     """The database engine, the keyring, and one repository per table (``grants``, ``flows``, ...)."""
 
-    def __init__(self, engine: AsyncEngine, keyring: Keyring, url: str) -> None:
-        super().__init__(engine, keyring, url)
+    def __init__(
+        self, engine: AsyncEngine, keyring: Keyring, url: str, *, grant_cache_size: int = GRANT_CACHE_SIZE
+    ) -> None:
+        super().__init__(engine, keyring, url, grant_cache_size=grant_cache_size)
         self.closed = False
         self.grants = GrantRepo(self)
         self.flows = FlowRepo(self)
@@ -55,10 +57,11 @@ class Store(Database):
         pool_size: int = 10,
         migrate: bool = True,
         engine: AsyncEngine | None = None,
+        grant_cache_size: int = GRANT_CACHE_SIZE,
     ) -> Store:
         """Connect, create the schema in an empty database, refuse a stale one, check the keys."""
         engine = engine or create_engine(url, busy_timeout=busy_timeout, pool_size=pool_size)
-        store = cls(engine, keyring, url)
+        store = cls(engine, keyring, url, grant_cache_size=grant_cache_size)
         try:
             if migrate:
                 await ensure_schema(engine)
@@ -74,6 +77,7 @@ class Store(Database):
         return store
 
     async def close(self) -> None:
+        await self.grant_cache.aclose()
         await self.engine.dispose()
         self.closed = True
 

@@ -99,6 +99,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         busy_timeout=float(config.storage.busy_timeout),
         pool_size=config.storage.pool_size,
         migrate=app[OPTIONS].migrate,
+        grant_cache_size=config.storage.grant_cache_size,
     )
     app[STORE] = store
     publish = app[EVENTS].publish

@@ -1,0 +1,186 @@
+"""engine.store.grantcache on SQLite and PostgreSQL: decrypted grants cached, every hit checked by version."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from engine.crypto.cipher import Keyring
+from engine.store.store import Store
+from tests.plugins.store import STORE_TOKEN, store_grant
+
+
+def count_statements(store: Store) -> list[str]:
+    """Every statement run through SQLAlchemy on ``store`` (the cache's checks bypass it)."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_a: Any) -> None:
+        seen.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", before)
+    return seen
+
+
+async def test_second_read_is_a_checked_hit(store_opened: Store) -> None:
+    """A grant read twice is decrypted once: the second read is a cache hit with no full row read."""
+    g = await store_grant(store_opened)
+    first = await store_opened.grants.find("u1", "p")
+    seen = count_statements(store_opened)
+    again = await store_opened.grants.find("u1", "p")
+    by_id = await store_opened.grants.get(g.id)
+    assert first is not None and again is first and by_id is first
+    assert seen == [] and store_opened.grant_cache.hits == 2
+
+
+async def test_write_in_process_is_seen_at_once(store_opened: Store) -> None:
+    """Revoking, refreshing, failing or deleting through the repository: the next read sees the write."""
+    g = await store_grant(store_opened)
+    assert (await store_opened.grants.find("u1", "p")) is not None
+    await store_opened.grants.set_status(g.id, "revoked")
+    revoked = await store_opened.grants.find("u1", "p")
+    assert revoked is not None and revoked.status == "revoked"
+    await store_opened.grants.set_status(g.id, "active")
+    active = await store_opened.grants.get(g.id)
+    assert active is not None and active.status == "active"
+    await store_opened.grants.record_failure(g.id, error="timeout", next_refresh_at=active.created_at)
+    failed = await store_opened.grants.get(g.id)
+    assert failed is not None and failed.refresh_failures == 1 and failed.version > active.version
+    await store_opened.grants.delete(g.id)
+    assert await store_opened.grants.get(g.id) is None and await store_opened.grants.find("u1", "p") is None
+
+
+async def test_other_engine_revocation_seen_on_next_read(store_url: str, store_keyring: Keyring) -> None:
+    """Two engines on one database: a revocation committed by one is seen by the other's very next read."""
+    a = await Store.open(store_url, store_keyring)
+    b = await Store.open(store_url, store_keyring)
+    try:
+        g = await store_grant(a)
+        for _ in range(3):  # cached in a, hits
+            got = await a.grants.find("u1", "p")
+            assert got is not None and got.status == "active"
+        assert a.grant_cache.hits >= 2
+        assert await b.grants.set_status(g.id, "revoked")
+        after = await a.grants.find("u1", "p")
+        assert after is not None and after.status == "revoked"
+        by_id = await a.grants.get(g.id)
+        assert by_id is not None and by_id.status == "revoked"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_other_process_revocation_seen_on_next_read(store_url: str) -> None:
+    """Another process revokes the grant and exits: this process's next read is revoked, never the cache."""
+    raw_key = os.urandom(32)
+    store = await Store.open(store_url, Keyring({"k1": raw_key}, "k1"))
+    try:
+        g = await store_grant(store)
+        for _ in range(3):
+            assert (await store.grants.find("u1", "p")) is not None
+        key = base64.b64encode(raw_key).decode()
+        script = textwrap.dedent(f"""
+            import asyncio, base64
+            from engine.crypto.cipher import Keyring
+            from engine.store.store import Store
+            async def main():
+                s = await Store.open({store_url!r}, Keyring({{"k1": base64.b64decode({key!r})}}, "k1"))
+                assert await s.grants.set_status({g.id!r}, "revoked")
+                await s.close()
+            asyncio.run(main())
+        """)
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+        after = await store.grants.find("u1", "p")
+        assert after is not None and after.status == "revoked"
+    finally:
+        await store.close()
+
+
+async def test_row_recreated_under_new_id_is_read(store_url: str, store_keyring: Keyring) -> None:
+    """Deleted and authorized anew by another engine: the lookup by user finds the new grant, new token."""
+    a = await Store.open(store_url, store_keyring)
+    b = await Store.open(store_url, store_keyring)
+    try:
+        g = await store_grant(a)
+        assert (await a.grants.find("u1", "p")) is not None
+        assert await b.grants.delete(g.id)
+        new = await store_grant(b, access_token="at-new")
+        found = await a.grants.find("u1", "p")
+        assert found is not None and found.id == new.id and found.access_token == "at-new"
+        assert await a.grants.get(g.id) is None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_concurrent_hits_share_one_check(store_opened: Store) -> None:
+    """Fifty reads in the same loop turn are checked with one version query, and all hit."""
+    for i in range(50):
+        await store_grant(store_opened, f"u{i}")
+    for i in range(50):
+        await store_opened.grants.find(f"u{i}", "p")
+    cache = store_opened.grant_cache
+    queries: list[int] = []
+    real = cache._query
+
+    async def counted(ids: list[str]) -> dict[str, int]:
+        queries.append(len(ids))
+        return await real(ids)
+
+    cache._query = counted  # type: ignore[method-assign]
+    got = await asyncio.gather(*(store_opened.grants.find(f"u{i}", "p") for i in range(50)))
+    assert all(g is not None and g.access_token == STORE_TOKEN for g in got)
+    assert queries == [50] and cache.hits == 50
+
+
+async def test_size_bounds_and_zero_disables(store_url: str, store_keyring: Keyring) -> None:
+    """At most grant_cache_size grants are kept (least recently used go); size 0 caches nothing."""
+    small = await Store.open(store_url, store_keyring, grant_cache_size=3)
+    try:
+        for i in range(5):
+            await store_grant(small, f"u{i}")
+            await small.grants.find(f"u{i}", "p")
+        assert len(small.grant_cache) == 3
+        assert await small.grants.find("u0", "p") is not None and small.grant_cache.hits == 0
+    finally:
+        await small.close()
+    off = await Store.open(store_url, store_keyring, grant_cache_size=0)
+    try:
+        await off.grants.find("u1", "p")
+        await off.grants.find("u1", "p")
+        assert len(off.grant_cache) == 0 and off.grant_cache.hits == 0
+    finally:
+        await off.close()
+
+
+async def test_failed_check_falls_back_to_a_full_read(store_opened: Store) -> None:
+    """When the check's connection breaks, the read is made the normal way and the cache recovers."""
+    g = await store_grant(store_opened)
+    await store_opened.grants.get(g.id)
+    cache = store_opened.grant_cache
+    await cache._driver()
+    await cache._driver_conn.close()  # aiosqlite and asyncpg alike
+    again = await store_opened.grants.get(g.id)
+    assert again is not None and again.access_token == STORE_TOKEN and cache.hits == 0
+    third = await store_opened.grants.get(g.id)
+    assert third is again and cache.hits == 1
+
+
+async def test_write_outside_the_repository_bumping_version_is_seen(store_opened: Store) -> None:
+    """Any write that bumps the row's version (the repository's rule) invalidates the cached copy."""
+    g = await store_grant(store_opened)
+    await store_opened.grants.get(g.id)
+    async with store_opened.engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE grants SET status='revoked', version=version+1 WHERE id=:i"), {"i": g.id}
+        )
+    after = await store_opened.grants.get(g.id)
+    assert after is not None and after.status == "revoked"
