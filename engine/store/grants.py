@@ -14,11 +14,14 @@ import structlog
 from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
+from engine.store.outbox import OutboxEvent, connection_event, write
 from engine.store.records import GrantRecord
 
 log = structlog.get_logger("keyturn.store")
 
 UNREADABLE = "unreadable"  # a grant whose sealed values do not decrypt: unusable, listed, deletable
+# a status a grant moves into -> the webhook event written in the same transaction (engine.store.outbox)
+STATUS_EVENTS = {"needs_reauth": "connection.needs_reauth", "revoked": "connection.revoked"}
 
 
 class GrantRepo(Repo):
@@ -180,7 +183,9 @@ class GrantRepo(Repo):
         One ``INSERT ... ON CONFLICT (user_id, provider_id) DO UPDATE`` either inserts the grant or
         takes the existing row (locked until commit, and its id); sealed values are bound to the
         row id, so an existing row then gets them sealed for its own id. Concurrent writers for the
-        same user and provider never see a unique-key error.
+        same user and provider never see a unique-key error. The webhook event
+        (``connection.created`` for a new grant, else ``connection.reauthorized``) is written in the
+        same transaction.
         """
         now = now_utc()
 
@@ -219,14 +224,30 @@ class GrantRepo(Repo):
         ).returning(*self.t.c)
         async with self.tx() as conn:
             row = (await conn.execute(insert_or_take)).one()
-            if row.id != new:  # the user's grant existed: write this flow's tokens into it
+            created = row.id == new
+            if not created:  # the user's grant existed: write this flow's tokens into it
                 changes = values(row.id)
                 changes["version"] = row.version + 1
                 if refresh_token is not None or not self._opens(row):
                     changes["refresh_token"] = self.s.seal("grants", "refresh_token", row.id, refresh_token)
                 update = sa.update(self.t).where(self.t.c.id == row.id).values(**changes)
                 row = (await conn.execute(update.returning(*self.t.c))).one()
+            kind = "connection.created" if created else "connection.reauthorized"
+            await write(conn, self._event(kind, row, "active"))
+        self.s.outbox_written()
         return self._row(row)
+
+    @staticmethod
+    def _event(kind: str, row: Row, status: str, reason: str | None = None) -> OutboxEvent:
+        return connection_event(
+            kind,
+            grant_id=row.id,
+            user_id=row.user_id,
+            provider=row.provider_id,
+            scopes=row.scopes,
+            status=status,
+            reason=reason,
+        )
 
     def _opens(self, existing: Row) -> bool:
         """Whether the stored refresh token decrypts (an unreadable one is replaced on re-authorization)."""
@@ -247,8 +268,12 @@ class GrantRepo(Repo):
         scopes: Sequence[str] | None,
         id_token: str | None,
         next_refresh_at: datetime | None,
+        event: OutboxEvent | None = None,
     ) -> GrantRecord | None:
-        """A refresh's result, written only if nobody else wrote since ``expected_version`` (else None)."""
+        """A refresh's result, written only if nobody else wrote since ``expected_version`` (else None).
+
+        ``event`` (``connection.recovered``) is written in the same transaction, only with the tokens.
+        """
         now = now_utc()
         values: dict[str, Any] = {
             "access_token": self.s.seal("grants", "access_token", grant_id, access_token),
@@ -277,25 +302,48 @@ class GrantRepo(Repo):
             if result.rowcount != 1:
                 return None
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).one()
+            if event is not None:
+                await write(conn, event)
+        if event is not None:
+            self.s.outbox_written()
         return self._row(row)
 
     async def set_status(self, grant_id: str, status: str, *, last_error: str | None = None) -> bool:
-        async with self.tx() as conn:
-            result = await conn.execute(
-                sa.update(self.t)
-                .where(self.t.c.id == grant_id)
-                .values(
-                    status=status,
-                    last_error=last_error,
-                    updated_at=now_utc(),
-                    version=self.t.c.version + 1,
-                    next_refresh_at=None,
-                )
-            )
-        return bool(result.rowcount)
+        """Set a grant's status; False when there is no such grant.
 
-    async def record_failure(self, grant_id: str, *, error: str, next_refresh_at: datetime) -> None:
+        Moving into ``needs_reauth`` or ``revoked`` writes its webhook event (:data:`STATUS_EVENTS`) in
+        the same transaction; setting the status a grant already has writes none.
+        """
+        update = sa.update(self.t).values(
+            status=status,
+            last_error=last_error,
+            updated_at=now_utc(),
+            version=self.t.c.version + 1,
+            next_refresh_at=None,
+        )
+        kind = STATUS_EVENTS.get(status)
         async with self.tx() as conn:
+            moved = (
+                await conn.execute(
+                    update.where(self.t.c.id == grant_id, self.t.c.status != status).returning(*self.t.c)
+                )
+            ).first()
+            if moved is None:
+                result = await conn.execute(update.where(self.t.c.id == grant_id))
+                return bool(result.rowcount)
+            if kind is not None:
+                await write(conn, self._event(kind, moved, status, last_error))
+        if kind is not None:
+            self.s.outbox_written()
+        return True
+
+    async def record_failure(
+        self, grant_id: str, *, error: str, next_refresh_at: datetime, event: OutboxEvent | None = None
+    ) -> None:
+        """A transient refresh failure; ``event`` (``connection.refresh_failing``) in the same transaction."""
+        async with self.tx() as conn:
+            if event is not None:
+                await write(conn, event)
             await conn.execute(
                 sa.update(self.t)
                 .where(self.t.c.id == grant_id)
@@ -306,6 +354,8 @@ class GrantRepo(Repo):
                     updated_at=now_utc(),
                 )
             )
+        if event is not None:
+            self.s.outbox_written()
 
     async def due(self, before: datetime, limit: int = 1000) -> builtins.list[GrantRecord]:
         q = (
