@@ -47,6 +47,9 @@ def create_app(
     app.middlewares.append(api_key_guard(app))
     app.middlewares.append(audit_guard(app))
     install(app)
+    from engine.wiring.webhooks import webhooks_ctx
+
+    app.cleanup_ctx.append(webhooks_ctx)  # the webhook deliverer, on the store
     mount_mcp(app)  # /mcp (answers 404 while mcp.enabled is false) and its context, last
     from engine.api import approval_routes, login_routes
 

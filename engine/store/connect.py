@@ -78,7 +78,9 @@ class ConnectRepo(Repo):
         if not token or len(token) > 128:
             return None
         async with self.read() as conn:
-            row = (await conn.execute(sa.select(self.t).where(self.t.c.token_hash == token_hash(token)))).first()
+            row = (
+                await conn.execute(sa.select(self.t).where(self.t.c.token_hash == token_hash(token)))
+            ).first()
         return self._row(row) if row else None
 
     async def delete_expired_before(self, ts: datetime) -> int:

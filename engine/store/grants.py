@@ -338,9 +338,16 @@ class GrantRepo(Repo):
         return True
 
     async def record_failure(
-        self, grant_id: str, *, error: str, next_refresh_at: datetime, event: OutboxEvent | None = None
+        self,
+        grant_id: str,
+        *,
+        error: str,
+        next_refresh_at: datetime,
+        event: OutboxEvent | None = None,
+        at: datetime | None = None,
     ) -> None:
-        """A transient refresh failure; ``event`` (``connection.refresh_failing``) in the same transaction."""
+        """A transient refresh failure at ``at`` (now); ``event`` (``connection.refresh_failing``) is
+        written in the same transaction."""
         async with self.tx() as conn:
             if event is not None:
                 await write(conn, event)
@@ -351,7 +358,7 @@ class GrantRepo(Repo):
                     refresh_failures=self.t.c.refresh_failures + 1,
                     last_error=error[:64],
                     next_refresh_at=next_refresh_at,
-                    updated_at=now_utc(),
+                    updated_at=at or now_utc(),
                 )
             )
         if event is not None:

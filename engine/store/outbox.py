@@ -164,7 +164,9 @@ class OutboxRepo(Repo):
                 for endpoint in endpoints
             ]
         )
-        await conn.execute(insert.on_conflict_do_nothing(index_elements=[self.d.c.event_id, self.d.c.endpoint_id]))
+        await conn.execute(
+            insert.on_conflict_do_nothing(index_elements=[self.d.c.event_id, self.d.c.endpoint_id])
+        )
 
     async def due(self, now: datetime, *, limit: int = 100) -> builtins.list[Delivery]:
         """Pending deliveries whose next attempt is due, oldest event first."""
@@ -196,7 +198,7 @@ class OutboxRepo(Repo):
         error: str | None = None,
         next_attempt_at: datetime | None = None,
     ) -> None:
-        """One attempt's result: ``delivered``, ``pending`` again (retry at ``next_attempt_at``), ``failed``."""
+        """One attempt: ``delivered``, ``pending`` again (retry at ``next_attempt_at``), or ``failed``."""
         now = now_utc()
         values: dict[str, Any] = {
             "status": status,
@@ -209,7 +211,9 @@ class OutboxRepo(Repo):
             values["delivered_at"] = now
         async with self.tx() as conn:
             await conn.execute(
-                sa.update(self.d).where(self.d.c.id == delivery_id, self.d.c.status == PENDING).values(**values)
+                sa.update(self.d)
+                .where(self.d.c.id == delivery_id, self.d.c.status == PENDING)
+                .values(**values)
             )
 
     async def fail_pending(self, endpoint_id: str, error: str) -> int:
@@ -260,9 +264,7 @@ class OutboxRepo(Repo):
                 result = await conn.execute(q.values(**reset))
                 count = int(result.rowcount or 0)
             else:
-                row = (
-                    await conn.execute(sa.select(self.e.c.type).where(self.e.c.id == target))
-                ).first()
+                row = (await conn.execute(sa.select(self.e.c.type).where(self.e.c.id == target))).first()
                 if row is None:
                     return 0
                 wanted = [e for e in routes(row.type) if endpoint_id is None or e == endpoint_id]
@@ -271,9 +273,7 @@ class OutboxRepo(Repo):
                     q = q.where(self.d.c.endpoint_id == endpoint_id)
                 await conn.execute(q.values(**reset))
                 await self._ensure(conn, target, wanted, now)
-                await conn.execute(
-                    sa.update(self.e).where(self.e.c.id == target).values(dispatched_at=now)
-                )
+                await conn.execute(sa.update(self.e).where(self.e.c.id == target).values(dispatched_at=now))
                 counted = sa.select(sa.func.count()).where(
                     self.d.c.event_id == target, self.d.c.status == PENDING
                 )
