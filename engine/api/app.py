@@ -63,6 +63,9 @@ def create_app(
     app.middlewares.append(resource_guard(app))  # OAuth / JWT bearer tokens on /mcp[/{slug}]
     mcp_oauth_routes.setup(app)  # /.well-known/oauth-*, /oauth2/*
     app.router.add_routes(approval_routes.pages)  # /approvals/{id}
+    from engine.api import connect_routes
+
+    app.router.add_routes(connect_routes.routes)  # /v1/connect/sessions, /connect/{token}
     return app
 
 
