@@ -51,9 +51,15 @@ def create_app(
 
     app.cleanup_ctx.append(webhooks_ctx)  # the webhook deliverer, on the store
     mount_mcp(app)  # /mcp (answers 404 while mcp.enabled is false) and its context, last
-    from engine.api import approval_routes, login_routes
+    from engine.api import approval_routes, connect_routes, login_routes
 
-    tables += [auth_routes.routes, oauth_routes.routes, tool_routes.routes, approval_routes.routes]
+    tables += [
+        auth_routes.routes,
+        oauth_routes.routes,
+        tool_routes.routes,
+        approval_routes.routes,
+        connect_routes.api_routes,
+    ]
     _add_tables(app, tables)
 
     login_routes.setup(app)  # /login, /logout, /login/verify, /connections
@@ -63,9 +69,7 @@ def create_app(
     app.middlewares.append(resource_guard(app))  # OAuth / JWT bearer tokens on /mcp[/{slug}]
     mcp_oauth_routes.setup(app)  # /.well-known/oauth-*, /oauth2/*
     app.router.add_routes(approval_routes.pages)  # /approvals/{id}
-    from engine.api import connect_routes
-
-    app.router.add_routes(connect_routes.routes)  # /v1/connect/sessions, /connect/{token}
+    app.router.add_routes(connect_routes.routes)  # the connect link's pages, /connect/{token}
     return app
 
 

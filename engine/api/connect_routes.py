@@ -18,8 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from engine.api import connections_page as pages
-from engine.api.jsonio import json_response, optional_str, read_json_object, require_str
+from engine.api.jsonio import json_response
 from engine.api.login_routes import LOGIN_SERVICE, visitor
+from engine.api.schemas import SCHEMAS
+from engine.api.spec import Answer, Input, Routes
 from engine.config.convert import Duration
 from engine.errors import BadRequest, KeyturnError, NotFound
 from engine.flows.nexturi import check_next_uri
@@ -29,12 +31,12 @@ from engine.store.connect import ConnectSession
 from engine.wiring.services import FLOWS, STORE
 from engine.wiring.settings import SETTINGS
 
-routes = web.RouteTableDef()
+api_routes = Routes(SCHEMAS)  # declared (engine.api.spec): checked inputs, in /v1/openapi.json
+routes = web.RouteTableDef()  # the browser's pages
 
 DEFAULT_TTL = 900.0  # seconds a link works when the caller does not say
 MIN_TTL, MAX_TTL = 60.0, 86400.0
 RESUME = "keyturn_connect"  # with login: the link's token, held by the browser while it signs in
-MAX_PROVIDERS = 50
 
 
 def _iso(ts: datetime) -> str:
@@ -58,15 +60,9 @@ def _providers(request: web.Request, data: dict[str, Any]) -> list[str] | None:
     raw = data.get("providers")
     if raw is None:
         return None
-    if not isinstance(raw, list) or not raw or len(raw) > MAX_PROVIDERS:
-        raise BadRequest(
-            f"body.providers must be a list of 1 to {MAX_PROVIDERS} provider ids", error="invalid_input"
-        )
     configured = request.app[SETTINGS].current.providers
     out: list[str] = []
-    for i, pid in enumerate(raw):
-        if not isinstance(pid, str) or not pid:
-            raise BadRequest(f"body.providers[{i}] must be a provider id (a string)", error="invalid_input")
+    for i, pid in enumerate(raw):  # a list of 1 to 50 ids (checked by the declared schema)
         if pid not in configured:
             raise NotFound(
                 f"body.providers[{i}]: {pid[:64]!r} is not a configured provider", error="unknown_provider"
@@ -76,17 +72,21 @@ def _providers(request: web.Request, data: dict[str, Any]) -> list[str] | None:
     return out
 
 
-@routes.post("/v1/connect/sessions")
-async def create_session(request: web.Request) -> web.Response:
-    data = await read_json_object(request)
-    user_id = require_str(data, "user_id")
-    if len(user_id) > 256:
-        raise BadRequest("body.user_id is longer than 256 characters", error="invalid_input")
+@api_routes.route(
+    "POST",
+    "/v1/connect/sessions",
+    summary="A connect link: a page where one user connects the providers named",
+    body="ConnectSessionRequest",
+    answers={201: Answer("The link and when it expires", "ConnectSession")},
+    tag="connect",
+)
+async def create_session(request: web.Request, inp: Input) -> web.Response:
+    data = inp.body
     settings = request.app[SETTINGS].current
     providers = _providers(request, data)
-    next_uri = check_next_uri(optional_str(data, "next_uri"), settings.config.security.next_uri_allowlist)
+    next_uri = check_next_uri(data.get("next_uri"), settings.config.security.next_uri_allowlist)
     token, record = await request.app[STORE].connect.create(
-        user_id, providers=providers, next_uri=next_uri, ttl=_ttl(data)
+        data["user_id"], providers=providers, next_uri=next_uri, ttl=_ttl(data)
     )
     return json_response(
         {
