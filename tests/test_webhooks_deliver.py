@@ -100,22 +100,26 @@ async def test_needs_reauth_after_the_provider_revokes_the_refresh_token(
 async def test_a_receiver_failing_twice_gets_each_event_exactly_once_more(
     keyturn_engine: Any, fake_provider: FakeProvider, webhook_receiver: Receiver
 ) -> None:
-    """500 twice, then 204: three attempts, one webhook-id, delivered once, never again; metrics say so."""
-    webhook_receiver.fail_first = 2
+    """Each event answered 500 twice, then 204: three attempts with its webhook-id, one delivery, no more."""
+    webhook_receiver.fail_each = 2
     engine = await started(keyturn_engine, fake_provider, webhook_receiver)
     await connect(engine.url, engine.session, engine.browser)
-    [ok] = await webhook_receiver.wait_for(1)
-    assert [r.status for r in webhook_receiver.received] == [500, 500, 204]
-    assert len({r.headers["webhook-id"] for r in webhook_receiver.received}) == 1
-    assert verify(ok)["type"] == "connection.created"
+    await webhook_receiver.wait_for(1)
+    grant = await engine.store.grants.find(USER, "fake")
+    fake_provider._live_refresh.clear()  # the provider revokes every refresh token it issued
+    assert (await engine.app[REFRESHER].refresh(grant.id, force=True)).outcome == "needs_reauth"
+    delivered = await webhook_receiver.wait_for(2)
+    assert [verify(r)["type"] for r in delivered] == ["connection.created", "connection.needs_reauth"]
     await asyncio.sleep(1.0)  # retries are 100-200 ms apart: a duplicate would have come by now
-    assert len(webhook_receiver.received) == 3
-    [delivery] = await engine.store.outbox.list()
-    assert delivery.status == "delivered" and delivery.attempts == 3 and delivery.last_error is None
-    registry = engine.app[METRICS].registry
-    sample = registry.get_sample_value
-    assert sample("keyturn_webhook_deliveries_total", {"endpoint": "app", "outcome": "retry"}) == 2
-    assert sample("keyturn_webhook_deliveries_total", {"endpoint": "app", "outcome": "delivered"}) == 1
+    by_id: dict[str, list[int]] = {}
+    for r in webhook_receiver.received:
+        by_id.setdefault(r.headers["webhook-id"], []).append(r.status)
+    assert list(by_id.values()) == [[500, 500, 204], [500, 500, 204]]
+    deliveries = await engine.store.outbox.list()
+    assert [(d.status, d.attempts, d.last_error) for d in deliveries] == [("delivered", 3, None)] * 2
+    sample = engine.app[METRICS].registry.get_sample_value
+    assert sample("keyturn_webhook_deliveries_total", {"endpoint": "app", "outcome": "retry"}) == 4
+    assert sample("keyturn_webhook_deliveries_total", {"endpoint": "app", "outcome": "delivered"}) == 2
 
 
 async def test_gives_up_after_give_up_after_and_keeps_it_failed(

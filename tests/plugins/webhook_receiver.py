@@ -1,7 +1,8 @@
 """A webhook receiver on 127.0.0.1 (port 0): ``webhook_receiver`` yields a started :class:`Receiver`.
 
 Every request to ``/hooks`` is recorded as :class:`Received` (headers, raw body, the status answered).
-Knobs: ``fail_first`` answers the first N requests with 500; ``hang_first`` holds the first N for
+Knobs: ``fail_first`` answers the first N requests with 500 (``fail_each``: the first N of each
+event, by ``webhook-id``); ``hang_first`` holds the first N for
 ``hang_seconds`` before answering (a receiver that is down but accepts connections); ``status`` is
 the answer otherwise (204). ``verify(received)`` checks a request with the ``standardwebhooks``
 library and returns the parsed body. ``SECRET`` is a Standard Webhooks secret (``whsec_`` + base64).
@@ -34,6 +35,7 @@ class Received:
 @dataclass
 class Receiver:
     fail_first: int = 0
+    fail_each: int = 0
     hang_first: int = 0
     hang_seconds: float = 60.0
     status: int = 204
@@ -53,7 +55,10 @@ class Receiver:
     async def _hook(self, request: web.Request) -> web.Response:
         body = (await request.read()).decode()
         n = len(self.received)
-        status = 500 if n < self.fail_first else self.status
+        seen = sum(
+            1 for r in self.received if r.headers.get("webhook-id") == request.headers.get("webhook-id")
+        )
+        status = 500 if n < self.fail_first or seen < self.fail_each else self.status
         record = Received(dict(request.headers), body, 0 if n < self.hang_first else status)
         self.received.append(record)
         if n < self.hang_first:  # status 0 until answered (never, when the sender is gone by then)
