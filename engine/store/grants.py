@@ -14,7 +14,7 @@ import structlog
 from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
-from engine.store.outbox import OutboxEvent, connection_event, write
+from engine.store.outbox import OutboxEvent, row_event, write
 from engine.store.records import GrantRecord
 
 log = structlog.get_logger("keyturn.store")
@@ -233,21 +233,9 @@ class GrantRepo(Repo):
                 update = sa.update(self.t).where(self.t.c.id == row.id).values(**changes)
                 row = (await conn.execute(update.returning(*self.t.c))).one()
             kind = "connection.created" if created else "connection.reauthorized"
-            await write(conn, self._event(kind, row, "active"))
+            await write(conn, row_event(kind, row, "active"))
         self.s.outbox_written()
         return self._row(row)
-
-    @staticmethod
-    def _event(kind: str, row: Row, status: str, reason: str | None = None) -> OutboxEvent:
-        return connection_event(
-            kind,
-            grant_id=row.id,
-            user_id=row.user_id,
-            provider=row.provider_id,
-            scopes=row.scopes,
-            status=status,
-            reason=reason,
-        )
 
     def _opens(self, existing: Row) -> bool:
         """Whether the stored refresh token decrypts (an unreadable one is replaced on re-authorization)."""
@@ -332,7 +320,7 @@ class GrantRepo(Repo):
                 result = await conn.execute(update.where(self.t.c.id == grant_id))
                 return bool(result.rowcount)
             if kind is not None:
-                await write(conn, self._event(kind, moved, status, last_error))
+                await write(conn, row_event(kind, moved, status, last_error))
         if kind is not None:
             self.s.outbox_written()
         return True

@@ -61,6 +61,19 @@ def connection_event(
     return OutboxEvent(type, data)
 
 
+def row_event(kind: str, row: Row, status: str, reason: str | None = None) -> OutboxEvent:
+    """A ``connection.*`` event about the grant in ``row`` (a row of the grants table)."""
+    return connection_event(
+        kind,
+        grant_id=row.id,
+        user_id=row.user_id,
+        provider=row.provider_id,
+        scopes=row.scopes,
+        status=status,
+        reason=reason,
+    )
+
+
 async def write(conn: AsyncConnection, event: OutboxEvent) -> str:
     """Insert ``event`` on ``conn`` (the caller's transaction); returns its id (``evt_...``)."""
     event_id = new_id("evt")
