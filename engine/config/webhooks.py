@@ -1,7 +1,6 @@
 """Checks of ``webhooks[]``: unique ids, an http(s) URL, a Standard Webhooks secret, known event types.
 
 The event types are the one list both the config and the deliverer (``engine.webhooks``) use.
-``approval.requested`` is accepted for the governance work that writes it.
 """
 
 from __future__ import annotations
