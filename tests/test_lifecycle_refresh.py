@@ -244,3 +244,34 @@ async def test_refresh_answer_302_with_json_is_not_stored(keyturn_engine: Any, f
     assert result.outcome == "retry"
     fresh = await engine.store.grants.get(grant.id)
     assert fresh.access_token == "at-old" and fresh.refresh_token == old and fresh.last_error == "http_error"
+
+
+async def test_refresh_failing_past_the_window_then_recovered(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """Transient failures past failure_report_after write connection.refresh_failing once; the next good
+    refresh writes connection.recovered (each with the refresh's own write)."""
+    engine = await keyturn_engine(
+        acme_config(mini_provider, extra="lifecycle: {backoff_base: 1s, failure_report_after: 0s}")
+    )
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["500", "500", "ok"]
+    refresher = engine.app[REFRESHER]
+    assert (await refresher.refresh(grant.id, force=True)).outcome == "retry"
+    assert (await refresher.refresh(grant.id, force=True)).outcome == "retry"
+    events = await engine.store.outbox.events()
+    assert [t for _, t, _ in events] == ["connection.created", "connection.refresh_failing"]
+    assert events[1][2]["reason"] == "server_error" and events[1][2]["grant_id"] == grant.id
+    assert (await refresher.refresh(grant.id, force=True)).outcome == "refreshed"
+    assert (await refresher.refresh(grant.id, force=True)).outcome == "refreshed"
+    kinds = [t for _, t, _ in await engine.store.outbox.events()]
+    assert kinds == ["connection.created", "connection.refresh_failing", "connection.recovered"]
+
+
+async def test_failures_inside_the_window_write_no_event(engine: Any, mini_provider: MiniProvider) -> None:
+    """A transient failure within failure_report_after (a day by default), then success: no webhook event."""
+    grant = await make_grant(engine, mini_provider)
+    mini_provider.refresh_plan = ["500", "ok"]
+    assert (await engine.app[REFRESHER].refresh(grant.id, force=True)).outcome == "retry"
+    assert (await engine.app[REFRESHER].refresh(grant.id, force=True)).outcome == "refreshed"
+    assert [t for _, t, _ in await engine.store.outbox.events()] == ["connection.created"]

@@ -33,6 +33,15 @@ async def test_inputs_are_sealed_and_read_back(store_opened: Store) -> None:
     assert (await store_opened.approvals.current("d" * 64)) == record
 
 
+async def test_a_held_call_writes_approval_requested(store_opened: Store) -> None:
+    """Holding a call writes the approval.requested webhook event with it: ids, user, tool, never inputs."""
+    record = await held(store_opened)
+    [(_, kind, data)] = await store_opened.outbox.events()
+    assert kind == "approval.requested" and data["approval_id"] == record.id and data["status"] == "pending"
+    assert {data["user_id"], data["tool_name"], data["approver"]} == {"ann", "Gmail.SendEmail", "user"}
+    assert "secret plan" not in str(data) and data["expires_at"].endswith("Z")
+
+
 async def test_decided_once_and_used_once(store_opened: Store) -> None:
     """Of two concurrent decisions one wins; an approval is spent by exactly one of two concurrent uses."""
     record = await held(store_opened)

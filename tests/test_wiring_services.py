@@ -17,11 +17,12 @@ from engine.providers.load import load_text
 from engine.wiring.options import WiringOptions
 from engine.wiring.services import AUDITOR, IDLE_CONNECTION_S, LIFECYCLE, STORE, TOOLS, http_session_ctx
 from engine.wiring.settings import HTTP_SESSION, Settings
+from engine.wiring.webhooks import WEBHOOKS
 
 ORDER = [
     "http_session", "store", "waiters", "listener", "auditor", "oauth", "flows", "revoker", "refresher",
     "lifecycle",
-    "tools", "mcp",
+    "tools", "webhooks", "mcp",
 ]  # fmt: skip
 
 
@@ -61,6 +62,7 @@ async def test_failure_at_each_resource_closes_the_ones_before(tmp_path: Path, f
             "auditor": lambda: app[AUDITOR],
             "lifecycle": lambda: app[LIFECYCLE],
             "tools": lambda: app[TOOLS],
+            "webhooks": lambda: app[WEBHOOKS],
             "mcp": lambda: app[MCP],
         }.get(name, lambda: None)()
         if name == failing:
@@ -83,6 +85,8 @@ async def test_failure_at_each_resource_closes_the_ones_before(tmp_path: Path, f
     if "tools" in opened:
         task = opened["tools"].registry._task
         assert task is None or task.done()
+    if "webhooks" in opened:
+        assert opened["webhooks"]._task is None and opened["webhooks"].session.closed
     if "mcp" in opened:
         assert not opened["mcp"].sessions
 

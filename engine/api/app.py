@@ -47,10 +47,19 @@ def create_app(
     app.middlewares.append(api_key_guard(app))
     app.middlewares.append(audit_guard(app))
     install(app)
-    mount_mcp(app)  # /mcp (answers 404 while mcp.enabled is false) and its context, last
-    from engine.api import approval_routes, login_routes
+    from engine.wiring.webhooks import webhooks_ctx
 
-    tables += [auth_routes.routes, oauth_routes.routes, tool_routes.routes, approval_routes.routes]
+    app.cleanup_ctx.append(webhooks_ctx)  # the webhook deliverer, on the store
+    mount_mcp(app)  # /mcp (answers 404 while mcp.enabled is false) and its context, last
+    from engine.api import approval_routes, connect_routes, login_routes
+
+    tables += [
+        auth_routes.routes,
+        oauth_routes.routes,
+        tool_routes.routes,
+        approval_routes.routes,
+        connect_routes.api_routes,
+    ]
     _add_tables(app, tables)
 
     login_routes.setup(app)  # /login, /logout, /login/verify, /connections
@@ -60,6 +69,7 @@ def create_app(
     app.middlewares.append(resource_guard(app))  # OAuth / JWT bearer tokens on /mcp[/{slug}]
     mcp_oauth_routes.setup(app)  # /.well-known/oauth-*, /oauth2/*
     app.router.add_routes(approval_routes.pages)  # /approvals/{id}
+    app.router.add_routes(connect_routes.routes)  # the connect link's pages, /connect/{token}
     return app
 
 

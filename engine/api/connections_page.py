@@ -32,7 +32,8 @@ _STYLE = (
     ".name{font-weight:600;font-size:1.05rem}.meta{color:#57606a;font-size:.9rem;word-break:break-word;"
     "margin:.25rem 0}.status{display:inline-block;font-size:.8rem;padding:.1rem .5rem;border-radius:1rem;"
     "background:#dafbe1;color:#116329}.status.needs_reauth{background:#fff8c5;color:#7d4e00}"
-    ".status.revoked{background:#ffebe9;color:#a40e26}form{display:inline}"
+    ".status.revoked{background:#ffebe9;color:#a40e26}.status.none{background:#eaeef2;color:#57606a}"
+    "form{display:inline}"
     "button,a.button{font:inherit;margin:.5rem .5rem 0 0;padding:.45rem .9rem;border-radius:6px;"
     "border:1px solid #d0d7de;background:#f6f8fa;color:#1f2328;cursor:pointer;text-decoration:none;"
     "display:inline-block}button.primary,a.button{background:BRAND;border-color:BRAND;color:#fff}"
@@ -191,3 +192,48 @@ def continue_to(branding: Branding, url: str, provider_name: str) -> web.Respons
         f'<a class=button href="{e(url, quote=True)}">Continue to {e(provider_name)}</a>'
     )
     return page(branding, "Reconnect", body, head=head)
+
+
+CONNECT_STATES = {
+    "active": ("Connected", "active"),
+    "needs_reauth": ("Needs reconnecting", "needs_reauth"),
+    "none": ("Not connected", "none"),
+}
+
+
+def connect(
+    branding: Branding,
+    *,
+    user: str,
+    action: str,
+    csrf: str,
+    providers: Sequence[tuple[str, str, str]],
+    next_uri: str | None,
+    expires: datetime,
+    who: str | None = None,
+    session_csrf: str | None = None,
+) -> web.Response:
+    """A connect link's page: each ``(provider id, name, state)`` with a Connect (or Reconnect) button.
+
+    ``state`` is ``active``, ``needs_reauth`` or ``none``; each button posts to ``{action}/{provider id}``.
+    """
+    e = html.escape
+    parts = [
+        f"<p>Connect your accounts for <strong>{e(user)}</strong>. "
+        f"This link works until {e(_when(expires))}.</p>",
+        "<ul>",
+    ]
+    for pid, name, state in providers:
+        text, css = CONNECT_STATES.get(state, CONNECT_STATES["none"])
+        button = ""
+        if state != "active":
+            label = "Reconnect" if state == "needs_reauth" else "Connect"
+            button = _form(f"{action}/{pid}", label, csrf, primary=True)
+        parts.append(
+            f'<li class=grant id="{e(pid, quote=True)}"><div class=name>{e(name)} '
+            f"<span class='status {css}'>{e(text)}</span></div>{button}</li>"
+        )
+    parts.append("</ul>")
+    if next_uri:
+        parts.append(f'<a class=button href="{e(next_uri, quote=True)}">Done</a>')
+    return page(branding, "Connect your accounts", "".join(parts), who=who, csrf=session_csrf)

@@ -141,6 +141,26 @@ SCHEMAS: dict[str, Schema] = {
             "include_error_stacktrace": {"type": ["boolean", "null"]},
         },
     },
+    "ConnectSessionRequest": {
+        "type": "object",
+        "required": ["user_id"],
+        "properties": {
+            "user_id": ident("The user who connects their accounts on the page."),
+            "providers": {
+                "type": ["array", "null"],
+                "minItems": 1,
+                "maxItems": 50,
+                "items": ident("A provider entry's id.", max_length=64),
+                "description": "The providers the page offers (default: every configured one).",
+            },
+            "next_uri": NEXT_URI,
+            "ttl": {
+                "type": ["number", "string", "null"],
+                "maxLength": 32,
+                "description": "Seconds, or a duration like 15m, between 1m and 24h (default 15m).",
+            },
+        },
+    },
     # ---- answers ---------------------------------------------------------------------------------
     "AuthorizationResponse": {
         "type": "object",
@@ -312,6 +332,18 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "items": {"type": "array", "items": ref("Approval")},
             "total_count": {"type": "integer", "minimum": 0},
+        },
+    },
+    "ConnectSession": {
+        "type": "object",
+        "required": ["id", "url", "expires_at"],
+        "properties": {
+            "id": STRING,
+            "url": {
+                "type": "string",
+                "description": "The page to send the user to (its token is shown once).",
+            },
+            "expires_at": {"type": "string", "format": "date-time"},
         },
     },
     "Health": {"type": "object", "required": ["healthy"], "properties": {"healthy": {"type": "boolean"}}},

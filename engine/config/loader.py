@@ -18,6 +18,7 @@ from engine.config.convert import Context, field_line, from_data
 from engine.config.mcp import check_mcp
 from engine.config.model import Config, PostgresStorage
 from engine.config.substitute import Substituter
+from engine.config.webhooks import check_webhooks
 from engine.config.yamlsrc import LineDict, load_yaml
 from engine.crypto.cipher import decode_key
 from engine.errors import ConfigError
@@ -118,6 +119,7 @@ def parse_text(
     compat.check_redirect_urls(config, data, ctx)
     _check_workers(config, data, ctx)
     check_mcp(config, data, ctx)
+    check_webhooks(config, data, ctx, allow_http=config.api.development)
     return ParsedConfig(config, data, ctx, source, base_dir)
 
 

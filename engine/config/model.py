@@ -327,6 +327,29 @@ class McpConfig:
     gateways: tuple[GatewayConfig, ...] = ()
 
 
+# ---- webhooks --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class WebhookRetry:
+    """Backoff between attempts (``initial`` doubling up to ``max``, with jitter) and when to give up."""
+
+    initial: Duration = Duration(10)
+    max: Duration = Duration(3600)
+    give_up_after: Duration = Duration(86400)
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookConfig:
+    """One ``webhooks[]`` endpoint (``engine.config.webhooks`` checks it; ``engine.webhooks`` delivers)."""
+
+    id: str
+    url: str
+    secret: str | None = secret(kind="secret")  # whsec_ + base64 (Standard Webhooks)
+    events: tuple[str, ...] = ()
+    retry: WebhookRetry = dataclasses.field(default_factory=WebhookRetry)
+    timeout: Duration = Duration(10)  # one delivery attempt, connect to last byte
+    enabled: bool = True
+
+
 # ---- audit / metrics / logging ---------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class AuditConfig:
@@ -380,3 +403,4 @@ class Config:
     metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     telemetry: TelemetryConfig = dataclasses.field(default_factory=TelemetryConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()

@@ -20,7 +20,8 @@ from engine.grants.batch import WriteBatch
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
-from engine.store.records import GrantRecord, TokenUpdate
+from engine.store.outbox import connection_event
+from engine.store.records import GrantRecord, OutboxEvent, TokenUpdate
 from engine.store.store import Store
 
 
@@ -55,6 +56,36 @@ def max_age_for(provider: Provider, config: Config) -> float | None:
     """For tokens without an expiry: the provider's ``max_token_age``, else ``lifecycle.max_token_age``."""
     age = provider.max_token_age if provider.max_token_age is not None else config.lifecycle.max_token_age
     return float(age) if age is not None else None
+
+
+def grant_event(kind: str, grant: GrantRecord, *, reason: str | None = None) -> OutboxEvent:
+    """The webhook event ``kind`` about ``grant`` (ids, user, provider, scopes, status; no token)."""
+    return connection_event(
+        kind,
+        grant_id=grant.id,
+        user_id=grant.user_id,
+        provider=grant.provider_id,
+        scopes=grant.scopes,
+        status=grant.status,
+        reason=reason,
+    )
+
+
+def failing_since(grant: GrantRecord) -> datetime:
+    """Since when a grant's refreshes may have been failing: its last good refresh, else its creation."""
+    return grant.refreshed_at or grant.created_at
+
+
+def reported_failing(grant: GrantRecord, config: Config) -> bool:
+    """Whether ``connection.refresh_failing`` was written for the grant's current run of failures.
+
+    It is written at the first failure more than ``lifecycle.failure_report_after`` after
+    :func:`failing_since`; each failure stamps ``updated_at``, so the last one says it.
+    """
+    if grant.refresh_failures <= 0:
+        return False
+    window = float(config.lifecycle.failure_report_after)
+    return (grant.updated_at - failing_since(grant)).total_seconds() > window
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,9 +155,13 @@ class GrantWriter:
         """A refresh's tokens, written only if the grant is unchanged since it was read (else None).
 
         A refresh token not sent back keeps the old one, so the grant stays refreshable. Refreshes
-        finishing together are written in one transaction (:mod:`engine.grants.batch`).
+        finishing together are written in one transaction (:mod:`engine.grants.batch`). A grant reported
+        failing (``connection.refresh_failing``) writes ``connection.recovered`` with it.
         """
         plan = await self.schedule(provider, tokens, refreshable=True)
+        recovered = (
+            grant_event("connection.recovered", grant) if reported_failing(grant, self.config()) else None
+        )
         update = TokenUpdate(
             grant_id=grant.id,
             expected_version=grant.version,
@@ -136,5 +171,6 @@ class GrantWriter:
             scopes=list(tokens.scopes) if tokens.scopes is not None else None,
             id_token=tokens.id_token,
             next_refresh_at=plan.next_refresh_at,
+            event=recovered,
         )
         return await self.batch.update(update)

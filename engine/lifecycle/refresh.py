@@ -27,7 +27,7 @@ from engine.clock import now_utc
 from engine.config.model import Config
 from engine.errors import ProviderError, Unavailable
 from engine.events import GrantEvent, Publish, RefreshObserved, RefreshResult, discard
-from engine.grants.writer import GrantWriter
+from engine.grants.writer import GrantWriter, failing_since, grant_event, reported_failing
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
 from engine.providers.model import Provider
@@ -194,18 +194,23 @@ class Refresher:
                 )
             )
             return RefreshOutcome("needs_reauth", await store.grants.get(grant.id))
-        lifecycle = self.d.config().lifecycle
+        config = self.d.config()
+        lifecycle = config.lifecycle
         failures = int(grant.refresh_failures) + 1
         delay = backoff(
             failures, float(lifecycle.backoff_base), float(lifecycle.backoff_max), exc.retry_after
         )
-        await store.grants.record_failure(
-            grant.id, error=exc.kind, next_refresh_at=now_utc() + timedelta(seconds=delay)
-        )
         # failing since the last good refresh (or since it was granted) for longer than the window:
-        # report it loudly (metric outcome "overdue", audit field overdue) but keep the grant and retrying
-        since = grant.refreshed_at or grant.created_at
-        overdue = (now_utc() - since).total_seconds() > float(lifecycle.failure_report_after)
+        # report it loudly (metric outcome "overdue", audit field overdue, the first time a webhook
+        # event connection.refresh_failing) but keep the grant and retrying
+        now = now_utc()
+        since = failing_since(grant)
+        overdue = (now - since).total_seconds() > float(lifecycle.failure_report_after)
+        first = overdue and not reported_failing(grant, config)
+        event = grant_event("connection.refresh_failing", grant, reason=exc.kind) if first else None
+        await store.grants.record_failure(
+            grant.id, error=exc.kind, next_refresh_at=now + timedelta(seconds=delay), event=event, at=now
+        )
         self._observe(provider.id, "overdue" if overdue else "retry", started)
         self.d.publish(
             GrantEvent(

@@ -143,8 +143,8 @@ class Lifecycle:
         return counts
 
     async def reap(self) -> dict[str, int]:
-        """Expire unfinished flows, delete old flows, expired sessions, sign-ins and approvals, expired MCP
-        codes and tokens, and long-dead grants, retry pending revocations."""
+        """Expire unfinished flows, delete old flows, expired sessions, sign-ins, approvals and connect links,
+        expired MCP codes and tokens, and long-dead grants, retry pending revocations."""
         self._track()
         store = self.store
         lifecycle = self.config().lifecycle
@@ -165,6 +165,10 @@ class Lifecycle:
             )  # MCP codes and tokens a day past expiry
             # held tool calls (tools.approval) kept past their expiry as long as finished flows
             out["approvals_deleted"] = await store.approvals.delete_expired(
+                now - timedelta(seconds=float(lifecycle.flow_retention))
+            )
+            # connect links: kept a while after expiry (their page says "expired"), then deleted
+            out["connect_links_deleted"] = await store.connect.delete_expired_before(
                 now - timedelta(seconds=float(lifecycle.flow_retention))
             )
             if self.retry_revocation is not None:

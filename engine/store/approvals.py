@@ -18,6 +18,8 @@ import sqlalchemy as sa
 
 from engine.store import models as m
 from engine.store.base import Repo, aware, new_id, now_utc
+from engine.store.outbox import write
+from engine.store.records import OutboxEvent
 
 ApprovalStatus = Literal["pending", "approved", "denied", "used"]
 
@@ -87,6 +89,7 @@ class ApprovalRepo(Repo):
     ) -> ApprovalRecord:
         aid = new_id("ap")
         now = now_utc()
+        expires_at = now + timedelta(seconds=ttl)
         values = {
             "id": aid,
             "digest": digest,
@@ -97,11 +100,25 @@ class ApprovalRepo(Repo):
             "inputs": self.s.seal("approvals", "inputs", aid, json.dumps(inputs, sort_keys=True)),
             "status": "pending",
             "created_at": now,
-            "expires_at": now + timedelta(seconds=ttl),
+            "expires_at": expires_at,
         }
+        # the webhook event (engine.store.outbox) in the same transaction; never the inputs
+        requested = OutboxEvent(
+            "approval.requested",
+            {
+                "approval_id": aid,
+                "user_id": user_id,
+                "tool_name": tool_name,
+                "approver": approver,
+                "status": "pending",
+                "expires_at": expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            },
+        )
         async with self.tx() as conn:
             await conn.execute(sa.insert(self.t).values(**values))
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == aid))).one()
+            await write(conn, requested)
+        self.s.outbox_written()
         return self._row(row)
 
     async def get(self, approval_id: str) -> ApprovalRecord | None:

@@ -58,6 +58,14 @@ class Database:
         self.grant_cache = GrantCache(engine, grant_cache_size)  # exact: each hit checked by version
         # called once per grant found unreadable (its sealed values do not decrypt): audit, metric
         self.on_unreadable: Callable[[GrantRecord], None] | None = None
+        # called after a transaction that wrote a webhook event commits: wakes this process's deliverer
+        self.on_outbox: Callable[[], None] | None = None
+
+    def outbox_written(self) -> None:
+        """A webhook event was committed (engine.store.outbox): tell the deliverer, if one listens."""
+        hook = self.on_outbox
+        if hook is not None:
+            hook()
 
     def insert(self, table: sa.Table) -> Upsert:
         """An INSERT of this database's dialect: one with ``on_conflict_do_update``/``_do_nothing``."""

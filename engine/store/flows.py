@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from engine.errors import StorageError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
-from engine.store.records import FlowRecord, NewFlow
+from engine.store.outbox import write
+from engine.store.records import FlowRecord, NewFlow, OutboxEvent
 
 
 class FlowRepo(Repo):
@@ -160,7 +161,10 @@ class FlowRepo(Repo):
         pending_tokens: Mapping[str, Any] | None = None,
         pending_user_info: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Move a flow from ``expected_status`` to ``status`` (compare-and-set); False when it had moved."""
+        """Move a flow from ``expected_status`` to ``status`` (compare-and-set); False when it had moved.
+
+        Moving to ``failed`` writes the ``flow.failed`` webhook event in the same transaction.
+        """
         values: dict[str, Any] = {"status": status, "state_hash": None, "reuse_key": None}
         if status in ("completed", "failed", "expired"):
             values.update(completed_at=now_utc(), code_verifier=None, nonce=None)
@@ -180,13 +184,20 @@ class FlowRepo(Repo):
             )
         if status in ("failed", "expired"):
             values.update(pending_tokens=None, pending_user_info=None)
+        update = sa.update(self.t).where(self.t.c.id == flow_id, self.t.c.status == expected_status)
         async with self.tx() as conn:
-            result = await conn.execute(
-                sa.update(self.t)
-                .where(self.t.c.id == flow_id, self.t.c.status == expected_status)
-                .values(**values)
-            )
-        return result.rowcount == 1
+            if status != "failed":
+                result = await conn.execute(update.values(**values))
+                return result.rowcount == 1
+            row = (
+                await conn.execute(update.values(**values).returning(self.t.c.user_id, self.t.c.provider_id))
+            ).first()
+            if row is None:
+                return False
+            data = {"flow_id": flow_id, "user_id": row.user_id, "provider": row.provider_id}
+            await write(conn, OutboxEvent("flow.failed", {**data, "reason": (error or "failed")[:64]}))
+        self.s.outbox_written()
+        return True
 
     async def take_pending_tokens(self, flow_id: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
         """The tokens held for confirm_user, cleared in the same transaction (taken once)."""

@@ -15,11 +15,14 @@ from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
 from engine.store.grantwrites import update_tokens_many
-from engine.store.records import GrantRecord, TokenUpdate
+from engine.store.outbox import row_event, write
+from engine.store.records import GrantRecord, OutboxEvent, TokenUpdate
 
 log = structlog.get_logger("keyturn.store")
 
 UNREADABLE = "unreadable"  # a grant whose sealed values do not decrypt: unusable, listed, deletable
+# a status a grant moves into -> the webhook event written in the same transaction (engine.store.outbox)
+STATUS_EVENTS = {"needs_reauth": "connection.needs_reauth", "revoked": "connection.revoked"}
 
 
 class GrantRepo(Repo):
@@ -204,7 +207,9 @@ class GrantRepo(Repo):
         One ``INSERT ... ON CONFLICT (user_id, provider_id) DO UPDATE`` either inserts the grant or
         takes the existing row (locked until commit, and its id); sealed values are bound to the
         row id, so an existing row then gets them sealed for its own id. Concurrent writers for the
-        same user and provider never see a unique-key error.
+        same user and provider never see a unique-key error. The webhook event
+        (``connection.created`` for a new grant, else ``connection.reauthorized``) is written in the
+        same transaction.
         """
         now = now_utc()
 
@@ -244,14 +249,18 @@ class GrantRepo(Repo):
         self.s.grant_cache.drop_key(user_id, provider_id)
         async with self.tx() as conn:
             row = (await conn.execute(insert_or_take)).one()
-            if row.id != new:  # the user's grant existed: write this flow's tokens into it
+            created = row.id == new
+            if not created:  # the user's grant existed: write this flow's tokens into it
                 changes = values(row.id)
                 changes["version"] = row.version + 1
                 if refresh_token is not None or not self._opens(row):
                     changes["refresh_token"] = self.s.seal("grants", "refresh_token", row.id, refresh_token)
                 update = sa.update(self.t).where(self.t.c.id == row.id).values(**changes)
                 row = (await conn.execute(update.returning(*self.t.c))).one()
+            kind = "connection.created" if created else "connection.reauthorized"
+            await write(conn, row_event(kind, row, "active"))
         self.s.grant_cache.drop(row.id)
+        self.s.outbox_written()
         return self._row(row)
 
     def _opens(self, existing: Row) -> bool:
@@ -273,8 +282,12 @@ class GrantRepo(Repo):
         scopes: Sequence[str] | None,
         id_token: str | None,
         next_refresh_at: datetime | None,
+        event: OutboxEvent | None = None,
     ) -> GrantRecord | None:
-        """A refresh's result, written only if nobody else wrote since ``expected_version`` (else None)."""
+        """A refresh's result, written only if nobody else wrote since ``expected_version`` (else None).
+
+        ``event`` (``connection.recovered``) is written in the same transaction, only with the tokens.
+        """
         now = now_utc()
         values: dict[str, Any] = {
             "access_token": self.s.seal("grants", "access_token", grant_id, access_token),
@@ -304,7 +317,11 @@ class GrantRepo(Repo):
             if result.rowcount != 1:
                 return None
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).one()
+            if event is not None:
+                await write(conn, event)
         self.s.grant_cache.drop(grant_id)
+        if event is not None:
+            self.s.outbox_written()
         return self._row(row)
 
     async def update_tokens_many(self, updates: Sequence[TokenUpdate]) -> builtins.list[GrantRecord | None]:
@@ -312,24 +329,51 @@ class GrantRepo(Repo):
         return await update_tokens_many(self, updates)
 
     async def set_status(self, grant_id: str, status: str, *, last_error: str | None = None) -> bool:
-        self.s.grant_cache.drop(grant_id)
-        async with self.tx() as conn:
-            result = await conn.execute(
-                sa.update(self.t)
-                .where(self.t.c.id == grant_id)
-                .values(
-                    status=status,
-                    last_error=last_error,
-                    updated_at=now_utc(),
-                    version=self.t.c.version + 1,
-                    next_refresh_at=None,
-                )
-            )
-        self.s.grant_cache.drop(grant_id)
-        return bool(result.rowcount)
+        """Set a grant's status; False when there is no such grant.
 
-    async def record_failure(self, grant_id: str, *, error: str, next_refresh_at: datetime) -> None:
+        Moving into ``needs_reauth`` or ``revoked`` writes its webhook event (:data:`STATUS_EVENTS`) in
+        the same transaction; setting the status a grant already has writes none.
+        """
+        update = sa.update(self.t).values(
+            status=status,
+            last_error=last_error,
+            updated_at=now_utc(),
+            version=self.t.c.version + 1,
+            next_refresh_at=None,
+        )
+        kind = STATUS_EVENTS.get(status)
+        self.s.grant_cache.drop(grant_id)
         async with self.tx() as conn:
+            moved = (
+                await conn.execute(
+                    update.where(self.t.c.id == grant_id, self.t.c.status != status).returning(*self.t.c)
+                )
+            ).first()
+            if moved is None:
+                result = await conn.execute(update.where(self.t.c.id == grant_id))
+            elif kind is not None:
+                await write(conn, row_event(kind, moved, status, last_error))
+        self.s.grant_cache.drop(grant_id)
+        if moved is None:
+            return bool(result.rowcount)
+        if kind is not None:
+            self.s.outbox_written()
+        return True
+
+    async def record_failure(
+        self,
+        grant_id: str,
+        *,
+        error: str,
+        next_refresh_at: datetime,
+        event: OutboxEvent | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """A transient refresh failure at ``at`` (now); ``event`` (``connection.refresh_failing``) is
+        written in the same transaction."""
+        async with self.tx() as conn:
+            if event is not None:
+                await write(conn, event)
             await conn.execute(
                 sa.update(self.t)
                 .where(self.t.c.id == grant_id)
@@ -337,11 +381,13 @@ class GrantRepo(Repo):
                     refresh_failures=self.t.c.refresh_failures + 1,
                     last_error=error[:64],
                     next_refresh_at=next_refresh_at,
-                    updated_at=now_utc(),
+                    updated_at=at or now_utc(),
                     version=self.t.c.version + 1,  # every write bumps it: cached copies are stale
                 )
             )
         self.s.grant_cache.drop(grant_id)
+        if event is not None:
+            self.s.outbox_written()
 
     async def due(self, before: datetime, limit: int = 1000) -> builtins.list[GrantRecord]:
         q = (

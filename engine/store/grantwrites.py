@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.clock import now_utc
+from engine.store.outbox import write
 from engine.store.records import GrantRecord, TokenUpdate
 
 
@@ -60,10 +61,15 @@ async def update_tokens_many(repo: Any, updates: Sequence[TokenUpdate]) -> list[
             )
             await conn.execute(stmt, rows)
         found = {r.id: r for r in (await conn.execute(sa.select(repo.t).where(repo.t.c.id.in_(ids)))).all()}
+        written = {gid for gid, row in found.items() if bytes(row.access_token) == sealed[gid]}
+        events = [u.event for u in updates if u.event is not None and u.grant_id in written]
+        for event in events:  # connection.recovered: only with the tokens, in their transaction
+            await write(conn, event)
     out: list[GrantRecord | None] = []
     for gid in ids:
         repo.s.grant_cache.drop(gid)
         current = found.get(gid)
-        written = current is not None and bytes(current.access_token) == sealed[gid]
-        out.append(repo._row(current) if written and current is not None else None)
+        out.append(repo._row(current) if gid in written and current is not None else None)
+    if events:
+        repo.s.outbox_written()
     return out

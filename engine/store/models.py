@@ -164,6 +164,51 @@ approvals = sa.Table(
     sa.Index("ix_approvals_expires", "expires_at"),
 )
 
+# the webhook outbox (engine.store.outbox): each event is written in the transaction of the change it
+# reports; ``dispatched_at`` is set once a delivery row exists for every endpoint that wants it
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("dispatched_at", UTC_TS),
+    sa.Index("ix_webhook_events_undispatched", "dispatched_at", "created_at"),
+)
+
+# one row per (event, endpoint): pending until a 2xx answer (delivered) or give_up_after (failed)
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("endpoint_id", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("next_attempt_at", UTC_TS),
+    sa.Column("last_attempt_at", UTC_TS),
+    sa.Column("last_error", sa.String(64)),
+    sa.Column("delivered_at", UTC_TS),
+    sa.UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+)
+
+# connect links (engine.store.connect): only the SHA-256 of the link's random token is kept
+connect_sessions = sa.Table(
+    "connect_sessions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.String(256), nullable=False),
+    sa.Column("providers", sa.JSON),  # None: every configured provider
+    sa.Column("next_uri", sa.String(2048)),
+    sa.Column("created_at", UTC_TS, nullable=False),
+    sa.Column("expires_at", UTC_TS, nullable=False),
+    sa.Index("ix_connect_sessions_expires", "expires_at"),
+)
+
 # every encrypted column, for key rotation: table -> columns
 ENCRYPTED: dict[str, tuple[str, ...]] = {
     "grants": ("access_token", "refresh_token", "id_token", "user_info"),

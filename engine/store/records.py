@@ -38,9 +38,19 @@ class GrantRecord:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class OutboxEvent:
+    """A webhook event to write in a change's transaction: its ``type`` (``connection.created`` ...)
+    and ``data`` (never a token). Written by :func:`engine.store.outbox.write`."""
+
+    type: str
+    data: Mapping[str, Any]
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class TokenUpdate:
-    """One refresh's result for :meth:`engine.store.grants.GrantRepo.update_tokens_many`."""
+    """One refresh's result for :meth:`engine.store.grants.GrantRepo.update_tokens_many`; ``event``
+    (``connection.recovered``) is written in the same transaction, only with the tokens."""
 
     grant_id: str
     expected_version: int
@@ -50,6 +60,7 @@ class TokenUpdate:
     scopes: Sequence[str] | None
     id_token: str | None
     next_refresh_at: datetime | None
+    event: OutboxEvent | None = None
 
     def __repr__(self) -> str:
         return f"TokenUpdate(grant_id={self.grant_id!r}, expected_version={self.expected_version})"

@@ -15,6 +15,7 @@ from engine.store.api_keys import ApiKeyRepo
 from engine.store.approvals import ApprovalRepo
 from engine.store.audit import AuditRepo
 from engine.store.base import GRANT_CACHE_SIZE, Database, aware, new_id, now_utc
+from engine.store.connect import ConnectRepo
 from engine.store.db import READ_ONLY, create_engine
 from engine.store.flows import FlowRepo
 from engine.store.grants import GrantRepo
@@ -22,6 +23,7 @@ from engine.store.keycheck import check_keys
 from engine.store.leases import LeaseRepo
 from engine.store.mcp_oauth import McpOAuthRepo
 from engine.store.meta import MetaRepo
+from engine.store.outbox import OutboxRepo
 from engine.store.schema import check_schema, ensure_schema
 from engine.store.sealed import SealedRepo
 from engine.store.sessions import LoginRepo, SessionRepo
@@ -43,6 +45,8 @@ class Store(Database):
         self.meta = MetaRepo(self)
         self.sessions = SessionRepo(self)
         self.logins = LoginRepo(self)
+        self.outbox = OutboxRepo(self)  # webhook events and their deliveries
+        self.connect = ConnectRepo(self)  # connect links
         self.sealed = SealedRepo(self)  # every sealed column at once: key checks, rotation
         self.mcp_oauth = McpOAuthRepo(self)
         self.approvals = ApprovalRepo(self)
