@@ -147,7 +147,8 @@ class McpServer:
             )
 
     def caller(self, request: web.Request) -> str:
-        """Who calls (for binding a requestState): the API key's id or config entry, else ``anonymous``."""
+        """Who calls (for binding a requestState): the API key's id or config entry, an OAuth / JWT
+        token's client (``oauth:<client_id>``), else ``anonymous``."""
         identity = request.get(IDENTITY)
         if identity is None:
             return "anonymous"
@@ -155,7 +156,8 @@ class McpServer:
         if isinstance(key_id, str):
             return f"key:{key_id}"
         if isinstance(identity, dict):
-            return f"{identity.get('kind', 'caller')}:{identity.get('name') or identity.get('id') or ''}"
+            who = identity.get("client_id") or identity.get("name") or identity.get("id") or ""
+            return f"{identity.get('kind', 'caller')}:{who}"
         return f"caller:{type(identity).__name__}"
 
     def user(self, request: web.Request) -> str | None:
