@@ -140,7 +140,7 @@ async def test_sdk_client_registers_signs_in_and_calls_a_tool(
 async def test_sdk_client_pinned_to_2026_07_28_signs_in_and_calls_a_tool(
     oauth_engine: Any, echo_worker: Any, oidc_provider: Any
 ) -> None:
-    """2026-07-28: 401, discovery, DCR, sign-in, consent, tools, input_required URL, sign-in, the user's data."""
+    """2026-07-28: 401, discovery, DCR, sign-in, consent, tools, input_required URL, sign-in, user data."""
     worker = await echo_worker(oidc_provider.issuer + "/me")
     engine = await oauth_engine(worker=worker)
     browser = engine.new_browser()
@@ -244,7 +244,7 @@ async def test_typescript_sdk_client_with_its_oauth_provider_lists_tools(
 
 
 async def test_a_request_state_is_bound_to_the_oauth_client(oauth_engine: Any, echo_worker: Any) -> None:
-    """2026-07-28: alice's requestState from one OAuth client is refused when another client of hers sends it."""
+    """2026-07-28: a requestState of alice's first OAuth client is refused from her second one."""
     worker = await echo_worker()
     engine = await oauth_engine(worker=worker)
     repo = engine.store.mcp_oauth
