@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -278,3 +279,76 @@ async def test_registration_off_is_refused_but_listed_clients_work(oauth_engine:
     code, verifier = await get_code(engine, engine.new_browser(), "cli")
     status, body = await exchange(engine, "cli", code, verifier)
     assert status == 200 and (await mcp(engine, body["access_token"]))[0] == 200
+
+
+NO_USER = {"mcp_oauth.client_registered", "mcp_oauth.token_refused"}
+
+
+async def test_its_events_are_audited_and_counted(oauth_engine: Any, capsys: Any) -> None:
+    """Registered, consent denied/given (remembered), issued, refused, code and refresh reuse, revoked: an
+    audit line each (no token, code, verifier or client secret in any) and keyturn_mcp_oauth_events."""
+    engine = await oauth_engine()
+    capsys.readouterr()
+    client_id = await register(engine)
+    browser = engine.new_browser()
+    verifier, challenge = pkce()
+    denied = await authorize_in_browser(engine, browser, authorize_url(engine, client_id, challenge),
+                                        decision="deny")  # fmt: skip
+    assert query(denied)["error"] == "access_denied"
+    answer = await authorize_in_browser(engine, browser, authorize_url(engine, client_id, challenge),
+                                        remember=True)  # fmt: skip
+    code = query(answer)["code"]
+    status, first = await exchange(engine, client_id, code, verifier)
+    assert status == 200
+    assert (await exchange(engine, client_id, code, verifier))[0] == 400  # the code replayed
+    second_code, second_verifier = await get_code(engine, browser, client_id)  # remembered: no page
+    _, pair = await exchange(engine, client_id, second_code, second_verifier)
+    _, rotated = await token(engine, grant_type="refresh_token", refresh_token=pair["refresh_token"],
+                             client_id=client_id)  # fmt: skip
+    status, _ = await token(engine, grant_type="refresh_token", refresh_token=pair["refresh_token"],
+                            client_id=client_id)  # fmt: skip
+    assert status == 400  # the old refresh token again: its family is revoked
+    status, _ = await engine.api("POST", "/oauth2/revoke", data={"token": first["refresh_token"],
+                                                                 "client_id": client_id})  # fmt: skip
+    assert status == 200
+    status, confidential = await engine.api("POST", "/oauth2/register", json={
+        "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post"})  # fmt: skip
+    secret = confidential["client_secret"]
+    status, _ = await token(engine, grant_type="authorization_code", code="nope", redirect_uri=REDIRECT,
+                            client_id=confidential["client_id"], client_secret=secret + "x")  # fmt: skip
+    assert status == 401
+    out = capsys.readouterr().out
+    audit = [json.loads(line) for line in out.splitlines() if '"keyturn.audit"' in line]
+    seen = [(a["event"], a["outcome"], a.get("reason")) for a in audit if a["event"].startswith("mcp_oauth.")]
+    assert seen == [
+        ("mcp_oauth.client_registered", "success", None),
+        ("mcp_oauth.consent_denied", "denied", None),
+        ("mcp_oauth.consent_given", "success", None),
+        ("mcp_oauth.token_issued", "success", None),
+        ("mcp_oauth.reuse_detected", "denied", "code"),
+        ("mcp_oauth.token_refused", "denied", "invalid_grant"),
+        ("mcp_oauth.consent_given", "success", None),
+        ("mcp_oauth.token_issued", "success", None),
+        ("mcp_oauth.token_issued", "success", None),
+        ("mcp_oauth.reuse_detected", "denied", "refresh_token"),
+        ("mcp_oauth.token_refused", "denied", "invalid_grant"),
+        ("mcp_oauth.token_revoked", "success", "refresh_token"),
+        ("mcp_oauth.client_registered", "success", None),
+        ("mcp_oauth.token_refused", "denied", "invalid_client"),
+    ], seen
+    issued = [a for a in audit if a["event"] == "mcp_oauth.token_issued"]
+    assert [a["grant_type"] for a in issued] == ["authorization_code", "authorization_code", "refresh_token"]
+    assert all(a["client_id"] == client_id and a["resource"] == engine.url + "/mcp" for a in issued)
+    personal = [a for a in audit if a["event"].startswith("mcp_oauth.") and a["event"] not in NO_USER]
+    assert len(personal) == 9 and all("user_ref" in a and "user_id" not in a for a in personal)
+    assert [a.get("remembered") for a in audit if a["event"] == "mcp_oauth.consent_given"] == [True, True]
+    secrets_seen = [code, second_code, verifier, second_verifier, secret, first["access_token"]]
+    secrets_seen += [first["refresh_token"], pair["refresh_token"], rotated["access_token"], "alice@example"]
+    assert not [value for value in secrets_seen if value in out]
+    async with engine.browser.get(engine.url + "/metrics") as resp:
+        metrics = await resp.text()
+    for line in ('event="token_issued",outcome="success",reason="none"} 3.0',
+                 'event="token_refused",outcome="denied",reason="invalid_grant"} 2.0',
+                 'event="reuse_detected",outcome="denied",reason="refresh_token"} 1.0',
+                 'event="consent_denied",outcome="denied",reason="none"} 1.0'):  # fmt: skip
+        assert "keyturn_mcp_oauth_events_total{" + line in metrics, metrics

@@ -22,12 +22,13 @@ from urllib.parse import quote, urlencode, urlsplit
 from aiohttp import web
 
 from engine.api import connections_page as pages
+from engine.events import McpAuthEvent
 from engine.mcp.authmodels import SCOPE, Incoming, Outgoing
 from engine.mcp.authserver import McpAuthServer
 from engine.mcp.cimd import ClientMetadataFetcher
 from engine.mcp.resource import endpoint_mode, protected_resource_metadata
 from engine.wiring.services import STORE
-from engine.wiring.settings import SETTINGS
+from engine.wiring.settings import EVENTS, SETTINGS
 
 MCP_AUTH = web.AppKey("keyturn_mcp_auth", McpAuthServer)
 FORM_ONLY = frozenset({"csrf_token", "decision", "remember"})
@@ -53,6 +54,7 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
         config=lambda: holder.current.config,
         public_url=lambda: holder.current.public_url,
         fetcher=fetcher,
+        publish=app[EVENTS].publish,
     )
     yield
     await fetcher.close()
@@ -179,6 +181,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     client = grant.client
     remembered = await request.app[STORE].mcp_oauth.consented(user, client.client_id)
     if remembered is not None and set(grant.request.scope.split()) <= remembered:
+        _consent_event(request, grant, user, True, remembered=True)
         out = await server.call(server.create_authorization_response, grant.request, user, grant)
         return _respond(out)
     return _consent_page(request, grant, incoming, who)
@@ -248,10 +251,25 @@ async def consent(request: web.Request) -> web.StreamResponse:
     except OAuth2Error as error:
         return await _error_answer(request, server, oauth, error)
     user = who.session.user_id if decision == "allow" else None
-    if user is not None and incoming.data.get("remember") == "1":
+    remember = user is not None and incoming.data.get("remember") == "1"
+    if user is not None and remember:
         await request.app[STORE].mcp_oauth.remember_consent(user, grant.client.client_id, grant.request.scope)
+    _consent_event(request, grant, who.session.user_id, user is not None, remembered=remember)
     out = await server.call(server.create_authorization_response, grant.request, user, grant)
     return _respond(out)
+
+
+def _consent_event(request: web.Request, grant: Any, user: str, allowed: bool, *, remembered: bool) -> None:
+    request.app[EVENTS].publish(
+        McpAuthEvent(
+            name="mcp_oauth.consent_given" if allowed else "mcp_oauth.consent_denied",
+            outcome="success" if allowed else "denied",
+            client_id=grant.client.client_id,
+            user_id=user,
+            resource=getattr(grant.request, "resource", None),
+            remembered=remembered if allowed else None,
+        )
+    )
 
 
 # ---- token, registration, revocation -----------------------------------------------------------------
