@@ -352,3 +352,34 @@ async def test_its_events_are_audited_and_counted(oauth_engine: Any, capsys: Any
                  'event="reuse_detected",outcome="denied",reason="refresh_token"} 1.0',
                  'event="consent_denied",outcome="denied",reason="none"} 1.0'):  # fmt: skip
         assert "keyturn_mcp_oauth_events_total{" + line in metrics, metrics
+
+
+async def test_cors_preflight_for_browser_clients(oauth_engine: Any) -> None:
+    """OPTIONS on the metadata, token, register and revoke routes: 204 with methods and the headers a
+    browser MCP client sends (Authorization, Content-Type, MCP-Protocol-Version); no API key needed."""
+    engine = await oauth_engine(mcp="  gateways: [{slug: mail, tools: ['Echo.Say']}]")
+    wanted = "authorization, content-type, mcp-protocol-version"
+    asks = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": wanted}  # fmt: skip
+    for path, method in (("/.well-known/oauth-authorization-server", "GET"),
+                         ("/.well-known/oauth-protected-resource/mcp", "GET"),
+                         ("/.well-known/oauth-protected-resource/mcp/mail", "GET"),
+                         ("/oauth2/token", "POST"), ("/oauth2/register", "POST"),
+                         ("/oauth2/revoke", "POST")):  # fmt: skip
+        async with engine.browser.options(engine.url + path, headers=asks) as resp:
+            assert resp.status == 204, (path, resp.status, await resp.text())
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert method in resp.headers["Access-Control-Allow-Methods"].split(", ")
+            allowed = {h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+            assert {"authorization", "content-type", "mcp-protocol-version"} <= allowed
+    async with engine.browser.options(engine.url + "/.well-known/oauth-protected-resource/mcp/nope") as resp:
+        assert resp.status == 404  # no such gateway: nothing to preflight
+
+
+async def test_no_preflight_while_registration_is_off(oauth_engine: Any) -> None:
+    """registration: off -> OPTIONS /oauth2/register is 404 like its POST; the token route still answers."""
+    engine = await oauth_engine(mcp="  oauth: {registration: 'off'}")
+    async with engine.browser.options(engine.url + "/oauth2/register") as resp:
+        assert resp.status == 404
+    async with engine.browser.options(engine.url + "/oauth2/token") as resp:
+        assert resp.status == 204

@@ -9,13 +9,17 @@
   that page's answer (CSRF token of the session, SECURITY.md 32). Every answer carries ``iss``.
 - ``POST /oauth2/token``, ``POST /oauth2/register`` (``mcp.oauth.registration: open``),
   ``POST /oauth2/revoke``.
+
+The metadata documents and the token, registration and revocation endpoints answer any origin
+(``Access-Control-Allow-Origin: *``, no cookies involved) and their CORS preflight (``OPTIONS``), so
+an MCP client running in a browser can use them.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -35,6 +39,7 @@ FORM_ONLY = frozenset({"csrf_token", "decision", "remember"})
 SCOPE_TEXT = {SCOPE: "Use the tools of this server as you (Keyturn runs them with your connected accounts)"}
 
 routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup(app: web.Application) -> None:
@@ -74,6 +79,36 @@ def _not_found() -> web.Response:
         "msg": "the MCP authorization server is not enabled (mcp.auth)",
     }
     return web.json_response(body, status=404)
+
+
+CORS_HEADERS = "Authorization, Content-Type, MCP-Protocol-Version"
+
+
+def _preflight(methods: str, serving: Callable[[web.Request], bool]) -> Handler:
+    """A CORS preflight answer (204) for a route that serves ``methods``, 404 while it is off."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if not serving(request):
+            return _not_found()
+        headers = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": f"{methods}, OPTIONS",
+            "Access-Control-Allow-Headers": CORS_HEADERS,
+            "Access-Control-Max-Age": "86400",
+            "Cache-Control": "no-store",
+        }
+        return web.Response(status=204, headers=headers)
+
+    return answer
+
+
+def _serves_pr_metadata(request: web.Request) -> bool:
+    path = request.path[len("/.well-known/oauth-protected-resource") :]
+    return endpoint_mode(request.app[SETTINGS].current.config, path) in ("oauth", "jwt")
+
+
+def _registration_open(request: web.Request) -> bool:
+    return _uses_oauth(request) and request.app[SETTINGS].current.config.mcp.oauth.registration == "open"
 
 
 def _cors(response: web.StreamResponse) -> web.StreamResponse:
@@ -129,7 +164,7 @@ async def as_metadata(request: web.Request) -> web.StreamResponse:
 async def pr_metadata(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS].current
     path = request.path[len("/.well-known/oauth-protected-resource") :]
-    if endpoint_mode(settings.config, path) not in ("oauth", "jwt"):
+    if not _serves_pr_metadata(request):
         return _not_found()
     return _cors(web.json_response(protected_resource_metadata(settings.config, settings.public_url, path)))
 
@@ -284,7 +319,7 @@ async def token(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/oauth2/register")
 async def register(request: web.Request) -> web.StreamResponse:
-    if not _uses_oauth(request) or request.app[SETTINGS].current.config.mcp.oauth.registration != "open":
+    if not _registration_open(request):
         return _not_found()
     server = request.app[MCP_AUTH]
     incoming = await _incoming(request, json_body=True)
@@ -300,6 +335,17 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     server = request.app[MCP_AUTH]
     incoming = await _incoming(request)
     return _cors(_respond(await server.call(server.create_endpoint_response, "revocation", incoming)))
+
+
+for _path, _methods, _serving in (
+    ("/.well-known/oauth-authorization-server", "GET, HEAD", _uses_oauth),
+    ("/.well-known/oauth-protected-resource/mcp", "GET, HEAD", _serves_pr_metadata),
+    ("/.well-known/oauth-protected-resource/mcp/{slug}", "GET, HEAD", _serves_pr_metadata),
+    ("/oauth2/token", "POST", _uses_oauth),
+    ("/oauth2/register", "POST", _registration_open),
+    ("/oauth2/revoke", "POST", _uses_oauth),
+):
+    routes.route("OPTIONS", _path)(_preflight(_methods, _serving))
 
 
 def _query(data: dict[str, Any]) -> str:
