@@ -158,6 +158,19 @@ async def test_a_resource_that_is_not_this_server_is_refused(oauth_engine: Any) 
     assert params["error"] == "invalid_target" and params["iss"] == engine.url and "code" not in params
 
 
+async def test_an_authorization_without_resource_is_refused(oauth_engine: Any) -> None:
+    """No resource (MCP clients MUST send it): invalid_target back to the client, with iss; no code."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    _, challenge = pkce()
+    url = authorize_url(engine, client_id, challenge, resource="")
+    assert "resource=" not in url
+    answer = await authorize_in_browser(engine, engine.new_browser(), url)
+    params = query(answer)
+    assert params["error"] == "invalid_target" and params["iss"] == engine.url and "code" not in params
+    assert "resource is required" in params["error_description"]
+
+
 async def test_an_expired_token_is_refused(oauth_engine: Any) -> None:
     """An access token past its expiry answers 401 invalid_token."""
     engine = await oauth_engine()

@@ -84,7 +84,11 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         resource = self.request.payload.data.get("resource")
         if len(self.request.payload.datalist.get("resource", [])) > 1:
             raise InvalidTargetError("one resource per authorization", redirect_uri=redirect_uri)
-        resource = resource or self.server.main_resource()
+        if not resource:  # MCP clients MUST send it (MCP authorization, every revision since 2025-06-18)
+            raise InvalidTargetError(
+                "resource is required (RFC 8707): the URL of the MCP endpoint the token is for",
+                redirect_uri=redirect_uri,
+            )
         if resource not in self.server.resources():
             raise InvalidTargetError(
                 "resource is not an MCP endpoint of this server", redirect_uri=redirect_uri
