@@ -17,6 +17,9 @@ what it does with every name of a kind).
     ApprovalEvent   approval.requested approval.approved approval.denied approval.used
     AccessEvent     api_key.denied rate_limited
     OpsEvent        config.loaded config.reloaded config.reload_rejected key.rotated audit.exported
+    McpAuthEvent    mcp_oauth.client_registered mcp_oauth.consent_given mcp_oauth.consent_denied
+                    mcp_oauth.token_issued mcp_oauth.token_refused mcp_oauth.reuse_detected
+                    mcp_oauth.token_revoked (Keyturn's authorization server for MCP clients)
     RefreshObserved refresh.observed (metrics only: one refresh attempt's result and duration)
     WorkerChecked   worker.checked (metrics only: a worker answered its health check or not)
     HookCalled      hook.called (metrics only: one tools.hooks call's outcome and duration)
@@ -64,7 +67,18 @@ ApprovalName = Literal["approval.requested", "approval.approved", "approval.deni
 OpsName = Literal[
     "config.loaded", "config.reloaded", "config.reload_rejected", "key.rotated", "audit.exported"
 ]
-AuditName = Literal[FlowName, GrantName, ReapName, ToolName, LoginName, AccessName, OpsName, ApprovalName]
+McpAuthName = Literal[
+    "mcp_oauth.client_registered",
+    "mcp_oauth.consent_given",
+    "mcp_oauth.consent_denied",
+    "mcp_oauth.token_issued",
+    "mcp_oauth.token_refused",
+    "mcp_oauth.reuse_detected",
+    "mcp_oauth.token_revoked",
+]
+AuditName = Literal[
+    FlowName, GrantName, ReapName, ToolName, LoginName, AccessName, OpsName, ApprovalName, McpAuthName
+]
 EventName = Literal[AuditName, "refresh.observed", "worker.checked", "hook.called"]
 
 AUDIT_NAMES: frozenset[str] = frozenset(get_args(AuditName))
@@ -217,6 +231,40 @@ class OpsEvent:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class McpAuthEvent:
+    """Keyturn's authorization server for MCP clients registered a client, recorded a consent, issued,
+    refused or revoked a token, or saw a code or refresh token used twice (and revoked its family).
+
+    ``client_id`` is the client's public identifier; ``reason`` the OAuth error code of a refusal, or
+    ``code`` / ``refresh_token`` for ``mcp_oauth.reuse_detected``; ``family_id`` the record id of the
+    token family revoked. Never a token, code, verifier or client secret.
+    """
+
+    name: McpAuthName
+    outcome: Outcome
+    client_id: str | None = None
+    user_id: str | None = None
+    grant_type: str | None = None
+    resource: str | None = None
+    reason: str | None = None
+    family_id: str | None = None
+    remembered: bool | None = (
+        None  # consent_given: remembered for this client (or given from a remembered one)
+    )
+
+    def fields(self) -> dict[str, Any]:
+        return _present(
+            client_id=self.client_id,
+            user_id=self.user_id,
+            grant_type=self.grant_type,
+            resource=self.resource,
+            reason=self.reason,
+            family_id=self.family_id,
+            remembered=self.remembered,
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RefreshObserved:
     """One refresh attempt of a ``provider``'s grant ended with ``result`` after ``seconds``."""
 
@@ -270,7 +318,15 @@ class HookCalled:
 
 
 AuditedEvent = (
-    FlowEvent | GrantEvent | ReapEvent | ToolEvent | LoginEvent | AccessEvent | OpsEvent | ApprovalEvent
+    FlowEvent
+    | GrantEvent
+    | ReapEvent
+    | ToolEvent
+    | LoginEvent
+    | AccessEvent
+    | OpsEvent
+    | ApprovalEvent
+    | McpAuthEvent
 )
 Event = AuditedEvent | RefreshObserved | WorkerChecked | HookCalled
 

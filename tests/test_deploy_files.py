@@ -43,6 +43,8 @@ METRICS = {
     "keyturn_hook_duration_seconds_sum",
     "keyturn_hook_duration_seconds_count",
     "keyturn_tool_approvals_total",
+    # issue 16: the MCP authorization server
+    "keyturn_mcp_oauth_events_total",
 }
 
 _KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}

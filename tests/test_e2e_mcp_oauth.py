@@ -3,8 +3,8 @@
 401 -> protected resource metadata -> authorization server metadata -> registration (RFC 7591, or a
 Client ID Metadata Document over https with a test CA) -> sign-in at oidc-provider -> consent ->
 tokens -> tools/list -> a call needing the user's acme grant -> URL elicitation -> the provider
-sign-in, verified by the same sign-in -> the retried call returns the user's data. Handshake era
-(the 2026-07-28 era is not on /mcp yet).
+sign-in, verified by the same sign-in -> the retried call returns the user's data. Both eras: the
+handshake era (-32042) and 2026-07-28 (the client pinned to it: ``input_required`` URL request).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from mcp import ClientSession
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import (
     AuthorizationCodeResult,
@@ -62,11 +63,10 @@ class MemoryStorage:
         self.client = client_info
 
 
-async def run_client(engine: Any, *, metadata_url: str | None = None) -> tuple[MemoryStorage, list[str], Any]:
-    """The SDK client signs alice in, lists tools, gets the acme authorization URL, retries the call."""
-    browser = engine.new_browser()
-    storage = MemoryStorage()
-    answers: list[str] = []
+def sdk_provider(
+    engine: Any, browser: Any, storage: MemoryStorage, answers: list[str], metadata_url: str | None = None
+) -> OAuthClientProvider:
+    """The SDK's OAuth client; its "browser" signs alice in at oidc-provider and consents."""
     redirect_uri = "http://127.0.0.1:33418/callback"
 
     async def redirect_handler(url: str) -> None:
@@ -76,7 +76,7 @@ async def run_client(engine: Any, *, metadata_url: str | None = None) -> tuple[M
         params = query(answers[-1])
         return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
 
-    provider = OAuthClientProvider(
+    return OAuthClientProvider(
         server_url=engine.url + "/mcp",
         client_metadata=OAuthClientMetadata(
             client_name="SDK test client",
@@ -90,6 +90,14 @@ async def run_client(engine: Any, *, metadata_url: str | None = None) -> tuple[M
         callback_handler=callback_handler,
         client_metadata_url=metadata_url,
     )
+
+
+async def run_client(engine: Any, *, metadata_url: str | None = None) -> tuple[MemoryStorage, list[str], Any]:
+    """The SDK client signs alice in, lists tools, gets the acme authorization URL, retries the call."""
+    browser = engine.new_browser()
+    storage = MemoryStorage()
+    answers: list[str] = []
+    provider = sdk_provider(engine, browser, storage, answers, metadata_url)
 
     async def elicit(context: Any, params: Any) -> types.ElicitResult:
         return types.ElicitResult(action="accept")
@@ -124,6 +132,45 @@ async def test_sdk_client_registers_signs_in_and_calls_a_tool(
     assert data == {"sub": "alice", "user_id": ALICE, "token_sha256": data["token_sha256"]}
     assert storage.client is not None and storage.client.client_id.startswith("mcpc_")
     assert query(answers[0])["iss"] == engine.url
+    grant = await engine.store.grants.find(ALICE, "acme")
+    assert grant is not None and grant.status == "active"
+    remember(grant.access_token)
+
+
+async def test_sdk_client_pinned_to_2026_07_28_signs_in_and_calls_a_tool(
+    oauth_engine: Any, echo_worker: Any, oidc_provider: Any
+) -> None:
+    """2026-07-28: 401, discovery, DCR, sign-in, consent, tools, input_required URL, sign-in, user data."""
+    worker = await echo_worker(oidc_provider.issuer + "/me")
+    engine = await oauth_engine(worker=worker)
+    browser = engine.new_browser()
+    storage, answers, asked = MemoryStorage(), [], []
+    provider = sdk_provider(engine, browser, storage, answers)
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        status, final, _ = await finish_flow(engine, browser, params.url, "alice")  # signed in: verified
+        assert status == 200 and final.endswith("/connections?notice=connected"), final
+        return types.ElicitResult(action="accept")
+
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=60) as http,
+        Client(
+            streamable_http_client(engine.url + "/mcp", http_client=http),
+            mode="2026-07-28",
+            elicitation_callback=elicit,
+        ) as client,
+    ):
+        assert client.protocol_version == "2026-07-28"
+        listed = await client.list_tools()
+        assert {"Echo_WhoAmI", "Echo_Say"} <= {t.name for t in listed.tools}
+        result = await client.call_tool("Echo_WhoAmI", {})
+        assert not result.is_error, result
+        data = result.structured_content or json.loads(result.content[0].text)
+    assert data == {"sub": "alice", "user_id": ALICE, "token_sha256": data["token_sha256"]}
+    assert [(p.mode, p.url.split("/v1/oauth/start/")[0]) for p in asked] == [("url", engine.url)]
+    assert storage.client is not None and storage.client.client_id.startswith("mcpc_")
+    assert query(answers[0])["iss"] == engine.url and len(answers) == 1  # one sign-in, one consent
     grant = await engine.store.grants.find(ALICE, "acme")
     assert grant is not None and grant.status == "active"
     remember(grant.access_token)
@@ -194,3 +241,37 @@ async def test_typescript_sdk_client_with_its_oauth_provider_lists_tools(
         await proc.wait()
     assert "tools" in last, last
     assert {"Echo_Say", "Echo_WhoAmI"} <= set(last["tools"]) and last["client_id"].startswith("mcpc_")
+
+
+async def test_a_request_state_is_bound_to_the_oauth_client(oauth_engine: Any, echo_worker: Any) -> None:
+    """2026-07-28: a requestState of alice's first OAuth client is refused from her second one."""
+    worker = await echo_worker()
+    engine = await oauth_engine(worker=worker)
+    repo = engine.store.mcp_oauth
+    tokens: dict[str, str] = {}
+    for client in ("mcpc_first", "mcpc_second"):
+        tokens[client] = f"mcpat_{client}_{os.urandom(8).hex()}"
+        await repo.issue(access_token=tokens[client], refresh_token=None, family_id=None, client_id=client,
+                         user_id=ALICE, resource=engine.url + "/mcp", scope="mcp:tools", access_ttl=300,
+                         refresh_ttl=600)  # fmt: skip
+        remember(tokens[client])
+
+    async def call(client: str, state: str | None = None) -> tuple[int, Any]:
+        meta = {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}},
+        }
+        params: dict[str, Any] = {"name": "Echo_WhoAmI", "arguments": {}, "_meta": meta}
+        if state is not None:
+            params |= {"requestState": state, "inputResponses": {"authorization": {"action": "accept"}}}
+        headers = {"Authorization": f"Bearer {tokens[client]}", "MCP-Protocol-Version": "2026-07-28",
+                   "Mcp-Method": "tools/call", "Mcp-Name": "Echo_WhoAmI"}  # fmt: skip
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+        async with engine.session.post(engine.url + "/mcp", json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    status, data = await call("mcpc_first")
+    assert status == 200 and data["result"]["resultType"] == "input_required", data
+    status, data = await call("mcpc_second", data["result"]["requestState"])
+    assert status == 400 and data["error"]["code"] == -32602, data
+    assert data["error"]["message"] == "Invalid params: requestState is not valid for this request", data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -157,6 +158,19 @@ async def test_a_resource_that_is_not_this_server_is_refused(oauth_engine: Any) 
     assert params["error"] == "invalid_target" and params["iss"] == engine.url and "code" not in params
 
 
+async def test_an_authorization_without_resource_is_refused(oauth_engine: Any) -> None:
+    """No resource (MCP clients MUST send it): invalid_target back to the client, with iss; no code."""
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    _, challenge = pkce()
+    url = authorize_url(engine, client_id, challenge, resource="")
+    assert "resource=" not in url
+    answer = await authorize_in_browser(engine, engine.new_browser(), url)
+    params = query(answer)
+    assert params["error"] == "invalid_target" and params["iss"] == engine.url and "code" not in params
+    assert "resource is required" in params["error_description"]
+
+
 async def test_an_expired_token_is_refused(oauth_engine: Any) -> None:
     """An access token past its expiry answers 401 invalid_token."""
     engine = await oauth_engine()
@@ -278,3 +292,107 @@ async def test_registration_off_is_refused_but_listed_clients_work(oauth_engine:
     code, verifier = await get_code(engine, engine.new_browser(), "cli")
     status, body = await exchange(engine, "cli", code, verifier)
     assert status == 200 and (await mcp(engine, body["access_token"]))[0] == 200
+
+
+NO_USER = {"mcp_oauth.client_registered", "mcp_oauth.token_refused"}
+
+
+async def test_its_events_are_audited_and_counted(oauth_engine: Any, capsys: Any) -> None:
+    """Registered, consent denied/given (remembered), issued, refused, code and refresh reuse, revoked: an
+    audit line each (no token, code, verifier or client secret in any) and keyturn_mcp_oauth_events."""
+    engine = await oauth_engine()
+    capsys.readouterr()
+    client_id = await register(engine)
+    browser = engine.new_browser()
+    verifier, challenge = pkce()
+    denied = await authorize_in_browser(engine, browser, authorize_url(engine, client_id, challenge),
+                                        decision="deny")  # fmt: skip
+    assert query(denied)["error"] == "access_denied"
+    answer = await authorize_in_browser(engine, browser, authorize_url(engine, client_id, challenge),
+                                        remember=True)  # fmt: skip
+    code = query(answer)["code"]
+    status, first = await exchange(engine, client_id, code, verifier)
+    assert status == 200
+    assert (await exchange(engine, client_id, code, verifier))[0] == 400  # the code replayed
+    second_code, second_verifier = await get_code(engine, browser, client_id)  # remembered: no page
+    _, pair = await exchange(engine, client_id, second_code, second_verifier)
+    _, rotated = await token(engine, grant_type="refresh_token", refresh_token=pair["refresh_token"],
+                             client_id=client_id)  # fmt: skip
+    status, _ = await token(engine, grant_type="refresh_token", refresh_token=pair["refresh_token"],
+                            client_id=client_id)  # fmt: skip
+    assert status == 400  # the old refresh token again: its family is revoked
+    status, _ = await engine.api("POST", "/oauth2/revoke", data={"token": first["refresh_token"],
+                                                                 "client_id": client_id})  # fmt: skip
+    assert status == 200
+    status, confidential = await engine.api("POST", "/oauth2/register", json={
+        "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_post"})  # fmt: skip
+    secret = confidential["client_secret"]
+    status, _ = await token(engine, grant_type="authorization_code", code="nope", redirect_uri=REDIRECT,
+                            client_id=confidential["client_id"], client_secret=secret + "x")  # fmt: skip
+    assert status == 401
+    out = capsys.readouterr().out
+    audit = [json.loads(line) for line in out.splitlines() if '"keyturn.audit"' in line]
+    seen = [(a["event"], a["outcome"], a.get("reason")) for a in audit if a["event"].startswith("mcp_oauth.")]
+    assert seen == [
+        ("mcp_oauth.client_registered", "success", None),
+        ("mcp_oauth.consent_denied", "denied", None),
+        ("mcp_oauth.consent_given", "success", None),
+        ("mcp_oauth.token_issued", "success", None),
+        ("mcp_oauth.reuse_detected", "denied", "code"),
+        ("mcp_oauth.token_refused", "denied", "invalid_grant"),
+        ("mcp_oauth.consent_given", "success", None),
+        ("mcp_oauth.token_issued", "success", None),
+        ("mcp_oauth.token_issued", "success", None),
+        ("mcp_oauth.reuse_detected", "denied", "refresh_token"),
+        ("mcp_oauth.token_refused", "denied", "invalid_grant"),
+        ("mcp_oauth.token_revoked", "success", "refresh_token"),
+        ("mcp_oauth.client_registered", "success", None),
+        ("mcp_oauth.token_refused", "denied", "invalid_client"),
+    ], seen
+    issued = [a for a in audit if a["event"] == "mcp_oauth.token_issued"]
+    assert [a["grant_type"] for a in issued] == ["authorization_code", "authorization_code", "refresh_token"]
+    assert all(a["client_id"] == client_id and a["resource"] == engine.url + "/mcp" for a in issued)
+    personal = [a for a in audit if a["event"].startswith("mcp_oauth.") and a["event"] not in NO_USER]
+    assert len(personal) == 9 and all("user_ref" in a and "user_id" not in a for a in personal)
+    assert [a.get("remembered") for a in audit if a["event"] == "mcp_oauth.consent_given"] == [True, True]
+    secrets_seen = [code, second_code, verifier, second_verifier, secret, first["access_token"]]
+    secrets_seen += [first["refresh_token"], pair["refresh_token"], rotated["access_token"], "alice@example"]
+    assert not [value for value in secrets_seen if value in out]
+    async with engine.browser.get(engine.url + "/metrics") as resp:
+        metrics = await resp.text()
+    for line in ('event="token_issued",outcome="success",reason="none"} 3.0',
+                 'event="token_refused",outcome="denied",reason="invalid_grant"} 2.0',
+                 'event="reuse_detected",outcome="denied",reason="refresh_token"} 1.0',
+                 'event="consent_denied",outcome="denied",reason="none"} 1.0'):  # fmt: skip
+        assert "keyturn_mcp_oauth_events_total{" + line in metrics, metrics
+
+
+async def test_cors_preflight_for_browser_clients(oauth_engine: Any) -> None:
+    """OPTIONS on the metadata, token, register and revoke routes: 204 with methods and the headers a
+    browser MCP client sends (Authorization, Content-Type, MCP-Protocol-Version); no API key needed."""
+    engine = await oauth_engine(mcp="  gateways: [{slug: mail, tools: ['Echo.Say']}]")
+    wanted = "authorization, content-type, mcp-protocol-version"
+    asks = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": wanted}  # fmt: skip
+    for path, method in (("/.well-known/oauth-authorization-server", "GET"),
+                         ("/.well-known/oauth-protected-resource/mcp", "GET"),
+                         ("/.well-known/oauth-protected-resource/mcp/mail", "GET"),
+                         ("/oauth2/token", "POST"), ("/oauth2/register", "POST"),
+                         ("/oauth2/revoke", "POST")):  # fmt: skip
+        async with engine.browser.options(engine.url + path, headers=asks) as resp:
+            assert resp.status == 204, (path, resp.status, await resp.text())
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert method in resp.headers["Access-Control-Allow-Methods"].split(", ")
+            allowed = {h.strip().lower() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+            assert {"authorization", "content-type", "mcp-protocol-version"} <= allowed
+    async with engine.browser.options(engine.url + "/.well-known/oauth-protected-resource/mcp/nope") as resp:
+        assert resp.status == 404  # no such gateway: nothing to preflight
+
+
+async def test_no_preflight_while_registration_is_off(oauth_engine: Any) -> None:
+    """registration: off -> OPTIONS /oauth2/register is 404 like its POST; the token route still answers."""
+    engine = await oauth_engine(mcp="  oauth: {registration: 'off'}")
+    async with engine.browser.options(engine.url + "/oauth2/register") as resp:
+        assert resp.status == 404
+    async with engine.browser.options(engine.url + "/oauth2/token") as resp:
+        assert resp.status == 204

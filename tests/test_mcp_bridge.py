@@ -115,6 +115,30 @@ async def test_bridge_uses_the_users_token(
             assert token not in dump(messages) + str(result) + str(again)
 
 
+async def test_the_upstreams_resource_is_sent_on_authorization_token_and_refresh(
+    keyturn_engine: Any, mini_provider: MiniProvider, upstream: str
+) -> None:
+    """The upstream provider's oauth2.resource (RFC 8707): on the authorization, code and refresh requests."""
+    mini_provider.strict_userinfo = True
+    server = f"{{id: up, url: '{upstream}', requires_auth: {{provider: acme, scopes: [read]}}}}"
+    config = acme_config(mini_provider, extra=f"mcp: {{servers: [{server}]}}\n")
+    engine = await keyturn_engine(
+        config.replace("      oauth2:\n", f"      oauth2:\n        resource: '{upstream}'\n")
+    )
+    async with client(engine, []) as session:
+        with pytest.raises(MCPError) as info:
+            await session.call_tool("up_whoami", {})
+        async with engine.browser.get(info.value.data["elicitations"][0]["url"]) as resp:
+            assert resp.status == 200
+        assert not (await session.call_tool("up_whoami", {})).is_error
+        grant = await engine.store.grants.find(USER, "acme")
+        mini_provider.dead_tokens.add(grant.access_token)  # refused upstream: refreshed once, retried
+        assert not (await session.call_tool("up_whoami", {})).is_error
+    assert [p.get("resource") for p in mini_provider.authorize_params] == [upstream]
+    sent = [(c["grant_type"], c.get("resource")) for c in mini_provider.token_calls]
+    assert sent == [("authorization_code", upstream), ("refresh_token", upstream)]
+
+
 @pytest.mark.parametrize("mode", [(), ("sse",)], ids=["json", "sse"])
 async def test_large_upstream_answers(
     keyturn_engine: Any, mini_provider: MiniProvider, mode: tuple[str, ...]

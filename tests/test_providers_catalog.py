@@ -203,6 +203,23 @@ def test_custom_block_errors_name_the_key() -> None:
     assert info.value.path == "auth.providers[0].oauth2.authorization_request.endpoint"
 
 
+def test_resource_must_be_an_absolute_uri_without_fragment() -> None:
+    """oauth2.resource (RFC 8707): kept when absolute; relative or with a fragment is an error at its key."""
+    block = (
+        "auth:\n  providers:\n    - id: c\n      client_id: a\n      client_secret: b\n      oauth2:\n"
+        "        authorization_request: {endpoint: 'https://p.example/a'}\n"
+        "        token_request: {endpoint: 'https://p.example/t'}\n        resource: '%s'\n"
+    )
+    assert (
+        load(block % "https://mcp.example.com/mcp").providers["c"].oauth2.resource
+        == "https://mcp.example.com/mcp"
+    )
+    for bad in ("/mcp", "https://mcp.example.com/mcp#x"):
+        with pytest.raises(ConfigError) as info:
+            load(block % bad)
+        assert info.value.path == "auth.providers[0].oauth2.resource" and "RFC 8707" in str(info.value)
+
+
 def test_merge_semantics() -> None:
     """merge: mappings merge, other values replace, None removes."""
     assert merge({"a": {"x": 1, "y": 2}, "b": [1]}, {"a": {"y": None, "z": 3}, "b": [2]}) == {

@@ -9,31 +9,37 @@
   that page's answer (CSRF token of the session, SECURITY.md 32). Every answer carries ``iss``.
 - ``POST /oauth2/token``, ``POST /oauth2/register`` (``mcp.oauth.registration: open``),
   ``POST /oauth2/revoke``.
+
+The metadata documents and the token, registration and revocation endpoints answer any origin
+(``Access-Control-Allow-Origin: *``, no cookies involved) and their CORS preflight (``OPTIONS``), so
+an MCP client running in a browser can use them.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from aiohttp import web
 
 from engine.api import connections_page as pages
+from engine.events import McpAuthEvent
 from engine.mcp.authmodels import SCOPE, Incoming, Outgoing
 from engine.mcp.authserver import McpAuthServer
 from engine.mcp.cimd import ClientMetadataFetcher
 from engine.mcp.resource import endpoint_mode, protected_resource_metadata
 from engine.wiring.services import STORE
-from engine.wiring.settings import SETTINGS
+from engine.wiring.settings import EVENTS, SETTINGS
 
 MCP_AUTH = web.AppKey("keyturn_mcp_auth", McpAuthServer)
 FORM_ONLY = frozenset({"csrf_token", "decision", "remember"})
 SCOPE_TEXT = {SCOPE: "Use the tools of this server as you (Keyturn runs them with your connected accounts)"}
 
 routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def setup(app: web.Application) -> None:
@@ -53,6 +59,7 @@ async def _ctx(app: web.Application) -> AsyncIterator[None]:
         config=lambda: holder.current.config,
         public_url=lambda: holder.current.public_url,
         fetcher=fetcher,
+        publish=app[EVENTS].publish,
     )
     yield
     await fetcher.close()
@@ -72,6 +79,36 @@ def _not_found() -> web.Response:
         "msg": "the MCP authorization server is not enabled (mcp.auth)",
     }
     return web.json_response(body, status=404)
+
+
+CORS_HEADERS = "Authorization, Content-Type, MCP-Protocol-Version"
+
+
+def _preflight(methods: str, serving: Callable[[web.Request], bool]) -> Handler:
+    """A CORS preflight answer (204) for a route that serves ``methods``, 404 while it is off."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if not serving(request):
+            return _not_found()
+        headers = {
+            "Access-Control-Allow-Origin": "*",
+            "Access-Control-Allow-Methods": f"{methods}, OPTIONS",
+            "Access-Control-Allow-Headers": CORS_HEADERS,
+            "Access-Control-Max-Age": "86400",
+            "Cache-Control": "no-store",
+        }
+        return web.Response(status=204, headers=headers)
+
+    return answer
+
+
+def _serves_pr_metadata(request: web.Request) -> bool:
+    path = request.path[len("/.well-known/oauth-protected-resource") :]
+    return endpoint_mode(request.app[SETTINGS].current.config, path) in ("oauth", "jwt")
+
+
+def _registration_open(request: web.Request) -> bool:
+    return _uses_oauth(request) and request.app[SETTINGS].current.config.mcp.oauth.registration == "open"
 
 
 def _cors(response: web.StreamResponse) -> web.StreamResponse:
@@ -127,7 +164,7 @@ async def as_metadata(request: web.Request) -> web.StreamResponse:
 async def pr_metadata(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS].current
     path = request.path[len("/.well-known/oauth-protected-resource") :]
-    if endpoint_mode(settings.config, path) not in ("oauth", "jwt"):
+    if not _serves_pr_metadata(request):
         return _not_found()
     return _cors(web.json_response(protected_resource_metadata(settings.config, settings.public_url, path)))
 
@@ -179,6 +216,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     client = grant.client
     remembered = await request.app[STORE].mcp_oauth.consented(user, client.client_id)
     if remembered is not None and set(grant.request.scope.split()) <= remembered:
+        _consent_event(request, grant, user, True, remembered=True)
         out = await server.call(server.create_authorization_response, grant.request, user, grant)
         return _respond(out)
     return _consent_page(request, grant, incoming, who)
@@ -248,10 +286,25 @@ async def consent(request: web.Request) -> web.StreamResponse:
     except OAuth2Error as error:
         return await _error_answer(request, server, oauth, error)
     user = who.session.user_id if decision == "allow" else None
-    if user is not None and incoming.data.get("remember") == "1":
+    remember = user is not None and incoming.data.get("remember") == "1"
+    if user is not None and remember:
         await request.app[STORE].mcp_oauth.remember_consent(user, grant.client.client_id, grant.request.scope)
+    _consent_event(request, grant, who.session.user_id, user is not None, remembered=remember)
     out = await server.call(server.create_authorization_response, grant.request, user, grant)
     return _respond(out)
+
+
+def _consent_event(request: web.Request, grant: Any, user: str, allowed: bool, *, remembered: bool) -> None:
+    request.app[EVENTS].publish(
+        McpAuthEvent(
+            name="mcp_oauth.consent_given" if allowed else "mcp_oauth.consent_denied",
+            outcome="success" if allowed else "denied",
+            client_id=grant.client.client_id,
+            user_id=user,
+            resource=getattr(grant.request, "resource", None),
+            remembered=remembered if allowed else None,
+        )
+    )
 
 
 # ---- token, registration, revocation -----------------------------------------------------------------
@@ -266,7 +319,7 @@ async def token(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/oauth2/register")
 async def register(request: web.Request) -> web.StreamResponse:
-    if not _uses_oauth(request) or request.app[SETTINGS].current.config.mcp.oauth.registration != "open":
+    if not _registration_open(request):
         return _not_found()
     server = request.app[MCP_AUTH]
     incoming = await _incoming(request, json_body=True)
@@ -282,6 +335,17 @@ async def revoke(request: web.Request) -> web.StreamResponse:
     server = request.app[MCP_AUTH]
     incoming = await _incoming(request)
     return _cors(_respond(await server.call(server.create_endpoint_response, "revocation", incoming)))
+
+
+for _path, _methods, _serving in (
+    ("/.well-known/oauth-authorization-server", "GET, HEAD", _uses_oauth),
+    ("/.well-known/oauth-protected-resource/mcp", "GET, HEAD", _serves_pr_metadata),
+    ("/.well-known/oauth-protected-resource/mcp/{slug}", "GET, HEAD", _serves_pr_metadata),
+    ("/oauth2/token", "POST", _uses_oauth),
+    ("/oauth2/register", "POST", _registration_open),
+    ("/oauth2/revoke", "POST", _uses_oauth),
+):
+    routes.route("OPTIONS", _path)(_preflight(_methods, _serving))
 
 
 def _query(data: dict[str, Any]) -> str:

@@ -45,6 +45,14 @@ EVENTS: dict[AuditName, str] = {
     # API edge
     "api_key.denied": "a request presented a missing or wrong API key",
     "rate_limited": "a caller or user hit a rate limit",
+    # the authorization server for MCP clients (mcp.auth: oauth)
+    "mcp_oauth.client_registered": "an MCP client registered itself (RFC 7591 dynamic client registration)",
+    "mcp_oauth.consent_given": "a signed-in person allowed an MCP client (or it had a remembered consent)",
+    "mcp_oauth.consent_denied": "a signed-in person denied an MCP client on the consent page",
+    "mcp_oauth.token_issued": "an access token (and refresh token) was issued to an MCP client for a person",
+    "mcp_oauth.token_refused": "a token request was refused (the OAuth error code is the reason)",
+    "mcp_oauth.reuse_detected": "a used code or refresh token came back; its whole token family was revoked",
+    "mcp_oauth.token_revoked": "an MCP client revoked a token (RFC 7009); a refresh token ends its family",
     # operations
     "config.loaded": "the engine started with a configuration",
     "config.reloaded": "a new configuration was applied on SIGHUP",

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+from collections.abc import Callable
 from typing import Any
 
+from authlib.oauth2 import rfc9207
 from authlib.oauth2.rfc6749 import ClientMixin, JsonPayload, OAuth2Error, OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
@@ -134,3 +136,22 @@ class JsonRequestData(JsonPayload):  # type: ignore[misc]
     @property
     def data(self) -> dict[str, Any]:
         return self._data
+
+
+class Issuer(rfc9207.IssuerParameter):  # type: ignore[misc]
+    """RFC 9207: ``iss`` on every authorization answer."""
+
+    def __init__(self, public_url: Callable[[], str]) -> None:
+        self.public_url = public_url
+
+    def get_issuer(self) -> str:
+        return self.public_url()
+
+    def add_issuer_parameter(self, authorization_server: Any, response: Any) -> None:
+        """``response`` is our (status, body, headers) tuple: add ``iss`` to its Location."""
+        from authlib.common.urls import add_params_to_uri
+
+        headers = response[2]
+        for i, (name, value) in enumerate(headers):
+            if name.lower() == "location":
+                headers[i] = (name, add_params_to_uri(value, {"iss": self.get_issuer()}))

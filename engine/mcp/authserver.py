@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from authlib.oauth2 import rfc7009, rfc7591, rfc7636, rfc9207
+from authlib.oauth2 import rfc7009, rfc7591, rfc7636
 from authlib.oauth2.rfc6749 import (
     AuthorizationServer,
     InvalidRequestError,
@@ -30,6 +30,8 @@ from authlib.oauth2.rfc6749 import (
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 
 from engine.config.model import Config
+from engine.events import Publish, discard
+from engine.mcp.authevents import EventRecorder, client_of, grant_type_of, note
 from engine.mcp.authmodels import (
     AUTH_METHODS,
     CODE_TTL,
@@ -40,6 +42,7 @@ from engine.mcp.authmodels import (
     Incoming,
     InvalidClientMetadataDocument,
     InvalidTargetError,
+    Issuer,
     JsonRequestData,
     Outgoing,
     Token,
@@ -81,7 +84,11 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         resource = self.request.payload.data.get("resource")
         if len(self.request.payload.datalist.get("resource", [])) > 1:
             raise InvalidTargetError("one resource per authorization", redirect_uri=redirect_uri)
-        resource = resource or self.server.main_resource()
+        if not resource:  # MCP clients MUST send it (MCP authorization, every revision since 2025-06-18)
+            raise InvalidTargetError(
+                "resource is required (RFC 8707): the URL of the MCP endpoint the token is for",
+                redirect_uri=redirect_uri,
+            )
         if resource not in self.server.resources():
             raise InvalidTargetError(
                 "resource is not an MCP endpoint of this server", redirect_uri=redirect_uri
@@ -102,7 +109,13 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         self.server.run(self.server.store().save_code(code, record))
 
     def query_authorization_code(self, code: str, client: Client) -> Code | None:
-        record = self.server.run(self.server.store().take_code(code, client.client_id))
+        reused: list[tuple[str, str]] = []
+        record = self.server.run(
+            self.server.store().take_code(code, client.client_id, on_reuse=lambda *r: reused.append(r))
+        )
+        for family, user in reused:
+            note("mcp_oauth.reuse_detected", "denied", client_id=client.client_id, user_id=user,
+                 reason="code", family_id=family)  # fmt: skip
         if record is None:
             return None
         resource = self.request.form.get("resource")
@@ -123,9 +136,14 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     server: McpAuthServer
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        client_id = self.request.client.client_id
+        reused: list[tuple[str, str]] = []
         record = self.server.run(
-            self.server.store().take_refresh(refresh_token, self.request.client.client_id)
+            self.server.store().take_refresh(refresh_token, client_id, on_reuse=lambda *r: reused.append(r))
         )
+        for family, user in reused:
+            note("mcp_oauth.reuse_detected", "denied", client_id=client_id, user_id=user,
+                 reason="refresh_token", family_id=family)  # fmt: skip
         if record is None:
             return None
         resource = self.request.form.get("resource")
@@ -150,10 +168,14 @@ class Revocation(rfc7009.RevocationEndpoint):  # type: ignore[misc]
 
     def revoke_token(self, token: Token, request: Any) -> None:
         repo = self.server.store()
-        if token.record.kind == "refresh":  # the refresh token and every token of its family
-            self.server.run(repo.revoke_family(token.record.family_id))
+        record = token.record
+        if record.kind == "refresh":  # the refresh token and every token of its family
+            self.server.run(repo.revoke_family(record.family_id))
         else:
-            self.server.run(repo.revoke(token.record.id))
+            self.server.run(repo.revoke(record.id))
+        family = record.family_id if record.kind == "refresh" else None
+        note("mcp_oauth.token_revoked", "success", client_id=record.client_id, user_id=record.user_id,
+             reason=f"{record.kind}_token", family_id=family)  # fmt: skip
 
 
 class Registration(rfc7591.ClientRegistrationEndpoint):  # type: ignore[misc]
@@ -200,6 +222,7 @@ class Registration(rfc7591.ClientRegistrationEndpoint):  # type: ignore[misc]
         }
         secret = client_info.get("client_secret")
         self.server.run(self.server.store().add_client(client_info["client_id"], secret, metadata))
+        note("mcp_oauth.client_registered", "success", client_id=client_info["client_id"])
         return Client(metadata, secret_hash=digest(secret) if secret else None, kind="registered")
 
 
@@ -211,8 +234,10 @@ class McpAuthServer(AuthorizationServer):  # type: ignore[misc]
         config: Callable[[], Config],
         public_url: Callable[[], str],
         fetcher: ClientMetadataFetcher,
+        publish: Publish = discard,
     ) -> None:
         super().__init__(scopes_supported=list(SCOPES))
+        self.events = EventRecorder(publish)
         self.store = store
         self.config = config
         self.public_url = public_url
@@ -230,14 +255,16 @@ class McpAuthServer(AuthorizationServer):  # type: ignore[misc]
         self.register_grant(RefreshGrant)
         self.register_endpoint(Revocation)
         self.register_endpoint(Registration)
-        issuer = _Issuer(public_url)
+        issuer = Issuer(public_url)
         self.register_extension(issuer)
         self.issuer = issuer
 
     # ---- the bridge between authlib's thread and the event loop ------------------------------------
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run an authlib entry point in a worker thread; publish the events it noted afterwards."""
         self.loop = asyncio.get_running_loop()
-        return await asyncio.to_thread(fn, *args, **kw)
+        with self.events.gathering():
+            return await asyncio.to_thread(fn, *args, **kw)
 
     def run(self, coro: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
         assert self.loop is not None
@@ -310,6 +337,18 @@ class McpAuthServer(AuthorizationServer):  # type: ignore[misc]
         )
         if family is None:
             self.run(repo.code_exchanged(request.form["code"], issued))
+        note("mcp_oauth.token_issued", "success", client_id=request.client.client_id,
+             user_id=str(request.user), grant_type=request.payload.grant_type, resource=resource)  # fmt: skip
+
+    def create_token_response(self, request: Incoming | None = None) -> Outgoing:
+        """authlib's token endpoint; a refusal is noted with its OAuth error code (never the request)."""
+        out: Outgoing = super().create_token_response(request)
+        status, body, _ = out
+        if status >= 400 and request is not None:
+            error = body.get("error") if isinstance(body, dict) else None
+            note("mcp_oauth.token_refused", "denied", client_id=client_of(request.data, request.headers),
+                 grant_type=grant_type_of(request.data), reason=str(error or "invalid_request"))  # fmt: skip
+        return out
 
     def create_oauth2_request(self, request: Incoming | OAuth2Request) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
@@ -352,20 +391,3 @@ class McpAuthServer(AuthorizationServer):  # type: ignore[misc]
         if oauth.registration == "open":
             data["registration_endpoint"] = f"{base}/oauth2/register"
         return dict(AuthorizationServerMetadata(data))
-
-
-class _Issuer(rfc9207.IssuerParameter):  # type: ignore[misc]
-    def __init__(self, public_url: Callable[[], str]) -> None:
-        self.public_url = public_url
-
-    def get_issuer(self) -> str:
-        return self.public_url()
-
-    def add_issuer_parameter(self, authorization_server: Any, response: Any) -> None:
-        """``response`` is our (status, body, headers) tuple: add ``iss`` to its Location."""
-        from authlib.common.urls import add_params_to_uri
-
-        headers = response[2]
-        for i, (name, value) in enumerate(headers):
-            if name.lower() == "location":
-                headers[i] = (name, add_params_to_uri(value, {"iss": self.get_issuer()}))

@@ -1,4 +1,4 @@
-"""What engine.mcp.modern and engine.mcp.listen need from the server hosting them (engine.mcp.server).
+"""What engine.mcp.modern, .listen and .handshake need from the server hosting them (engine.mcp.server).
 
 A protocol, so that the server imports the modern era and not the other way round.
 """
@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from engine.mcp.backend import NeedsAuthorization, Relay, UpstreamInput
+from engine.mcp.backend import NeedsAuthorization, Relay, ToolBackend, UpstreamInput
 from engine.mcp.request_state import RequestStateSealer
 
 
@@ -38,3 +38,12 @@ class McpHost(Protocol):
     async def wait_flow(self, flow_id: str, timeout: float) -> str: ...  # noqa: ASYNC109 - a long-poll bound
 
     async def catalog_version(self, user: str | None) -> Any: ...
+
+
+class HandshakeHost(McpHost, Protocol):
+    """What engine.mcp.handshake needs besides: the session limits and the backend's flow waits."""
+
+    backend: ToolBackend
+    max_sessions: int
+    session_idle: float
+    elicitation_timeout: float

@@ -63,3 +63,11 @@ def answering_errors(handler: Handler) -> Handler:
             return json_answer(p.error(None, p.INTERNAL_ERROR, msg), 500)
 
     return answer
+
+
+def reply(request: web.Request, answer: dict[str, Any]) -> web.Response:
+    """A JSON-RPC answer as JSON, or as one SSE event when the client accepts only ``text/event-stream``."""
+    accept = request.headers.get("Accept", "")
+    if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
+        return web.Response(body=p.sse_event(answer), content_type="text/event-stream")
+    return json_answer(answer)

@@ -26,6 +26,7 @@ from engine.mcp import envelope as env
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, Relay, UpstreamInput
 from engine.mcp.host import McpHost
+from engine.mcp.httperrors import reply
 from engine.mcp.listen import listen
 from engine.mcp.request_state import Binding, RequestStateError, arguments_digest
 
@@ -62,7 +63,7 @@ class ModernEra:
         except KeyturnError as exc:  # e.g. the store or a worker list unavailable: the engine's own message
             data = {"error": exc.error, "status": exc.status}
             return _error(msg_id, p.INTERNAL_ERROR, exc.msg, data)
-        return _ok(request, {"jsonrpc": "2.0", "id": msg_id, "result": self.finish(result)})
+        return reply(request, {"jsonrpc": "2.0", "id": msg_id, "result": self.finish(result)})
 
     def finish(self, result: dict[str, Any]) -> dict[str, Any]:
         """Stamp ``resultType`` (default ``complete``) and our ``serverInfo`` on a result.
@@ -176,13 +177,6 @@ class ModernEra:
                 }
             }
         return result
-
-
-def _ok(request: web.Request, answer: dict[str, Any]) -> web.Response:
-    accept = request.headers.get("Accept", "")
-    if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
-        return web.Response(body=p.sse_event(answer), content_type="text/event-stream")
-    return web.Response(text=p.dumps(answer), content_type="application/json")
 
 
 def _error(msg_id: Any, code: int, message: str, data: Any = None) -> web.Response:

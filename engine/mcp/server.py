@@ -3,31 +3,24 @@
 MCP 2026-07-28 (stateless: ``server/discover``, per-request ``_meta``, ``input_required``) is
 served by engine.mcp.modern for every request engine.mcp.envelope.is_modern picks (the
 ``MCP-Protocol-Version: 2026-07-28`` header, ``server/discover``); GET and DELETE with that header
-get 405. Everything else is the handshake era (2025-11-25; 2025-06-18 and 2025-03-26 clients too):
+get 405. Everything else is the handshake era (sessions, the GET stream, -32042), served by
+engine.mcp.handshake. This module is the HTTP edge both share:
 
 POST carries one JSON-RPC message: requests are answered with ``application/json`` (or one SSE
 event when the client accepts only ``text/event-stream``); notifications and responses get 202.
-``initialize`` negotiates the version and opens a session (``Mcp-Session-Id``, random); later
-messages need that header (400 without, 404 unknown or ended). GET with ``Accept:
-text/event-stream`` opens the session's server-to-client stream; DELETE ends the session.
 ``Origin`` and, on a loopback listener, ``Host`` are checked (DNS rebinding): 403.
 
 The caller's API key is checked by the app's middleware (``engine.api.auth``); with
 ``require_api_key`` this server also refuses a request the middleware did not authenticate, so a
 missing wire-up fails closed. The end user is ``Keyturn-User-Id`` (``Arcade-User-ID``) or
-``default_user``. Tools come from a ``ToolBackend``; a call that needs authorization becomes
-URL-mode elicitation (-32042, then ``notifications/elicitation/complete`` on the session's stream)
-for a client that declared ``elicitation.url``, and an ``isError`` result carrying the link otherwise.
+``default_user``. Tools come from a ``ToolBackend``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +36,7 @@ from engine.jsontext import JsonTextError, parse
 from engine.mcp import envelope as env
 from engine.mcp import protocol as p
 from engine.mcp.backend import NeedsAuthorization, Relay, ToolBackend, ToolNotFound, UpstreamInput
+from engine.mcp.handshake import HandshakeEra
 from engine.mcp.httperrors import answering_errors, refused
 from engine.mcp.httperrors import json_answer as _json
 from engine.mcp.modern import ModernEra
@@ -98,7 +92,6 @@ class McpServer:
         self.instructions = instructions or (
             "Tools run as the user named by the Keyturn-User-Id header; tokens never leave Keyturn."
         )
-        self.sessions: OrderedDict[str, p.Session] = OrderedDict()
         # 2026-07-28: requestState sealed under a key derived from the root key (a random one when standalone)
         self.sealer = RequestStateSealer(
             state_keys or fixed_key(secrets.token_bytes(32)), ttl=elicitation_timeout
@@ -108,6 +101,8 @@ class McpServer:
         self.max_listeners = max_listeners
         self.listeners: set[asyncio.Event] = set()  # open subscriptions/listen streams
         self.modern = ModernEra(self)
+        self.handshake = HandshakeEra(self)
+        self.sessions = self.handshake.sessions  # the open handshake-era sessions
 
     # ---- mounting --------------------------------------------------------------------------------
     def routes(self, path: str = "/mcp") -> list[web.RouteDef]:
@@ -125,8 +120,7 @@ class McpServer:
         self.close_all()
 
     def close_all(self) -> None:
-        for session in list(self.sessions.values()):
-            self._end(session)
+        self.handshake.close_all()
         for stop in list(self.listeners):
             stop.set()
 
@@ -152,27 +146,9 @@ class McpServer:
                 headers={"WWW-Authenticate": 'Bearer realm="keyturn"'},
             )
 
-    def _session(self, request: web.Request) -> p.Session:
-        sid = request.headers.get("Mcp-Session-Id")
-        if not sid:
-            raise p.Refused(400, p.INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
-        session = self.sessions.get(sid)
-        if session is None:
-            raise p.Refused(404, p.INVALID_REQUEST, "Session not found: unknown or terminated Mcp-Session-Id")
-        version = request.headers.get("MCP-Protocol-Version")
-        if version is not None and version not in p.PROTOCOL_VERSIONS:
-            supported = ", ".join(p.PROTOCOL_VERSIONS)
-            raise p.Refused(
-                400,
-                p.INVALID_REQUEST,
-                f"Bad Request: unsupported MCP-Protocol-Version {version[:32]!r} (supported: {supported})",
-            )
-        session.last_seen = time.monotonic()
-        self.sessions.move_to_end(sid)
-        return session
-
     def caller(self, request: web.Request) -> str:
-        """Who calls (for binding a requestState): the API key's id or config entry, else ``anonymous``."""
+        """Who calls (for binding a requestState): the API key's id or config entry, an OAuth / JWT
+        token's client (``oauth:<client_id>``), else ``anonymous``."""
         identity = request.get(IDENTITY)
         if identity is None:
             return "anonymous"
@@ -180,7 +156,8 @@ class McpServer:
         if isinstance(key_id, str):
             return f"key:{key_id}"
         if isinstance(identity, dict):
-            return f"{identity.get('kind', 'caller')}:{identity.get('name') or identity.get('id') or ''}"
+            who = identity.get("client_id") or identity.get("name") or identity.get("id") or ""
+            return f"{identity.get('kind', 'caller')}:{who}"
         return f"caller:{type(identity).__name__}"
 
     def user(self, request: web.Request) -> str | None:
@@ -219,123 +196,28 @@ class McpServer:
         except p.RpcError as exc:
             msg_id = message.get("id") if isinstance(message, dict) else None
             raise p.Refused(400, exc.code, exc.message, msg_id=msg_id) from None
-        method, msg_id = message.get("method"), message.get("id")
         try:
             self.user(request)
         except p.Refused as exc:
-            exc.msg_id = msg_id
+            exc.msg_id = message.get("id")
             raise
         if env.is_modern(request.headers, message):
             return await self.modern.post(request, message)
-        if method == "initialize":
-            if "id" not in message:
-                return _json(p.error(None, p.INVALID_REQUEST, "Invalid Request: initialize needs an id"), 400)
-            return self._initialize(request, message)
-        session = self._session(request)
-        if method is None or "id" not in message:  # a response or a notification
-            return web.Response(status=202)
-        try:
-            result = await self._dispatch(request, session, method, message.get("params") or {})
-            answer: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "result": result}
-        except p.Refused:
-            raise
-        except p.RpcError as exc:
-            answer = p.error(msg_id, exc.code, exc.message, exc.data)
-        except KeyturnError as exc:  # e.g. the store or a worker list unavailable: the engine's own message
-            answer = p.error(msg_id, p.INTERNAL_ERROR, exc.msg, {"error": exc.error, "status": exc.status})
-        return _reply(request, answer)
-
-    def _initialize(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
-        params = message.get("params") or {}
-        version = p.negotiate(params.get("protocolVersion"))
-        caps, info = params.get("capabilities"), params.get("clientInfo")
-        self._prune()
-        sid = secrets.token_urlsafe(32)
-        self.sessions[sid] = p.Session(
-            sid, version, caps if isinstance(caps, dict) else {}, info if isinstance(info, dict) else {}
-        )
-        result = {
-            "protocolVersion": version,
-            "capabilities": {"tools": {"listChanged": False}},
-            "serverInfo": {"name": self.server_name, "version": self.version},
-            "instructions": self.instructions,
-        }
-        response = _reply(request, {"jsonrpc": "2.0", "id": message["id"], "result": result})
-        response.headers["Mcp-Session-Id"] = sid
-        return response
-
-    def _prune(self) -> None:
-        idle_before = time.monotonic() - self.session_idle
-        while self.sessions:
-            oldest = next(iter(self.sessions.values()))
-            if len(self.sessions) < self.max_sessions and oldest.last_seen >= idle_before:
-                break
-            self._end(oldest)
+        return await self.handshake.post(request, message)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         self._check_request(request)
         _no_stream_when_modern(request)
-        if "text/event-stream" not in request.headers.get("Accept", ""):
-            raise refused(406, "not_acceptable", "Not Acceptable: GET /mcp needs Accept: text/event-stream")
-        session = self._session(request)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "Mcp-Session-Id": session.id,
-            }
-        )
-        await response.prepare(request)
-        session.streams += 1
-        try:
-            await response.write(b": stream open\n\n")
-            while not session.closed:
-                try:
-                    event = await asyncio.wait_for(session.queue.get(), self.keepalive)
-                except TimeoutError:
-                    await response.write(b": keepalive\n\n")
-                    continue
-                if event is None:  # the session ended
-                    break
-                try:
-                    await response.write(p.sse_event(event))
-                except (ConnectionError, RuntimeError):
-                    session.queue.put_nowait(event)  # not delivered: the next stream takes it
-                    raise
-        except (ConnectionError, RuntimeError, asyncio.CancelledError):
-            pass
-        finally:
-            session.streams -= 1
-        return response
+        return await self.handshake.stream(request)
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         self._check_request(request)
         _no_stream_when_modern(request)
-        self._end(self._session(request))
-        return web.Response(status=200)
-
-    def _end(self, session: p.Session) -> None:
-        self.sessions.pop(session.id, None)
-        session.close()
+        return self.handshake.delete(request)
 
     # ---- methods ---------------------------------------------------------------------------------
-    async def _dispatch(
-        self, request: web.Request, session: p.Session, method: str, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        if method == "ping":
-            return {}
-        if method == "tools/list":
-            return {"tools": await self.backend_tools(request)}
-        if method == "tools/call":
-            return await self._call(request, session, params)
-        raise p.RpcError(p.METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
-
-    @property
-    def _backend(self) -> ToolBackend:
-        return self.backend
-
     async def backend_tools(self, request: web.Request) -> list[dict[str, Any]]:
-        return await self._backend.list_tools(self.user(request))
+        return await self.backend.list_tools(self.user(request))
 
     async def run_tool(
         self, request: web.Request, name: str, arguments: dict[str, Any], relay: Relay | None = None
@@ -345,9 +227,9 @@ class McpServer:
         ``relay`` (2026-07-28 clients only) is passed on as a keyword, so a backend without it works.
         """
         try:
-            if relay is None or not _takes_relay(self._backend):
-                return await self._backend.call_tool(name, arguments, self.user(request))
-            return await self._backend.call_tool(name, arguments, self.user(request), relay=relay)
+            if relay is None or not _takes_relay(self.backend):
+                return await self.backend.call_tool(name, arguments, self.user(request))
+            return await self.backend.call_tool(name, arguments, self.user(request), relay=relay)
         except ToolNotFound as exc:
             raise p.RpcError(p.INVALID_PARAMS, f"Unknown tool: {name[:128]}") from exc
         except KeyturnError as exc:
@@ -355,14 +237,14 @@ class McpServer:
 
     async def wait_flow(self, flow_id: str, timeout: float) -> str:  # noqa: ASYNC109 - a long-poll bound
         try:
-            return await self._backend.wait_flow(flow_id, timeout)
+            return await self.backend.wait_flow(flow_id, timeout)
         except Exception as exc:  # a lost waiter answers "ask again", never a 500
             log.warning("mcp_flow_wait_failed", error=type(exc).__name__)
             return "pending"
 
     async def catalog_version(self, user: str | None) -> Any:
         """Changes whenever the tools a backend serves change (``subscriptions/listen``)."""
-        version = getattr(self._backend, "catalog_version", None)
+        version = getattr(self.backend, "catalog_version", None)
         if version is None:
             return 0
         try:
@@ -370,55 +252,6 @@ class McpServer:
         except Exception as exc:  # a failing refresh keeps the last version
             log.warning("mcp_catalog_version_failed", error=type(exc).__name__)
             return None
-
-    async def _call(self, request: web.Request, session: p.Session, params: dict[str, Any]) -> dict[str, Any]:
-        name, arguments = params.get("name"), params.get("arguments") or {}
-        if not isinstance(name, str) or not isinstance(arguments, dict):
-            raise p.RpcError(
-                p.INVALID_PARAMS, "tools/call needs params.name (string) and params.arguments (object)"
-            )
-        answer = await self.run_tool(request, name, arguments)
-        if isinstance(answer, NeedsAuthorization):
-            return self._needs_authorization(session, answer)
-        if isinstance(answer, UpstreamInput):  # not asked for without a relay; never sent to this era
-            return p.text_result("the tool asks for input this client cannot give", is_error=True)
-        return answer
-
-    def _needs_authorization(self, session: p.Session, needed: NeedsAuthorization) -> dict[str, Any]:
-        if not session.url_elicitation:
-            return needed.as_result()
-        elicitation_id = f"el_{secrets.token_urlsafe(16)}"
-        task = asyncio.create_task(self._complete_later(session, needed.flow_id, elicitation_id))
-        session.tasks.add(task)
-        task.add_done_callback(session.tasks.discard)
-        elicitation = {
-            "mode": "url",
-            "elicitationId": elicitation_id,
-            "url": needed.url,
-            "message": needed.message,
-        }
-        raise p.RpcError(
-            p.URL_ELICITATION_REQUIRED, "URL elicitation required", {"elicitations": [elicitation]}
-        )
-
-    async def _complete_later(self, session: p.Session, flow_id: str, elicitation_id: str) -> None:
-        """Wait for the flow; when it completes, send ``notifications/elicitation/complete``."""
-        deadline = time.monotonic() + self.elicitation_timeout
-        with contextlib.suppress(asyncio.CancelledError):
-            while not session.closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                try:
-                    outcome = await self._backend.wait_flow(flow_id, min(left, 50.0))
-                except Exception as exc:  # a lost waiter must not take the server down
-                    log.warning("mcp_elicitation_wait_failed", error=type(exc).__name__)
-                    return
-                if outcome == "completed":
-                    session.notify(p.ELICITATION_COMPLETE, {"elicitationId": elicitation_id})
-                    return
-                if outcome == "failed":
-                    return
 
 
 def _takes_relay(backend: ToolBackend) -> bool:
@@ -449,10 +282,3 @@ def _sock_host(request: web.Request) -> str | None:
     if isinstance(sockname, tuple) and sockname:
         return str(sockname[0])
     return None
-
-
-def _reply(request: web.Request, answer: dict[str, Any]) -> web.Response:
-    accept = request.headers.get("Accept", "")
-    if "text/event-stream" in accept and "application/json" not in accept and "*/*" not in accept:
-        return web.Response(body=p.sse_event(answer), content_type="text/event-stream")
-    return _json(answer)

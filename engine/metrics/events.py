@@ -16,6 +16,7 @@ from engine.events import (
     GrantEvent,
     HookCalled,
     LoginEvent,
+    McpAuthEvent,
     OpsEvent,
     ReapEvent,
     RefreshObserved,
@@ -48,6 +49,10 @@ class MetricsSubscriber:
                 m.approval(event.name.removeprefix("approval."))
             case HookCalled():
                 m.observe_hook(event.hook, event.kind, event.outcome, event.seconds)
+            case McpAuthEvent():
+                m.mcp_oauth_event(
+                    event.name.removeprefix("mcp_oauth."), event.outcome, event.reason or "none"
+                )
             case ReapEvent() | AccessEvent() | OpsEvent() | LoginEvent():  # login: engine.login.metrics
                 pass
             case _:

@@ -134,6 +134,12 @@ class Metrics:
             "keyturn_tool_approvals", "Held tool calls by outcome (requested, approved, denied, used).",
             ["outcome"], registry=r,
         )  # fmt: skip
+        self.mcp_oauth = Counter(
+            "keyturn_mcp_oauth_events",
+            "The MCP authorization server's events (token issued/refused, reuse detected, ...) by outcome.",
+            ["event", "outcome", "reason"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "keyturn_build_info", "Keyturn build; the value is 1.", ["version"], registry=r
         )
@@ -188,6 +194,10 @@ class Metrics:
 
     def grant_unreadable(self, provider: str) -> None:
         self.grants_unreadable.labels(provider=self.providers(provider)).inc()
+
+    def mcp_oauth_event(self, event: str, outcome: str, reason: str) -> None:
+        w = self.words
+        self.mcp_oauth.labels(event=w(event), outcome=w(outcome), reason=w(reason)).inc()
 
     def set_grants(self, counts: GrantCounts) -> None:
         """Replace the grant counts reported at the next scrape (when no ``grants_source`` is set)."""

@@ -152,6 +152,8 @@ class OAuthClient:
             params["code_challenge_method"] = "S256"
         if nonce is not None:
             params["nonce"] = nonce
+        if spec.resource is not None:  # RFC 8707: the token is for this resource (an upstream MCP server)
+            params["resource"] = spec.resource
         url: str = prepare_grant_uri(
             endpoints.authorization,
             provider.client_id,
@@ -171,6 +173,8 @@ class OAuthClient:
         params = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None and spec.pkce.enabled:
             params["code_verifier"] = code_verifier
+        if spec.resource is not None:
+            params["resource"] = spec.resource
         answer = await self._send(provider, spec.token_request, endpoints.token, params, "token request")
         return parse_token_answer(
             spec,
@@ -191,6 +195,8 @@ class OAuthClient:
         params = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         if scopes:
             params["scope"] = spec.scope_delimiter.join(scopes)
+        if spec.resource is not None:
+            params["resource"] = spec.resource
         answer = await self._send(provider, request, endpoint, params, "refresh request")
         return parse_token_answer(
             spec,

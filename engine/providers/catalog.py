@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.config.convert import Context, field_line, from_data, node_line
 from engine.config.loader import check_url
@@ -263,6 +264,8 @@ def _check_spec(
                 continue  # found by discovery
             raise ctx.error("is required", f"{path}.{name}.endpoint", key_line)
         check_url(request.endpoint, f"{path}.{name}.endpoint", key_line, ctx, allow_http=development)
+    if spec.resource is not None:
+        _check_resource(spec.resource, f"{path}.resource", field_line(data, "resource") or line, ctx)
     if spec.issuer is not None:
         check_url(
             spec.issuer, f"{path}.issuer", field_line(data, "issuer") or line, ctx, allow_http=development
@@ -285,6 +288,18 @@ def _check_spec(
                 f"{path}.issuer",
                 field_line(data, "jwks_uri") or line,
             )
+
+
+def _check_resource(value: str, path: str, line: int | None, ctx: Context) -> None:
+    """RFC 8707 section 2: an absolute URI without a fragment."""
+    parts = urlsplit(value)
+    if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment or "#" in value or " " in value:
+        raise ctx.error(
+            f"must be an absolute URI without a fragment (RFC 8707), e.g. https://mcp.example.com/mcp, "
+            f"got {value!r}",
+            path,
+            line,
+        )
 
 
 def resolve_providers(

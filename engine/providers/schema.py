@@ -54,6 +54,9 @@ class OAuth2Spec:
     scope_param: str = "scope"
     default_scopes: tuple[str, ...] = ()
     pkce: PKCESpec = dataclasses.field(default_factory=PKCESpec)
+    # RFC 8707 resource indicator sent on the authorization, token and refresh requests (an upstream MCP
+    # server's URL when its authorization server binds tokens to it)
+    resource: str | None = None
     # OpenID Connect: discovery at {issuer}/.well-known/openid-configuration, iss checks, id_token
     issuer: str | None = None
     discovery: bool = False

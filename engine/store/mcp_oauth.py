@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,8 @@ import sqlalchemy as sa
 
 from engine.store import models as m
 from engine.store.base import Repo, aware, new_id, now_utc
+
+OnReuse = Callable[[str, str], None]  # (family_id, user_id) of a family revoked for a reused secret
 
 
 def digest(value: str) -> str:
@@ -90,10 +93,13 @@ class McpOAuthRepo(Repo):
                 sa.insert(m.mcp_codes).values(code_hash=digest(code), **dataclasses.asdict(record))
             )
 
-    async def take_code(self, code: str, client_id: str) -> CodeRecord | None:
+    async def take_code(
+        self, code: str, client_id: str, *, on_reuse: OnReuse | None = None
+    ) -> CodeRecord | None:
         """The code's record, once: unknown, expired, another client's or used -> None.
 
-        A code presented again after its exchange revokes the tokens it was exchanged for.
+        A code presented again after its exchange revokes the tokens it was exchanged for (and tells
+        ``on_reuse(family_id, user_id)``).
         """
         if not code or len(code) > 256:
             return None
@@ -107,6 +113,8 @@ class McpOAuthRepo(Repo):
             if row.used_at is not None:
                 if row.family_id:
                     await self._revoke_family(conn, row.family_id, now)
+                    if on_reuse is not None:
+                        on_reuse(row.family_id, row.user_id)
                 return None
             taken = await conn.execute(
                 sa.update(t).where(t.c.code_hash == key, t.c.used_at.is_(None)).values(used_at=now)
@@ -197,8 +205,11 @@ class McpOAuthRepo(Repo):
             row = (await conn.execute(q)).first()
         return self._token(row) if row is not None else None
 
-    async def take_refresh(self, token: str, client_id: str) -> TokenRecord | None:
-        """A live refresh token of ``client_id``, marked used; a used one revokes its family -> None."""
+    async def take_refresh(
+        self, token: str, client_id: str, *, on_reuse: OnReuse | None = None
+    ) -> TokenRecord | None:
+        """A live refresh token of ``client_id``, marked used; a used one revokes its family -> None
+        (and tells ``on_reuse(family_id, user_id)``)."""
         found = await self.find(token, "refresh")
         if found is None or found.client_id != client_id:
             return None
@@ -208,6 +219,8 @@ class McpOAuthRepo(Repo):
             if found.used_at is not None or found.revoked_at is not None:
                 if found.used_at is not None:  # reuse: someone holds a copy; end the whole family
                     await self._revoke_family(conn, found.family_id, now)
+                    if on_reuse is not None:
+                        on_reuse(found.family_id, found.user_id)
                 return None
             if found.expires_at <= now:
                 return None
@@ -216,6 +229,8 @@ class McpOAuthRepo(Repo):
             )
             if taken.rowcount != 1:  # a concurrent use of the same token: reuse
                 await self._revoke_family(conn, found.family_id, now)
+                if on_reuse is not None:
+                    on_reuse(found.family_id, found.user_id)
                 return None
         return dataclasses.replace(found, used_at=now)
 
