@@ -70,14 +70,20 @@ class FlowService:
         scopes: tuple[str, ...],
         next_uri: str | None,
         client_ip: str | None = None,
+        account: str | None = None,
     ) -> Authorization:
-        """The user's authorization: completed when a grant covers ``scopes``, else a (reused) flow."""
+        """The user's authorization: completed when a grant covers ``scopes``, else a (reused) flow.
+
+        ``account`` names one of the user's accounts at the provider; without it, the default one
+        (a new user's first account is ``default``).
+        """
         config = self.d.config()
         provider = self.find_provider(requirement)
         next_uri = check_next_uri(next_uri, config.security.next_uri_allowlist)
-        grant = await self.d.store.grants.find(user_id, provider.id)
+        grant = await self.d.store.grants.find(user_id, provider.id, account)
         if grant is not None and grant.status == "active" and set(scopes) <= set(grant.scopes):
             return self._grant_result(grant, provider)
+        account = account or (grant.account if grant is not None else "default")
         wanted: list[str] = []
         for scope in (*provider.oauth2.default_scopes, *(grant.scopes if grant else ()), *scopes):
             if scope not in wanted:
@@ -91,6 +97,7 @@ class FlowService:
             next_uri=next_uri,
             redirect_uri=self.redirect_uri(),
             oidc=oidc,
+            account=account,
         )
         limiter_key = (user_id, provider.id)
 
@@ -118,6 +125,7 @@ class FlowService:
             redirect_uri=self.redirect_uri(),
             next_uri=next_uri,
             expires_at=now_utc() + timedelta(seconds=ttl),
+            account=account,
         )
         if not created:  # asked again: the same flow and link, not counted as a new attempt
             return self._flow_result(flow)

@@ -96,8 +96,10 @@ class GrantWriter:
         scopes: Sequence[str],
         subject: str | None,
         user_info: Mapping[str, Any],
+        account: str = "default",
     ) -> GrantRecord:
-        """A completed flow's tokens: a new grant, or the user's existing one made active again.
+        """A completed flow's tokens: a new grant, or the user's existing one (that account's) made
+        active again.
 
         ``scopes``: what was asked, used when the token answer does not say what was granted.
         """
@@ -115,6 +117,7 @@ class GrantWriter:
             user_info=dict(user_info) or None,
             token_metadata=dict(tokens.metadata),
             next_refresh_at=plan.next_refresh_at,
+            account=account,
         )
         return grant
 
