@@ -34,7 +34,7 @@ async def test_list_and_get_tools(setup: tuple[Any, MiniProvider]) -> None:
     status, page = await engine.api("GET", "/v1/tools?limit=10")
     assert status == 200 and page["total_count"] == 4
     names = {t["qualified_name"] for t in page["items"]}
-    assert names == {"Echo.Say", "Echo.WhoAmI", "Echo.Ping", "Echo.Secret"}
+    assert names == {"Echo.Say", "Echo.WhoAmI", "Echo.Ping", "Echo.Secret", "Echo.KeyInfo"}
     who = next(t for t in page["items"] if t["name"] == "WhoAmI")
     assert who["requirements"]["authorization"]["id"] == "acme"
     status, tool = await engine.api("GET", "/v1/tools/Echo_Say")

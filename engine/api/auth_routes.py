@@ -105,7 +105,7 @@ def connection(grant: Any, providers: dict[str, Any], *, is_default: bool = Fals
         "connection_id": grant.id,
         "connection_status": grant.status,
         "provider_id": grant.provider_id,
-        "provider_type": "oauth2",
+        "provider_type": provider.type if provider else "oauth2",
         "provider_description": provider.description if provider else None,
         "provider_user_info": grant.user_info or {},
         "scopes": list(grant.scopes),

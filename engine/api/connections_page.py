@@ -40,6 +40,9 @@ _STYLE = (
     "border:1px solid #d0d7de;background:#f6f8fa;color:#1f2328;cursor:pointer;text-decoration:none;"
     "display:inline-block}button.primary,a.button{background:BRAND;border-color:BRAND;color:#fff}"
     ".notice{background:#ddf4ff;border-radius:6px;padding:.5rem .75rem}"
+    ".error{background:#ffebe9;color:#a40e26;border-radius:6px;padding:.5rem .75rem}"
+    "label{display:block;font-weight:600;margin:.75rem 0 .25rem}input.field{font:inherit;width:100%;"
+    "padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}form.key{display:block}"
 )
 
 STATUS_TEXT = {"active": "Active", "needs_reauth": "Needs re-authorization", "revoked": "Revoked"}
@@ -213,3 +216,36 @@ def continue_to(branding: Branding, url: str, provider_name: str) -> web.Respons
         f'<a class=button href="{e(url, quote=True)}">Continue to {e(provider_name)}</a>'
     )
     return page(branding, "Reconnect", body, head=head)
+
+
+def key_form(
+    branding: Branding,
+    *,
+    action: str,
+    token: str,
+    provider_name: str,
+    fields: Sequence[Any],
+    values: Mapping[str, str],
+    error: str | None = None,
+) -> web.Response:
+    """The form of a ``type: api_key`` provider (no JavaScript): a secret field is a password input
+    that is never filled in again; other fields keep what was entered."""
+    e = html.escape
+    parts = [f"<p>Enter your {e(provider_name)} credentials. They are stored encrypted and used only by"
+             " the tools you run; they are never shown again.</p>"]  # fmt: skip
+    if error:
+        parts.append(f"<p class=error role=alert>{e(error)}</p>")
+    parts.append(f'<form class=key method=post action="{e(action, quote=True)}" autocomplete=off>')
+    parts.append(f'<input type=hidden name=csrf_token value="{e(token, quote=True)}">')
+    for f in fields:
+        name = e(f.name, quote=True)
+        kind = "password" if f.secret else "text"
+        value = "" if f.secret else e(values.get(f.name, ""), quote=True)
+        parts.append(
+            f'<label for="f-{name}">{e(f.label or f.name)}</label>'
+            f'<input class=field id="f-{name}" name="{name}" type={kind} value="{value}" required'
+            f" autocomplete={'new-password' if f.secret else 'off'} spellcheck=false>"
+        )
+    parts.append("<button type=submit class=primary>Connect</button></form>")
+    status = 400 if error else 200
+    return page(branding, f"Connect {provider_name}", "".join(parts), status=status)
