@@ -10,6 +10,7 @@ from engine.api.connections_page import key_form
 from engine.api.pages import PageKind, render_page
 from engine.api.schemas import SCHEMAS, ident
 from engine.api.spec import Answer, Input, Param, Routes
+from engine.errors import BadRequest
 from engine.flows.apikey import KeyForm
 from engine.flows.results import CallbackResult
 from engine.wiring.services import FLOWS
@@ -100,6 +101,8 @@ async def start(request: web.Request, inp: Input) -> web.StreamResponse:
     scoped=False,
 )
 async def submit_key(request: web.Request, inp: Input) -> web.StreamResponse:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise BadRequest("request body must be a form (application/x-www-form-urlencoded)")
     form: dict[str, str] = {}
     with contextlib.suppress(ValueError):  # a body that is not a form is a form with nothing in it
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
