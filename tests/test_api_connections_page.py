@@ -143,6 +143,9 @@ def test_page_escapes_and_loads_nothing_from_elsewhere() -> None:
         subject="s",
         created_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC),
         refreshed_at=None,
+        user_id="a@example.test",
+        account="<i>work</i>",
+        is_default=False,
     )
     resp = connections(
         Branding(name="Acme <Corp>"),
@@ -160,3 +163,40 @@ def test_page_escapes_and_loads_nothing_from_elsewhere() -> None:
     assert "default-src 'none'" in csp and "form-action 'self'" in csp and "script-src" not in csp
     assert resp.headers["Cache-Control"] == "no-store" and resp.headers["Referrer-Policy"] == "no-referrer"
     assert "last refreshed never" in text and "Connected 2026-01-02 03:04 UTC" in text
+
+
+@pytest.mark.e2e
+async def test_two_accounts_listed_and_the_person_chooses_the_default(login_engine: Any) -> None:
+    """Two accounts at one provider: both shown, the first connected marked Default; Make default (a
+    CSRF-checked POST) moves the mark and the grant calls use; a bad CSRF token changes nothing."""
+    engine = await login_engine()
+    browser = engine.new_browser()
+    work = await connect(engine, browser)
+    body = {
+        "user_id": ALICE,
+        "auth_requirement": {"id": "op", "oauth2": {"scopes": ["email"]}},
+        "account": "personal",
+    }
+    _, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+    browser.cookie_jar.clear(lambda c: not c.key.startswith("__Host-"))  # no provider session: sign in as bob
+    status, _, _ = await finish_flow(engine, browser, auth["url"], "bob")
+    assert status == 200
+    personal = await engine.store.grants.find(ALICE, "op", "personal")
+    remember(personal.access_token)
+    remember(personal.refresh_token)
+    assert personal.subject == "bob" and work.subject == "alice" and work.account == "default"
+    text = await page_of(engine, browser)
+    assert "personal (bob@example.test)" in text and "Account: alice@example.test" in text
+    assert text.count("status default'>Default") == 1
+    assert f'action="/connections/{personal.id}/default"' in text
+    assert f'action="/connections/{work.id}/default"' not in text
+    url = engine.url + f"/connections/{personal.id}/default"
+    async with browser.post(url, data={"csrf_token": "wrong"}, allow_redirects=False) as resp:
+        assert resp.status == 403
+    assert (await engine.store.grants.find(ALICE, "op")).id == work.id
+    async with browser.post(url, data={"csrf_token": csrf_in(text)}, allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"].endswith("/connections?notice=default")
+    assert (await engine.store.grants.find(ALICE, "op")).id == personal.id
+    text = await page_of(engine, browser)
+    assert f'action="/connections/{work.id}/default"' in text
+    assert f'action="/connections/{personal.id}/default"' not in text

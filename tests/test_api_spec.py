@@ -49,8 +49,8 @@ SECRETISH = "sk-live-do-not-echo-0123456789"
             "body.auth_requirement.oauth2.scopes has more than 100 items",
         ),
         (
-            {"user_id": USER, "auth_requirement": {**REQ, "provider_type": "api_key"}},
-            "body.auth_requirement.provider_type is not supported (only oauth2)",
+            {"user_id": USER, "auth_requirement": {**REQ, "provider_type": "saml"}},
+            "body.auth_requirement.provider_type is not supported (oauth2 or api_key)",
         ),
         ({"user_id": USER, "auth_requirement": REQ, "next_uri": 3}, "body.next_uri must be a string or null"),
     ],

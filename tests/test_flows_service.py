@@ -499,3 +499,26 @@ async def test_code_exchange_with_strange_expires_in(
     else:
         left = (grant.expires_at - datetime.now(UTC)).total_seconds()
         assert lifetime - 60 < left <= lifetime
+
+
+async def test_account_names_its_own_flow_and_grant(keyturn_engine: Any, provider: MiniProvider) -> None:
+    """authorize with account 'work' is a flow of its own (not the default's, not completed by it); its
+    callback stores a second grant; asking again without an account completes with the first one."""
+    engine = await keyturn_engine(config(provider))
+    _, first = await authorize(engine, ["read"])
+    _, first_again = await authorize(engine, ["read"], account="default")
+    assert first_again["id"] == first["id"]  # "default" is the account a call without one gets
+    await click(engine, first["url"])
+    _, work = await authorize(engine, ["read"], account="work")
+    _, work_again = await authorize(engine, ["read"], account="work")
+    assert work["status"] == "pending" and work_again["id"] == work["id"]
+    assert (await engine.store.flows.get(work["id"])).account == "work"
+    await click(engine, work["url"])
+    grants = {g.account: g for g in await engine.store.grants.list(user_id=USER)}
+    assert set(grants) == {"default", "work"} and grants["default"].id != grants["work"].id
+    _, plain = await authorize(engine, ["read"])
+    assert plain["status"] == "completed" and plain["id"] == grants["default"].id
+    _, named = await authorize(engine, ["read"], account="work")
+    assert named["status"] == "completed" and named["id"] == grants["work"].id
+    status, bad = await authorize(engine, ["read"], account="")
+    assert status == 400 and "account" in bad["msg"]

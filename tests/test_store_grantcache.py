@@ -37,7 +37,14 @@ async def test_second_read_is_a_checked_hit(store_opened: Store) -> None:
     again = await store_opened.grants.find("u1", "p")
     by_id = await store_opened.grants.get(g.id)
     assert first is not None and again is first and by_id is first
-    assert seen == [] and store_opened.grant_cache.hits == 2
+    # the default account's (id, version) is read (choosing a default changes no version); no full row
+    [pick] = seen
+    assert (
+        pick.startswith("SELECT grants.id, grants.version \nFROM grants")
+        and store_opened.grant_cache.hits == 2
+    )
+    seen.clear()
+    assert await store_opened.grants.find("u1", "p", "default") is first and seen == []  # a named account
 
 
 async def test_write_in_process_is_seen_at_once(store_opened: Store) -> None:
@@ -122,7 +129,7 @@ async def test_row_recreated_under_new_id_is_read(store_url: str, store_keyring:
 
 
 async def test_concurrent_hits_share_one_check(store_opened: Store) -> None:
-    """Fifty reads in the same loop turn are checked with one version query, and all hit."""
+    """Fifty reads of a named account in one loop turn are checked with one version query; all hit."""
     for i in range(50):
         await store_grant(store_opened, f"u{i}")
     for i in range(50):
@@ -136,7 +143,7 @@ async def test_concurrent_hits_share_one_check(store_opened: Store) -> None:
         return await real(ids)
 
     cache._query = counted  # type: ignore[method-assign]
-    got = await asyncio.gather(*(store_opened.grants.find(f"u{i}", "p") for i in range(50)))
+    got = await asyncio.gather(*(store_opened.grants.find(f"u{i}", "p", "default") for i in range(50)))
     assert all(g is not None and g.access_token == STORE_TOKEN for g in got)
     assert queries == [50] and cache.hits == 50
 
@@ -184,3 +191,14 @@ async def test_write_outside_the_repository_bumping_version_is_seen(store_opened
         )
     after = await store_opened.grants.get(g.id)
     assert after is not None and after.status == "revoked"
+
+
+async def test_choosing_another_default_account_is_seen_at_once(store_opened: Store) -> None:
+    """With the default cached, choosing another account (no version changes) makes find answer it."""
+    work = await store_grant(store_opened, account="work")
+    home = await store_grant(store_opened, account="home")
+    assert (await store_opened.grants.find("u1", "p")).id == work.id
+    assert (await store_opened.grants.find("u1", "p", "home")).id == home.id
+    async with store_opened.engine.begin() as conn:  # as another process would: not through this repo
+        await conn.execute(sa.text("UPDATE grants SET is_default = (id = :h)"), {"h": home.id})
+    assert (await store_opened.grants.find("u1", "p")).id == home.id

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from engine.store.grants import default_ids
 from engine.store.store import Store
 from tests.plugins.store import STORE_REFRESH, STORE_TOKEN, database_errors, store_grant
 
@@ -208,3 +209,35 @@ async def test_list_by_user_folds_case_for_emails(store_opened: Store) -> None:
     await store_grant(store_opened, "Alice@Example.test")
     assert len(await store_opened.grants.list(user_id="alice@example.test", casefold=True)) == 1
     assert await store_opened.grants.list(user_id="alice@example.test") == []
+
+
+async def test_accounts_of_one_user_and_the_default(store_opened: Store) -> None:
+    """Two accounts are two grants; without an account find gives the first connected, until one is
+    chosen with set_default (which un-chooses the other)."""
+    work = await store_grant(store_opened, account="work", subject="w")
+    personal = await store_grant(store_opened, account="personal", subject="p")
+    assert work.id != personal.id and (work.account, personal.account) == ("work", "personal")
+    assert (await store_opened.grants.find("u1", "p")).id == work.id
+    assert (await store_opened.grants.find("u1", "p", "personal")).id == personal.id
+    assert await store_opened.grants.find("u1", "p", "other") is None
+    assert default_ids(await store_opened.grants.list(user_id="u1")) == {work.id}
+    await store_opened.grants.set_default(personal.id)
+    assert (await store_opened.grants.find("u1", "p")).id == personal.id
+    await store_opened.grants.set_default(work.id)
+    listed = {g.id: g.is_default for g in await store_opened.grants.list(user_id="u1")}
+    assert listed == {work.id: True, personal.id: False}
+    assert await store_opened.grants.set_default("gr_missing") is None
+
+
+async def test_a_new_flow_repairs_a_needs_reauth_account_in_place(store_opened: Store) -> None:
+    """Authorizing an account again whose grant needs re-authorization makes that grant active: same id
+    and created_at, a higher version, and the user's other account untouched."""
+    work = await store_grant(store_opened, account="work")
+    other = await store_grant(store_opened, account="home")
+    await store_opened.grants.set_status(work.id, "needs_reauth", last_error="invalid_grant")
+    again = await store_grant(store_opened, account="work", access_token=STORE_TOKEN + "-2")
+    assert again.id == work.id and again.created_at == work.created_at and again.status == "active"
+    assert again.version > work.version + 1 and again.access_token == STORE_TOKEN + "-2"
+    assert again.last_error is None
+    assert len(await store_opened.grants.list(user_id="u1")) == 2
+    assert (await store_opened.grants.get(other.id)).version == other.version

@@ -34,6 +34,7 @@ async def test_grant_writes_carry_their_events(store_opened: Store) -> None:
         "grant_id": g.id,
         "user_id": "u1",
         "provider": "p",
+        "account": "default",
         "scopes": ["a"],
         "status": "active",
     }

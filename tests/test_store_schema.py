@@ -73,3 +73,43 @@ async def test_newer_schema_refused(schema_engine: AsyncEngine) -> None:
         with pytest.raises(StorageError, match="9999_future, which is newer than this Keyturn"):
             await attempt(schema_engine)
     assert await current_revision(schema_engine) == "9999_future"
+
+
+async def test_grants_before_accounts_become_the_default_account(schema_engine: AsyncEngine) -> None:
+    """Migration 0008 keeps every grant written before accounts as account 'default', and a second
+    account of the same user and provider is then allowed (the unique key includes the account)."""
+    from alembic import command
+
+    from engine.store.schema import alembic_config
+
+    def to(revision: str) -> object:
+        def run(conn: sa.Connection) -> None:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+        return run
+
+    async with schema_engine.begin() as conn:
+        await conn.run_sync(to("0007"))
+        await conn.execute(
+            sa.text(
+                "INSERT INTO grants (id, user_id, provider_id, status, scopes, access_token, token_type,"
+                " token_metadata, created_at, updated_at, refresh_failures, version) VALUES ('gr_old', 'u',"
+                " 'p', 'active', '[]', :b, 'Bearer', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0, 1)"
+            ),
+            {"b": b"x"},
+        )
+    await upgrade(schema_engine)
+    async with schema_engine.begin() as conn:
+        row = (await conn.execute(sa.text("SELECT account, is_default FROM grants"))).one()
+        assert row[0] == "default" and not row[1]
+        await conn.execute(
+            sa.text(
+                "INSERT INTO grants (id, user_id, provider_id, account, status, scopes, access_token,"
+                " token_type, token_metadata, created_at, updated_at, refresh_failures, version) VALUES"
+                " ('gr_new', 'u', 'p', 'work', 'active', '[]', :b, 'Bearer', '{}', CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP, 0, 1)"
+            ),
+            {"b": b"x"},
+        )

@@ -32,9 +32,9 @@ async def test_list_and_get_tools(setup: tuple[Any, MiniProvider]) -> None:
     """GET /v1/tools lists the worker's tools in arcadepy's shape; a tool is found by either name form."""
     engine, _ = setup
     status, page = await engine.api("GET", "/v1/tools?limit=10")
-    assert status == 200 and page["total_count"] == 4
+    assert status == 200 and page["total_count"] == 5
     names = {t["qualified_name"] for t in page["items"]}
-    assert names == {"Echo.Say", "Echo.WhoAmI", "Echo.Ping", "Echo.Secret"}
+    assert names == {"Echo.Say", "Echo.WhoAmI", "Echo.Ping", "Echo.Secret", "Echo.KeyInfo"}
     who = next(t for t in page["items"] if t["name"] == "WhoAmI")
     assert who["requirements"]["authorization"]["id"] == "acme"
     status, tool = await engine.api("GET", "/v1/tools/Echo_Say")
@@ -139,7 +139,7 @@ async def test_arcadepy_tools(setup: tuple[Any, MiniProvider]) -> None:
     client = AsyncArcade(base_url=engine.url, api_key=API_KEY, max_retries=0)
     try:
         page = await client.tools.list(toolkit="Echo")
-        assert {t.name for t in page.items} == {"Say", "WhoAmI", "Ping", "Secret"}
+        assert {t.name for t in page.items} == {"Say", "WhoAmI", "Ping", "Secret", "KeyInfo"}
         result = await client.tools.execute(tool_name="Echo.Say", input={"text": "yo"}, user_id=USER)
         assert result.success and result.output and result.output.value == "yo"
         pending = await client.tools.authorize(tool_name="Echo.WhoAmI", user_id=USER)

@@ -63,7 +63,8 @@ async def test_connection_created_after_a_real_flow(
     assert event["type"] == "connection.created" and event["id"] == got.headers["webhook-id"]
     assert event["id"].startswith("evt_") and event["created_at"].endswith("Z")
     assert event["data"] == {
-        "grant_id": grant.id, "user_id": USER, "provider": "fake", "scopes": ["read"], "status": "active",
+        "grant_id": grant.id, "user_id": USER, "provider": "fake", "account": "default", "scopes": ["read"],
+        "status": "active",
     }  # fmt: skip
     assert got.headers["Content-Type"] == "application/json"
     no_tokens(got.body + json.dumps(got.headers), fake_provider)

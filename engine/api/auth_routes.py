@@ -16,6 +16,7 @@ from engine.api.spec import Answer, Input, Param, Routes
 from engine.errors import NotFound
 from engine.flows.revoke import NOT_REVOKED_AT_PROVIDER
 from engine.providers.resolve import requirement_scopes
+from engine.store.grants import default_ids
 from engine.wiring.services import FLOWS, REVOKER, STORE, TOOLS
 from engine.wiring.settings import SETTINGS
 
@@ -45,6 +46,7 @@ async def authorize(request: web.Request, inp: Input) -> web.Response:
         scopes=requirement_scopes(requirement),
         next_uri=data.get("next_uri"),
         client_ip=settings.client_address.of(request),
+        account=data.get("account"),
     )
     return json_response(authorization_response(answer))
 
@@ -96,18 +98,20 @@ for _path in ("/v1/auth/confirm_user", "/api/v1/oauth/confirm_user"):  # the sec
     )(_confirm_user)
 
 
-def connection(grant: Any, providers: dict[str, Any]) -> dict[str, Any]:
+def connection(grant: Any, providers: dict[str, Any], *, is_default: bool = False) -> dict[str, Any]:
     provider = providers.get(grant.provider_id)
     return {
         "id": grant.id,
         "connection_id": grant.id,
         "connection_status": grant.status,
         "provider_id": grant.provider_id,
-        "provider_type": "oauth2",
+        "provider_type": provider.type if provider else "oauth2",
         "provider_description": provider.description if provider else None,
         "provider_user_info": grant.user_info or {},
         "scopes": list(grant.scopes),
         "user_id": grant.user_id,
+        "account": grant.account,
+        "is_default": is_default,
     }
 
 
@@ -143,7 +147,8 @@ async def list_connections(request: web.Request, inp: Input) -> web.Response:
     offset = q.get("offset", 0)
     grants = await request.app[STORE].grants.list(user_id=user_id, provider_id=provider_id)
     providers = dict(request.app[SETTINGS].current.providers)
-    items = [connection(g, providers) for g in grants[offset : offset + limit]]
+    defaults = default_ids(grants)
+    items = [connection(g, providers, is_default=g.id in defaults) for g in grants[offset : offset + limit]]
     return json_response(
         {"items": items, "total_count": len(grants), "offset": offset, "limit": limit, "page_count": 1}
     )

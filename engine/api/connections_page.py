@@ -11,6 +11,7 @@ import base64
 import functools
 import hashlib
 import html
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from engine.api.pages import page_headers
 from engine.config.model import Branding
+from engine.store.grants import default_ids
 
 _STYLE = (
     "*{box-sizing:border-box}body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;"
@@ -33,11 +35,15 @@ _STYLE = (
     "margin:.25rem 0}.status{display:inline-block;font-size:.8rem;padding:.1rem .5rem;border-radius:1rem;"
     "background:#dafbe1;color:#116329}.status.needs_reauth{background:#fff8c5;color:#7d4e00}"
     ".status.revoked{background:#ffebe9;color:#a40e26}.status.none{background:#eaeef2;color:#57606a}"
+    ".status.default{background:#ddf4ff;color:#0969da}"
     "form{display:inline}"
     "button,a.button{font:inherit;margin:.5rem .5rem 0 0;padding:.45rem .9rem;border-radius:6px;"
     "border:1px solid #d0d7de;background:#f6f8fa;color:#1f2328;cursor:pointer;text-decoration:none;"
     "display:inline-block}button.primary,a.button{background:BRAND;border-color:BRAND;color:#fff}"
     ".notice{background:#ddf4ff;border-radius:6px;padding:.5rem .75rem}"
+    ".error{background:#ffebe9;color:#a40e26;border-radius:6px;padding:.5rem .75rem}"
+    "label{display:block;font-weight:600;margin:.75rem 0 .25rem}input.field{font:inherit;width:100%;"
+    "padding:.45rem .6rem;border:1px solid #d0d7de;border-radius:6px}form.key{display:block}"
 )
 
 STATUS_TEXT = {"active": "Active", "needs_reauth": "Needs re-authorization", "revoked": "Revoked"}
@@ -45,6 +51,7 @@ NOTICES = {
     "disconnected": "The connection was disconnected and revoked at the provider.",
     "disconnect_pending": "The connection is disconnected; revoking it at the provider will be retried.",
     "connected": "The connection is active.",
+    "default": "The default account was changed.",
 }
 
 
@@ -136,6 +143,13 @@ def account_of(grant: Any) -> str:
     return str(grant.subject or "default")
 
 
+def account_label(grant: Any) -> str:
+    """Who the person is at the provider, and the account's name when it is not ``default``."""
+    who = account_of(grant)
+    name = getattr(grant, "account", "default")
+    return who if name in ("default", who) else f"{name} ({who})"
+
+
 def _form(action: str, label: str, csrf: str, *, primary: bool = False) -> str:
     e = html.escape
     cls = " class=primary" if primary else ""
@@ -155,8 +169,14 @@ def connections(
     names: Mapping[str, str],
     notice: str | None = None,
 ) -> web.Response:
-    """The list of the person's grants with Disconnect (and Reconnect for ``needs_reauth``)."""
+    """The list of the person's grants with Disconnect (and Reconnect for ``needs_reauth``).
+
+    A provider with several of the person's accounts shows which one is the default (used when an
+    app names none) and a Make default button on the others.
+    """
     e = html.escape
+    defaults = default_ids(grants)
+    several = Counter(g.provider_id for g in grants)
     parts: list[str] = []
     if notice in NOTICES:
         parts.append(f"<p class=notice>{e(NOTICES[notice])}</p>")
@@ -167,14 +187,19 @@ def connections(
         name = names.get(g.provider_id, g.provider_id)
         status = g.status if g.status in STATUS_TEXT else "revoked"
         buttons = ""
+        badge = ""
+        if several[g.provider_id] > 1 and g.id in defaults:
+            badge = " <span class='status default'>Default</span>"
+        elif several[g.provider_id] > 1:
+            buttons += _form(f"/connections/{g.id}/default", "Make default", csrf)
         if status == "needs_reauth":
             buttons += _form(f"/connections/{g.id}/reconnect", "Reconnect", csrf, primary=True)
         if status != "revoked":
             buttons += _form(f"/connections/{g.id}/disconnect", "Disconnect", csrf)
         parts.append(
             f'<li class=grant id="{e(g.id, quote=True)}"><div class=name>{e(name)} '
-            f"<span class='status {status}'>{e(STATUS_TEXT[status])}</span></div>"
-            f"<div class=meta>Account: {e(account_of(g))}</div>"
+            f"<span class='status {status}'>{e(STATUS_TEXT[status])}</span>{badge}</div>"
+            f"<div class=meta>Account: {e(account_label(g))}</div>"
             f"<div class=meta>Scopes: {e(' '.join(g.scopes) or '-')}</div>"
             f"<div class=meta>Connected {e(_when(g.created_at))}; "
             f"last refreshed {e(_when(g.refreshed_at))}</div>{buttons}</li>"
@@ -237,3 +262,36 @@ def connect(
     if next_uri:
         parts.append(f'<a class=button href="{e(next_uri, quote=True)}">Done</a>')
     return page(branding, "Connect your accounts", "".join(parts), who=who, csrf=session_csrf)
+
+
+def key_form(
+    branding: Branding,
+    *,
+    action: str,
+    token: str,
+    provider_name: str,
+    fields: Sequence[Any],
+    values: Mapping[str, str],
+    error: str | None = None,
+) -> web.Response:
+    """The form of a ``type: api_key`` provider (no JavaScript): a secret field is a password input
+    that is never filled in again; other fields keep what was entered."""
+    e = html.escape
+    parts = [f"<p>Enter your {e(provider_name)} credentials. They are stored encrypted and used only by"
+             " the tools you run; they are never shown again.</p>"]  # fmt: skip
+    if error:
+        parts.append(f"<p class=error role=alert>{e(error)}</p>")
+    parts.append(f'<form class=key method=post action="{e(action, quote=True)}" autocomplete=off>')
+    parts.append(f'<input type=hidden name=csrf_token value="{e(token, quote=True)}">')
+    for f in fields:
+        name = e(f.name, quote=True)
+        kind = "password" if f.secret else "text"
+        value = "" if f.secret else e(values.get(f.name, ""), quote=True)
+        parts.append(
+            f'<label for="f-{name}">{e(f.label or f.name)}</label>'
+            f'<input class=field id="f-{name}" name="{name}" type={kind} value="{value}" required'
+            f" autocomplete={'new-password' if f.secret else 'off'} spellcheck=false>"
+        )
+    parts.append("<button type=submit class=primary>Connect</button></form>")
+    status = 400 if error else 200
+    return page(branding, f"Connect {provider_name}", "".join(parts), status=status)

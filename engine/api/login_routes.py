@@ -319,6 +319,16 @@ async def disconnect(request: web.Request) -> web.StreamResponse:
     return _redirect(f"{request.app[SETTINGS].current.public_url}/connections?notice={notice}")
 
 
+@routes.post("/connections/{grant_id}/default")
+async def make_default(request: web.Request) -> web.StreamResponse:
+    """The account calls use when they name none (of this grant's user and provider)."""
+    _, grant, refused = await _own_grant(request)
+    if refused is not None:
+        return refused
+    await request.app[STORE].grants.set_default(grant.id)
+    return _redirect(f"{request.app[SETTINGS].current.public_url}/connections?notice=default")
+
+
 @routes.post("/connections/{grant_id}/reconnect")
 async def reconnect(request: web.Request) -> web.StreamResponse:
     _, grant, refused = await _own_grant(request)
@@ -339,6 +349,7 @@ async def reconnect(request: web.Request) -> web.StreamResponse:
             scopes=tuple(grant.scopes),
             next_uri=None,
             client_ip=request.app[SETTINGS].current.client_address.of(request),
+            account=grant.account,
         )
     except KeyturnError as exc:
         return pages.message(branding, "Cannot reconnect", exc.msg, status=exc.status)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 
+from engine.api.connections_page import key_form
 from engine.api.pages import PageKind, render_page
 from engine.api.schemas import SCHEMAS, ident
 from engine.api.spec import Answer, Input, Param, Routes
+from engine.errors import BadRequest
+from engine.flows.apikey import KeyForm
 from engine.flows.results import CallbackResult
 from engine.wiring.services import FLOWS
 from engine.wiring.settings import SETTINGS
@@ -33,8 +38,18 @@ _KINDS: dict[str, PageKind] = {
 }
 
 
-async def _answer(request: web.Request, result: CallbackResult) -> web.StreamResponse:
+async def _answer(request: web.Request, result: CallbackResult | KeyForm) -> web.StreamResponse:
     branding = request.app[SETTINGS].current.config.api.branding
+    if isinstance(result, KeyForm):
+        return key_form(
+            branding,
+            action=f"/v1/oauth/start/{result.flow_id}",
+            token=result.token,
+            provider_name=result.provider_name,
+            fields=result.fields,
+            values=result.values,
+            error=result.error,
+        )
     if result.redirect is not None:
         status = 303 if result.outcome in ("verifying", "completed") else 302
         response = web.Response(
@@ -73,6 +88,25 @@ async def _answer(request: web.Request, result: CallbackResult) -> web.StreamRes
 )
 async def start(request: web.Request, inp: Input) -> web.StreamResponse:
     return await _answer(request, await request.app[FLOWS].start(inp.path["flow_id"]))
+
+
+@routes.route(
+    "POST",
+    "/v1/oauth/start/{flow_id}",
+    summary="The key form of a type: api_key provider, posted back (form-encoded, with its csrf_token)",
+    path_params=(Param("flow_id", {"type": "string"}),),
+    answers={200: PAGE, 302: REDIRECT, 303: REDIRECT},
+    public=True,
+    tag="browser",
+    scoped=False,
+)
+async def submit_key(request: web.Request, inp: Input) -> web.StreamResponse:
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise BadRequest("request body must be a form (application/x-www-form-urlencoded)")
+    form: dict[str, str] = {}
+    with contextlib.suppress(ValueError):  # a body that is not a form is a form with nothing in it
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    return await _answer(request, await request.app[FLOWS].submit_key(inp.path["flow_id"], form))
 
 
 async def callback(request: web.Request, inp: Input) -> web.StreamResponse:

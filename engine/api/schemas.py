@@ -45,6 +45,13 @@ NEXT_URI: Schema = {
     "description": "Where the user's browser goes after authorizing; must be in security.next_uri_allowlist.",
 }
 
+ACCOUNT: Schema = ident(
+    "Which of the user's accounts at the provider (work, personal); absent: the user's default account"
+    " (the first connected, until the person chooses another on /connections; a new user's is 'default').",
+    max_length=128,
+    nullable=True,
+)
+
 
 def page(item: str) -> Schema:
     return {
@@ -81,8 +88,8 @@ SCHEMAS: dict[str, Schema] = {
             "provider_id": ident("A provider entry's id or template name.", nullable=True),
             "provider_type": {
                 "type": ["string", "null"],
-                "enum": ["oauth2", "", None],
-                "x-error": "is not supported (only oauth2)",
+                "enum": ["oauth2", "api_key", "", None],
+                "x-error": "is not supported (oauth2 or api_key)",
             },
             "oauth2": {
                 "type": ["object", "null"],
@@ -105,6 +112,7 @@ SCHEMAS: dict[str, Schema] = {
             "user_id": ident("The end user the authorization is for."),
             "auth_requirement": ref("AuthRequirement"),
             "next_uri": NEXT_URI,
+            "account": ACCOUNT,
         },
     },
     "ConfirmUserRequest": {
@@ -123,6 +131,7 @@ SCHEMAS: dict[str, Schema] = {
             "user_id": ident("The end user."),
             "next_uri": NEXT_URI,
             "tool_version": _optional(STRING),
+            "account": ACCOUNT,
         },
     },
     "ToolExecuteRequest": {
@@ -139,6 +148,7 @@ SCHEMAS: dict[str, Schema] = {
             },
             "tool_version": _optional(STRING),
             "include_error_stacktrace": {"type": ["boolean", "null"]},
+            "account": ACCOUNT,
         },
     },
     "ConnectSessionRequest": {
@@ -271,6 +281,11 @@ SCHEMAS: dict[str, Schema] = {
             "provider_user_info": {"type": "object"},
             "scopes": STRINGS,
             "user_id": STRING,
+            "account": {"type": "string", "description": "Which of the user's accounts at the provider."},
+            "is_default": {
+                "type": "boolean",
+                "description": "The account used when a call names none (chosen, else the first connected).",
+            },
         },
     },
     "UserConnectionPage": page("UserConnection"),

@@ -141,7 +141,11 @@ async def get_formatted(request: web.Request, inp: Input) -> web.Response:
 async def authorize_tool(request: web.Request, inp: Input) -> web.Response:
     data = inp.body
     answer = await request.app[TOOLS].authorize(
-        data["tool_name"], data["user_id"], data.get("next_uri"), caller=request.get(IDENTITY)
+        data["tool_name"],
+        data["user_id"],
+        data.get("next_uri"),
+        caller=request.get(IDENTITY),
+        account=data.get("account"),
     )
     return json_response(authorization_response(answer))
 
@@ -157,6 +161,10 @@ async def authorize_tool(request: web.Request, inp: Input) -> web.Response:
 async def execute_tool(request: web.Request, inp: Input) -> web.Response:
     data = inp.body
     answer = await request.app[TOOLS].execute(
-        data["tool_name"], data.get("input") or {}, data.get("user_id"), caller=request.get(IDENTITY)
+        data["tool_name"],
+        data.get("input") or {},
+        data.get("user_id"),
+        caller=request.get(IDENTITY),
+        account=data.get("account"),
     )
     return json_response(execution_response(answer))

@@ -130,7 +130,7 @@ class ProviderConfig:
 
     id: str
     provider_id: str | None = None  # a built-in template's id
-    type: Literal["oauth2"] = "oauth2"
+    type: Literal["oauth2", "api_key"] = "oauth2"
     enabled: bool = True
     description: str | None = None
     client_id: str | None = None
@@ -140,6 +140,9 @@ class ProviderConfig:
     oauth2: Mapping[str, Any] | None = None  # raw: merged over the template, then validated
     refresh_lead: Duration | None = None
     max_token_age: Duration | None = None
+    # type api_key (engine.providers.apikey): raw, checked there
+    fields: tuple[Mapping[str, Any], ...] = ()
+    check: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

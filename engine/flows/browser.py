@@ -22,6 +22,9 @@ from engine.flows.finish import FlowEnd
 from engine.flows.results import CallbackResult
 from engine.oauth import callback as checks
 from engine.oauth.callback import CallbackError, state_hash
+from engine.oauth.tokens import TokenSet
+from engine.providers.model import Provider
+from engine.store.records import FlowRecord
 
 log = structlog.get_logger("keyturn.flows")
 
@@ -130,6 +133,18 @@ class BrowserLeg:
             return await self.end.failed(flow, exc.error, exc.description, provider_error=exc.from_provider)
         except ProviderError as exc:
             return await self.end.failed(flow, exc.kind, exc.msg, provider_error=True)
+        return await self.finish(flow, provider, tokens, who.subject, who.user_info)
+
+    async def finish(
+        self,
+        flow: FlowRecord,
+        provider: Provider,
+        tokens: TokenSet,
+        subject: str | None,
+        user_info: Mapping[str, Any],
+    ) -> CallbackResult:
+        """Credentials in hand (a code exchanged, an API key entered): hold them for the user verifier,
+        or store the grant and complete the flow."""
         verifier = self.d.config().security.user_verifier
         # mode login: the engine's own /login/verify (engine.api.login_routes) checks the signed-in user
         verify_url = f"{self.d.public_url()}/login/verify" if verifier.mode == "login" else verifier.url
@@ -138,8 +153,8 @@ class BrowserLeg:
                 flow.id,
                 status="verifying",
                 expected_status="pending",
-                pending_tokens={**tokens.to_json(), "subject": who.subject},
-                pending_user_info=dict(who.user_info) or None,
+                pending_tokens={**tokens.to_json(), "subject": subject},
+                pending_user_info=dict(user_info) or None,
             )
             if not held:
                 return CallbackResult("expired", message="This sign-in attempt was already completed.")
@@ -147,7 +162,7 @@ class BrowserLeg:
             return CallbackResult(
                 "verifying", redirect=f"{verify_url}{sep}flow_id={flow.id}", flow_id=flow.id
             )
-        grant = await self.end.store_grant(flow, provider, tokens, who.subject, who.user_info)
+        grant = await self.end.store_grant(flow, provider, tokens, subject, user_info)
         if not await self.d.store.flows.finish(
             flow.id, status="completed", expected_status="pending", grant_id=grant.id
         ):

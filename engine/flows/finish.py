@@ -33,7 +33,7 @@ class FlowEnd:
         user_info: Mapping[str, Any],
     ) -> GrantRecord:
         """The flow's grant (:class:`engine.grants.writer.GrantWriter`); says when the account changed."""
-        previous = await self.d.store.grants.find(flow.user_id, provider.id)
+        previous = await self.d.store.grants.find(flow.user_id, provider.id, flow.account)
         if previous is not None and previous.subject and subject is not None and subject != previous.subject:
             changed = FlowEvent(
                 name="reauth.reconnect_sub_changed",
@@ -44,7 +44,13 @@ class FlowEnd:
             self.d.publish(changed)
         self.forget()
         return await self.d.writer.store_new(
-            flow.user_id, provider, tokens, scopes=flow.scopes, subject=subject, user_info=user_info
+            flow.user_id,
+            provider,
+            tokens,
+            scopes=flow.scopes,
+            subject=subject,
+            user_info=user_info,
+            account=flow.account,
         )
 
     def completed(self, flow: FlowRecord, provider: Provider) -> None:

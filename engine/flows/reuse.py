@@ -1,7 +1,7 @@
 """Asking twice gets the same flow: which pending flow an authorize may hand out again.
 
-Agents authorize before every call and retry in loops. A pending flow for the same user and
-provider that asks for the same scopes, with the same ``next_uri`` and callback, is answered again
+Agents authorize before every call and retry in loops. A pending flow for the same user,
+provider and account that asks for the same scopes, with the same ``next_uri`` and callback, is answered again
 (same id, so the same ``/v1/oauth/start/{id}`` link) instead of starting a new one; only new flows
 count toward ``security.rate_limiting``. A different ``next_uri`` is a different flow: the link a
 person clicks must lead back where the app that handed it out asked. A flow with less than
@@ -33,9 +33,12 @@ def reuse_key(
     next_uri: str | None,
     redirect_uri: str,
     oidc: bool,
+    account: str = "default",
 ) -> str:
     """The digest naming what a flow asks for (order of scopes does not matter)."""
     what = [user_id, provider_id, sorted(set(scopes)), next_uri, redirect_uri, oidc]
+    if account != "default":  # the keys of flows pending before accounts existed stay the same
+        what.append(account)
     return hashlib.sha256(json.dumps(what, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 

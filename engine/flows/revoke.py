@@ -134,6 +134,19 @@ async def revoke_grant(
             "grant_not_revoked_at_provider", grant_id=grant.id, provider=grant.provider_id, reason=reason
         )
         return Revocation(grant.id, grant.provider_id, NOT_REVOKED_AT_PROVIDER, reason)
+    if provider.api_key is not None:  # an entered key: nothing to call; deleting it is disconnecting
+        await store.grants.delete(grant.id)
+        publish(
+            GrantEvent(
+                name="grant.revoked",
+                outcome="success",
+                reason="api_key_deleted",
+                revoked_at_provider=False,
+                user_id=grant.user_id,
+                provider=grant.provider_id,
+            )
+        )
+        return Revocation(grant.id, grant.provider_id, REVOKED)
     try:
         await _revoke_tokens(oauth, provider, grant)
     except ProviderError as exc:

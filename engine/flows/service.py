@@ -23,6 +23,7 @@ from engine.config.compat import redirect_uri
 from engine.errors import BadRequest, KeyturnError, NotFound, UserMismatch
 from engine.events import AccessEvent, Event, GrantEvent, GrantName
 from engine.flows import reuse
+from engine.flows.apikey import KeyEntry, KeyForm
 from engine.flows.browser import BrowserLeg
 from engine.flows.deps import FlowDeps, flow_event
 from engine.flows.finish import FlowEnd
@@ -55,6 +56,7 @@ class FlowService:
         self._starting = reuse.KeyedLocks()  # identical authorizes wait for each other
         self.end = FlowEnd(deps, self.forget_answers)
         self.browser = BrowserLeg(deps, self.end)
+        self.keys = KeyEntry(deps, self.browser)
 
     # ---- providers -------------------------------------------------------------------------
     def find_provider(self, requirement: Mapping[str, Any]) -> Provider:
@@ -70,14 +72,22 @@ class FlowService:
         scopes: tuple[str, ...],
         next_uri: str | None,
         client_ip: str | None = None,
+        account: str | None = None,
     ) -> Authorization:
-        """The user's authorization: completed when a grant covers ``scopes``, else a (reused) flow."""
+        """The user's authorization: completed when a grant covers ``scopes``, else a (reused) flow.
+
+        ``account`` names one of the user's accounts at the provider; without it, the default one
+        (a new user's first account is ``default``).
+        """
         config = self.d.config()
         provider = self.find_provider(requirement)
         next_uri = check_next_uri(next_uri, config.security.next_uri_allowlist)
-        grant = await self.d.store.grants.find(user_id, provider.id)
+        if provider.api_key is not None:
+            scopes = ()  # a key has no scopes
+        grant = await self.d.store.grants.find(user_id, provider.id, account)
         if grant is not None and grant.status == "active" and set(scopes) <= set(grant.scopes):
             return self._grant_result(grant, provider)
+        account = account or (grant.account if grant is not None else "default")
         wanted: list[str] = []
         for scope in (*provider.oauth2.default_scopes, *(grant.scopes if grant else ()), *scopes):
             if scope not in wanted:
@@ -91,6 +101,7 @@ class FlowService:
             next_uri=next_uri,
             redirect_uri=self.redirect_uri(),
             oidc=oidc,
+            account=account,
         )
         limiter_key = (user_id, provider.id)
 
@@ -113,11 +124,12 @@ class FlowService:
             user_id=user_id,
             provider_id=provider.id,
             scopes=wanted,
-            code_verifier=secrets.token_urlsafe(64),
+            code_verifier=secrets.token_urlsafe(64) if provider.api_key is None else None,
             nonce=secrets.token_urlsafe(32) if oidc else None,
             redirect_uri=self.redirect_uri(),
             next_uri=next_uri,
             expires_at=now_utc() + timedelta(seconds=ttl),
+            account=account,
         )
         if not created:  # asked again: the same flow and link, not counted as a new attempt
             return self._flow_result(flow)
@@ -212,9 +224,15 @@ class FlowService:
         return self._flow_result(flow)
 
     # ---- browser -------------------------------------------------------------------------------
-    async def start(self, flow_id: str) -> CallbackResult:
-        """``/v1/oauth/start/{flow_id}``: a fresh state and the redirect to the provider."""
-        return await self.browser.start(flow_id)
+    async def start(self, flow_id: str) -> CallbackResult | KeyForm:
+        """``/v1/oauth/start/{flow_id}``: a fresh state and the redirect to the provider (an api_key
+        provider's flow: the key form, :mod:`engine.flows.apikey`)."""
+        form = await self.keys.open(flow_id)
+        return form if form is not None else await self.browser.start(flow_id)
+
+    async def submit_key(self, flow_id: str, form: Mapping[str, str]) -> CallbackResult | KeyForm:
+        """The key form posted back: stored (then like a callback), or the form again with an error."""
+        return await self.keys.submit(flow_id, form)
 
     async def callback(
         self, params: Mapping[str, str], *, provider_hint: str | None = None

@@ -68,6 +68,7 @@ def grant_event(kind: str, grant: GrantRecord, *, reason: str | None = None) -> 
         scopes=grant.scopes,
         status=grant.status,
         reason=reason,
+        account=grant.account,
     )
 
 
@@ -127,8 +128,10 @@ class GrantWriter:
         scopes: Sequence[str],
         subject: str | None,
         user_info: Mapping[str, Any],
+        account: str = "default",
     ) -> GrantRecord:
-        """A completed flow's tokens: a new grant, or the user's existing one made active again.
+        """A completed flow's tokens: a new grant, or the user's existing one (that account's) made
+        active again.
 
         ``scopes``: what was asked, used when the token answer does not say what was granted.
         """
@@ -146,6 +149,7 @@ class GrantWriter:
             user_info=dict(user_info) or None,
             token_metadata=dict(tokens.metadata),
             next_refresh_at=plan.next_refresh_at,
+            account=account,
         )
         return grant
 

@@ -245,9 +245,14 @@ class Refresher:
         self.d.publish(RefreshObserved(provider=provider, result=result, seconds=time.monotonic() - started))
 
     # ---- the token a tool call uses -----------------------------------------------------------
-    async def usable_grant(self, user_id: str, provider_id: str) -> GrantRecord | None:
-        """The user's active grant with an unexpired access token (refreshed on demand), or None."""
-        grant = await self.d.store.grants.find(user_id, provider_id)
+    async def usable_grant(
+        self, user_id: str, provider_id: str, account: str | None = None
+    ) -> GrantRecord | None:
+        """The user's active grant with an unexpired access token (refreshed on demand), or None.
+
+        ``account``: one of the user's accounts at the provider; None is the default account.
+        """
+        grant = await self.d.store.grants.find(user_id, provider_id, account)
         if grant is None or grant.status != "active":
             return None
         if grant.expires_at is None or grant.expires_at > now_utc() + timedelta(seconds=5):

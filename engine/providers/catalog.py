@@ -30,6 +30,7 @@ from engine.config.loader import check_url
 from engine.config.model import ProviderConfig
 from engine.config.yamlsrc import LineDict, load_yaml
 from engine.errors import ConfigError
+from engine.providers.apikey import resolve_api_key
 from engine.providers.model import Provider
 from engine.providers.schema import OAuth2Spec, RequestSpec
 
@@ -322,7 +323,10 @@ def resolve_providers(
             raise ctx.error(
                 "must be 1-64 letters, digits, '.', '_' or '-'", f"{path}.id", field_line(item_raw, "id")
             )
-        provider = resolve_provider(entry, item_raw, path, ctx, development=development)
+        if entry.type == "api_key":
+            provider = resolve_api_key(entry, item_raw, path, ctx)
+        else:
+            provider = resolve_provider(entry, item_raw, path, ctx, development=development)
         if entry.enabled:
             out[entry.id] = provider
     return out

@@ -12,6 +12,8 @@ MASK = "********"
 
 
 def describe_provider(provider: Provider) -> dict[str, Any]:
+    if provider.api_key is not None:
+        return {"id": provider.id, "type": "api_key", **to_data(provider.api_key)}
     return {
         "id": provider.id,
         "template": provider.template_id,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
-from engine.providers.schema import OAuth2Spec
+from engine.providers.schema import ApiKeySpec, OAuth2Spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +18,8 @@ class Provider:
     description: str | None = None
     refresh_lead: float | None = None  # seconds; overrides lifecycle.refresh_lead
     max_token_age: float | None = None  # seconds; for tokens without expires_in
+    type: Literal["oauth2", "api_key"] = "oauth2"
+    api_key: ApiKeySpec | None = None  # type api_key: the fields the person enters, the optional check
 
     def __repr__(self) -> str:  # never show the secret
         return f"Provider(id={self.id!r}, template_id={self.template_id!r}, client_id={self.client_id!r})"

@@ -9,6 +9,7 @@ understood from its content type, Microsoft's ``{tenant}`` is a variable filled 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -68,3 +69,33 @@ class OAuth2Spec:
     token_metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # the user's stable id in the user info answer (path); "sub" for OIDC
     user_id_path: str = "sub"
+
+
+# ---- type: api_key (engine.providers.apikey) ----------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class KeyField:
+    name: str
+    label: str | None = None
+    secret: bool = False
+    pattern: str | None = None  # a regular expression the whole value must match
+
+    def matches(self, value: str) -> bool:
+        return self.pattern is None or re.fullmatch(self.pattern, value) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyCheck:
+    endpoint: str
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    header: str = "Authorization"
+    prefix: str = "Bearer "  # written before the key in the header ("" for X-Api-Key: KEY)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKeySpec:
+    fields: tuple[KeyField, ...]
+    check: KeyCheck | None = None
+
+    @property
+    def secret_field(self) -> KeyField:
+        return next(f for f in self.fields if f.secret)

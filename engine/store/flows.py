@@ -39,6 +39,7 @@ class FlowRepo(Repo):
             expires_at=aware(row.expires_at) or now_utc(),
             started_at=aware(row.started_at),
             completed_at=aware(row.completed_at),
+            account=row.account,
         )
 
     async def create(self, **values: Unpack[NewFlow]) -> FlowRecord:
@@ -54,6 +55,7 @@ class FlowRepo(Repo):
             id=fid,
             user_id=v["user_id"],
             provider_id=v["provider_id"],
+            account=v.get("account") or "default",
             status="pending",
             scopes=list(v["scopes"]),
             code_verifier=self.s.seal("flows", "code_verifier", fid, v["code_verifier"]),

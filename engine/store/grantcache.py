@@ -31,17 +31,23 @@ from engine.store.records import GrantRecord
 
 log = structlog.get_logger("keyturn.store")
 
-Key = tuple[str, str]  # (user_id, provider_id)
+Key = tuple[str, str, str]  # (user_id, provider_id, account)
 
 
 class GrantCache:
-    """Decrypted grants by id and by (user, provider), LRU-bounded, each hit checked by version."""
+    """Decrypted grants by id and by (user, provider, account), LRU-bounded, each hit checked by version.
+
+    Which account is a user's default (``GrantRepo.find`` without an account) is not kept here: the
+    person can choose another without any grant's version changing, so that lookup reads the
+    default's ``(id, version)`` itself and then asks :meth:`matching`.
+    """
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         self.engine = engine
         self.size = max(0, int(size))
         self._by_id: collections.OrderedDict[str, GrantRecord] = collections.OrderedDict()
         self._by_key: dict[Key, str] = {}
+        self._keys: dict[str, set[Key]] = {}  # grant id -> the keys that name it
         self._pending: dict[str, builtins.list[asyncio.Future[int | None]]] = {}
         self._flush: asyncio.Task[None] | None = None
         self._conn: AsyncConnection | None = None
@@ -62,8 +68,18 @@ class GrantCache:
             return None
         return await self._checked(record)
 
-    async def by_key(self, user_id: str, provider_id: str) -> GrantRecord | None:
-        grant_id = self._by_key.get((user_id, provider_id))
+    def matching(self, grant_id: str, version: int) -> GrantRecord | None:
+        """The cached grant if it has this version, read from the row by the caller after it asked."""
+        record = self._by_id.get(grant_id)
+        if record is None or record.version != version:
+            self.misses += 1
+            return None
+        self._by_id.move_to_end(grant_id)
+        self.hits += 1
+        return record
+
+    async def by_key(self, user_id: str, provider_id: str, account: str) -> GrantRecord | None:
+        grant_id = self._by_key.get((user_id, provider_id, account))
         if grant_id is None:
             self.misses += 1
             return None
@@ -157,30 +173,39 @@ class GrantCache:
         """Remember a grant just read (or written) from the database."""
         if not self.enabled:
             return
-        old = self._by_id.pop(record.id, None)
-        if old is not None:
-            self._by_key.pop((old.user_id, old.provider_id), None)
+        keys = {(record.user_id, record.provider_id, record.account)}
+        self._by_id.pop(record.id, None)
+        self._unlink(record.id)
         self._by_id[record.id] = record
-        self._by_key[(record.user_id, record.provider_id)] = record.id
+        for key in keys:
+            previous = self._by_key.get(key)
+            if previous is not None and previous != record.id:
+                self._keys.get(previous, set()).discard(key)
+            self._by_key[key] = record.id
+        self._keys[record.id] = keys
         while len(self._by_id) > self.size:
-            _, evicted = self._by_id.popitem(last=False)
-            if self._by_key.get((evicted.user_id, evicted.provider_id)) == evicted.id:
-                del self._by_key[(evicted.user_id, evicted.provider_id)]
+            evicted, _ = self._by_id.popitem(last=False)
+            self._unlink(evicted)
+
+    def _unlink(self, grant_id: str) -> None:
+        for key in self._keys.pop(grant_id, set()):
+            if self._by_key.get(key) == grant_id:
+                del self._by_key[key]
 
     def drop(self, grant_id: str) -> None:
         """Forget a grant (it is being written, or it changed)."""
-        old = self._by_id.pop(grant_id, None)
-        if old is not None and self._by_key.get((old.user_id, old.provider_id)) == grant_id:
-            del self._by_key[(old.user_id, old.provider_id)]
+        self._by_id.pop(grant_id, None)
+        self._unlink(grant_id)
 
-    def drop_key(self, user_id: str, provider_id: str) -> None:
-        grant_id = self._by_key.pop((user_id, provider_id), None)
+    def drop_key(self, user_id: str, provider_id: str, account: str) -> None:
+        grant_id = self._by_key.get((user_id, provider_id, account))
         if grant_id is not None:
-            self._by_id.pop(grant_id, None)
+            self.drop(grant_id)
 
     def clear(self) -> None:
         self._by_id.clear()
         self._by_key.clear()
+        self._keys.clear()
 
     def __len__(self) -> int:
         return len(self._by_id)

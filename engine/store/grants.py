@@ -63,6 +63,8 @@ class GrantRepo(Repo):
             refresh_failures=row.refresh_failures,
             last_error="decrypt_failed",
             version=row.version,
+            account=row.account,
+            is_default=bool(row.is_default),
         )
 
     async def _records(self, rows: Sequence[Row]) -> builtins.list[GrantRecord]:
@@ -126,6 +128,8 @@ class GrantRepo(Repo):
             refresh_failures=row.refresh_failures,
             last_error=row.last_error,
             version=row.version,
+            account=row.account,
+            is_default=bool(row.is_default),
         )
 
     def _cached(self, record: GrantRecord | None) -> GrantRecord | None:
@@ -152,17 +156,55 @@ class GrantRepo(Repo):
             row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
         return self._cached((await self._records([row]))[0]) if row else None
 
-    async def find(self, user_id: str, provider_id: str) -> GrantRecord | None:
+    async def find(self, user_id: str, provider_id: str, account: str | None = None) -> GrantRecord | None:
+        """The user's grant for ``account``; without one, the default account's (:func:`default_first`).
+
+        From the cache when the row's version says it is unchanged (exact, see grantcache): a named
+        account by its key; the default by its ``(id, version)``, read here first, since choosing
+        another default changes no version.
+        """
         cache = self.s.grant_cache
-        if cache.enabled and (hit := await cache.by_key(user_id, provider_id)) is not None:
-            return hit
+        where: tuple[sa.ColumnElement[bool], ...] = (
+            self.t.c.user_id == user_id,
+            self.t.c.provider_id == provider_id,
+        )
+        if account is not None:
+            if cache.enabled and (hit := await cache.by_key(user_id, provider_id, account)) is not None:
+                return hit
+            q = sa.select(self.t).where(*where, self.t.c.account == account)
+        else:
+            if cache.enabled:
+                pick = sa.select(self.t.c.id, self.t.c.version).where(*where).order_by(*default_first(self.t))
+                async with self.read() as conn:
+                    head = (await conn.execute(pick.limit(1))).first()
+                if head is None:
+                    return None
+                if (hit := cache.matching(head.id, head.version)) is not None:
+                    return hit
+                where = (self.t.c.id == head.id,)
+            q = sa.select(self.t).where(*where).order_by(*default_first(self.t))
         async with self.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(self.t).where(self.t.c.user_id == user_id, self.t.c.provider_id == provider_id)
-                )
-            ).first()
+            row = (await conn.execute(q.limit(1))).first()
         return self._cached((await self._records([row]))[0]) if row else None
+
+    async def set_default(self, grant_id: str) -> GrantRecord | None:
+        """Make this grant its user's default account at its provider (the others stop being it)."""
+        async with self.tx() as conn:
+            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
+            if row is None:
+                return None
+            await conn.execute(
+                sa.update(self.t)
+                .where(
+                    self.t.c.user_id == row.user_id,
+                    self.t.c.provider_id == row.provider_id,
+                    self.t.c.id != grant_id,
+                    self.t.c.is_default.is_(True),
+                )
+                .values(is_default=False)
+            )
+            await conn.execute(sa.update(self.t).where(self.t.c.id == grant_id).values(is_default=True))
+        return await self.get(grant_id)
 
     async def list(
         self,
@@ -201,15 +243,16 @@ class GrantRepo(Repo):
         user_info: Mapping[str, Any] | None,
         token_metadata: Mapping[str, Any],
         next_refresh_at: datetime | None,
+        account: str = "default",
     ) -> GrantRecord:
         """Store a completed flow's tokens: a new grant, or the user's existing one made active again.
 
-        One ``INSERT ... ON CONFLICT (user_id, provider_id) DO UPDATE`` either inserts the grant or
+        One ``INSERT ... ON CONFLICT (user_id, provider_id, account) DO UPDATE`` either inserts the grant or
         takes the existing row (locked until commit, and its id); sealed values are bound to the
-        row id, so an existing row then gets them sealed for its own id. Concurrent writers for the
-        same user and provider never see a unique-key error. The webhook event
-        (``connection.created`` for a new grant, else ``connection.reauthorized``) is written in the
-        same transaction.
+        row id, so an existing row then gets them sealed for its own id (a ``needs_reauth`` grant is
+        repaired in place: same id, created_at and history). Concurrent writers for the same user,
+        provider and account never see a unique-key error. The webhook event (``connection.created``
+        for a new grant, else ``connection.reauthorized``) is written in the same transaction.
         """
         now = now_utc()
 
@@ -238,15 +281,17 @@ class GrantRepo(Repo):
             id=new,
             user_id=user_id,
             provider_id=provider_id,
+            account=account,
             created_at=now,
             version=1,
             refresh_token=self.s.seal("grants", "refresh_token", new, refresh_token),
             **values(new),
         )
         insert_or_take = insert.on_conflict_do_update(
-            index_elements=[self.t.c.user_id, self.t.c.provider_id], set_={"updated_at": now}
+            index_elements=[self.t.c.user_id, self.t.c.provider_id, self.t.c.account],
+            set_={"updated_at": now},
         ).returning(*self.t.c)
-        self.s.grant_cache.drop_key(user_id, provider_id)
+        self.s.grant_cache.drop_key(user_id, provider_id, account)
         async with self.tx() as conn:
             row = (await conn.execute(insert_or_take)).one()
             created = row.id == new
@@ -435,3 +480,16 @@ class GrantRepo(Repo):
             )
         self.s.grant_cache.clear()
         return int(result.rowcount or 0)
+
+
+def default_first(t: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
+    """The order that puts a user's default account first: the chosen one, else the first connected."""
+    return (t.c.is_default.desc(), t.c.created_at, t.c.id)
+
+
+def default_ids(grants: Sequence[GrantRecord]) -> set[str]:
+    """The ids of the default account's grant of each (user, provider) among ``grants``."""
+    best: dict[tuple[str, str], GrantRecord] = {}
+    for g in sorted(grants, key=lambda g: (not g.is_default, g.created_at, g.id)):
+        best.setdefault((g.user_id, g.provider_id), g)
+    return {g.id for g in best.values()}

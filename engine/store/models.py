@@ -14,6 +14,10 @@ grants = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("user_id", sa.String(256), nullable=False),
     sa.Column("provider_id", sa.String(64), nullable=False),
+    # which of the user's accounts at the provider (work, personal); Arcade's callers only know "default"
+    sa.Column("account", sa.String(128), nullable=False, server_default="default"),
+    # the account the person chose as their default (else the first connected is the default)
+    sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("access_token", sa.LargeBinary, nullable=False),
@@ -31,7 +35,7 @@ grants = sa.Table(
     sa.Column("refresh_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.String(64)),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
-    sa.UniqueConstraint("user_id", "provider_id", name="uq_grants_user_provider"),
+    sa.UniqueConstraint("user_id", "provider_id", "account", name="uq_grants_user_provider_account"),
     sa.Index("ix_grants_due", "status", "next_refresh_at"),
     sa.Index("ix_grants_provider", "provider_id"),
 )
@@ -42,6 +46,7 @@ flows = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("user_id", sa.String(256), nullable=False),
     sa.Column("provider_id", sa.String(64), nullable=False),
+    sa.Column("account", sa.String(128), nullable=False, server_default="default"),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("state_hash", sa.String(64), unique=True),

@@ -40,12 +40,14 @@ def connection_event(
     scopes: Sequence[str] | None,
     status: str,
     reason: str | None = None,
+    account: str = "default",
 ) -> OutboxEvent:
-    """A ``connection.*`` event about one grant."""
+    """A ``connection.*`` event about one grant (``account``: which of the user's accounts there)."""
     data: dict[str, Any] = {
         "grant_id": grant_id,
         "user_id": user_id,
         "provider": provider,
+        "account": account,
         "scopes": list(scopes or ()),
         "status": status,
     }
@@ -64,6 +66,7 @@ def row_event(kind: str, row: Row, status: str, reason: str | None = None) -> Ou
         scopes=row.scopes,
         status=status,
         reason=reason,
+        account=row.account,
     )
 
 

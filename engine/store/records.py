@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -30,10 +30,13 @@ class GrantRecord:
     refresh_failures: int
     last_error: str | None
     version: int
+    account: str = "default"  # which of the user's accounts at the provider
+    is_default: bool = False  # chosen as the default account (else the first connected is)
 
     def __repr__(self) -> str:
         return (
-            f"GrantRecord(id={self.id!r}, provider_id={self.provider_id!r}, status={self.status!r}, "
+            f"GrantRecord(id={self.id!r}, provider_id={self.provider_id!r}, account={self.account!r}, "
+            f"status={self.status!r}, "
             f"scopes={self.scopes!r}, expires_at={self.expires_at!r}, version={self.version})"
         )
 
@@ -84,6 +87,7 @@ class FlowRecord:
     expires_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    account: str = "default"  # the account the grant is stored as
 
     def __repr__(self) -> str:
         return f"FlowRecord(id={self.id!r}, provider_id={self.provider_id!r}, status={self.status!r})"
@@ -100,6 +104,7 @@ class NewFlow(TypedDict):
     redirect_uri: str
     next_uri: str | None
     expires_at: datetime
+    account: NotRequired[str]  # default: "default"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,9 +79,15 @@ class ToolRunner:
         return tools
 
     async def authorize(
-        self, name: str, user_id: str, next_uri: str | None = None, caller: object = None
+        self,
+        name: str,
+        user_id: str,
+        next_uri: str | None = None,
+        caller: object = None,
+        account: str | None = None,
     ) -> Authorization:
-        """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted)."""
+        """``/v1/tools/authorize``: the user's authorization for the tool (completed if already granted);
+        ``account`` names one of the user's accounts at the provider (None: the default one)."""
         tool = await self.tool(name, caller, user_id)
         requirement = tool.auth
         if requirement is None:
@@ -91,6 +97,7 @@ class ToolRunner:
             requirement=requirement,
             scopes=requirement_scopes(requirement),
             next_uri=next_uri,
+            account=account,
         )
 
     async def auth_statuses(self, tools: list[Tool], user_id: str) -> dict[str, dict[str, Any]]:
@@ -107,7 +114,7 @@ class ToolRunner:
                 continue
             try:
                 provider = self.flows.find_provider(requirement)
-                wanted = requirement_scopes(requirement)
+                wanted = requirement_scopes(requirement) if provider.api_key is None else ()
             except KeyturnError as exc:
                 out[tool.name] = {
                     "status": "inactive",
@@ -129,8 +136,14 @@ class ToolRunner:
         return out
 
     async def execute(
-        self, name: str, inputs: Mapping[str, Any], user_id: str | None, caller: object = None
+        self,
+        name: str,
+        inputs: Mapping[str, Any],
+        user_id: str | None,
+        caller: object = None,
+        account: str | None = None,
     ) -> Execution:
+        """Run the tool as ``user_id`` with the token of ``account`` (None: the user's default account)."""
         started = time.monotonic()
         tool = await self.tool(name, caller, user_id)
         validate_input(tool, inputs)
@@ -152,17 +165,17 @@ class ToolRunner:
                     f"tool {tool.name} needs authorization: user_id is required", error="user_required"
                 )
             provider = self.flows.find_provider(requirement)
-            scopes = requirement_scopes(requirement)
+            scopes = requirement_scopes(requirement) if provider.api_key is None else ()  # a key: no scopes
             provider_id = provider.id
-            grant = await self.refresher.usable_grant(user_id, provider.id)
+            grant = await self.refresher.usable_grant(user_id, provider.id, account)
             if grant is None or not set(scopes) <= set(grant.scopes):
                 pending = await self.flows.authorize(
-                    user_id=user_id, requirement=requirement, scopes=scopes, next_uri=None
+                    user_id=user_id, requirement=requirement, scopes=scopes, next_uri=None, account=account
                 )
                 if pending.status != "completed":
                     self._done(tool, "authorization_required", user_id, started)
                     return _result(execution_id, started, success=False, authorization=pending)
-                grant = await self.refresher.usable_grant(user_id, provider.id)
+                grant = await self.refresher.usable_grant(user_id, provider.id, account)
                 if grant is None:
                     raise Unavailable("the user's authorization is not usable yet; try again", retry_after=1)
             context["authorization"] = {"token": grant.access_token, "user_info": dict(grant.user_info or {})}
@@ -277,6 +290,7 @@ class ToolRunner:
             requirement=requirement,
             scopes=requirement_scopes(requirement),
             next_uri=None,
+            account=grant.account,
         )
         self._done(tool, "authorization_required", user_id, started)
         return _result(execution_id, started, success=False, authorization=pending)

@@ -9,6 +9,9 @@ Tools (toolkit ``Echo``):
   of the token so a test can tell which token the engine sent (never the token itself).
 - ``Echo.Ping()``: needs the ``acme`` provider but calls nothing: the benchmark's no-op tool.
 - ``Echo.Secret()``: needs the ``GREETING`` secret from the engine's ``tools.secrets``.
+- ``Echo.KeyInfo()``: needs the ``acme-keys`` provider (an engine ``type: api_key`` entry; arcade-tdk's
+  ``OAuth2(id=...)`` names it, the tool reads the key as the token, unchanged); returns a short hash of
+  the key and the non-secret fields entered with it, never the key.
 
 Prints ``{"port": PORT}`` on stdout once it listens.
 """
@@ -56,6 +59,17 @@ def ping(context: ToolContext) -> str:
     return "pong" if context.get_auth_token_or_empty() else "no token"
 
 
+@tool(requires_auth=OAuth2(id="acme-keys"))
+def key_info(context: ToolContext) -> dict[str, str]:
+    """A short hash of the API key the engine sent as the token, and the fields entered with it."""
+    key = context.get_auth_token_or_empty()
+    info = (context.authorization.user_info if context.authorization else None) or {}
+    return {
+        "key_sha256": hashlib.sha256(key.encode()).hexdigest()[:16] if key else "",
+        **{str(k): str(v) for k, v in info.items()},
+    }
+
+
 @tool(requires_secrets=["GREETING"])
 def secret(context: ToolContext) -> str:
     """The greeting the engine passes as a secret."""
@@ -64,7 +78,7 @@ def secret(context: ToolContext) -> str:
 
 def build_app() -> FastAPI:
     catalog = ToolCatalog()
-    for func in (say, who_am_i, ping, secret):
+    for func in (say, who_am_i, ping, secret, key_info):
         catalog.add_tool(func, "Echo")
     app = FastAPI()
     worker = FastAPIWorker(app, secret=os.environ["ARCADE_WORKER_SECRET"])
