@@ -31,12 +31,21 @@ Reloader = Callable[[], Settings]  # re-reads engine.yaml; raises ConfigError wh
 
 
 class Daemon:
-    def __init__(self, settings: Settings, *, reload: Reloader | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reload: Reloader | None = None,
+        reuse_port: bool = False,
+        leader: bool = True,
+    ) -> None:
         self.settings = settings
         self.reload_fn = reload
+        self.reuse_port = reuse_port  # one of api.processes: share the port (SO_REUSEPORT)
         # the scheduler (a refresh pass at once) and worker polling start only once we listen:
-        # a serve that cannot bind must not touch a provider before it exits
-        self.app = create_app(settings, options=WiringOptions(defer_background=True))
+        # a serve that cannot bind must not touch a provider before it exits; only the leader
+        # (the first of api.processes) runs the refresh/reap scheduler
+        self.app = create_app(settings, options=WiringOptions(defer_background=True, leader=leader))
         self.runner: web.AppRunner | None = None
         self.stopping = asyncio.Event()
         self.bound: list[tuple[str, int]] = []
@@ -51,7 +60,9 @@ class Daemon:
             shutdown_timeout=float(api.shutdown_grace),
         )
         await self.runner.setup()
-        site = web.TCPSite(self.runner, api.host, api.port, reuse_address=True)
+        site = web.TCPSite(
+            self.runner, api.host, api.port, reuse_address=True, reuse_port=self.reuse_port or None
+        )
         try:
             await site.start()
         except OSError as exc:

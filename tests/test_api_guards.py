@@ -79,8 +79,10 @@ async def test_security_events_are_audited(
         provider_url = resp.headers["Location"] + "&deny=1"
     async with a.browser.get(provider_url):
         pass
-    # b: user verified / mismatch, token exposed, rate limited
-    for user in (USER, "mallory@example.test"):
+    # b: user verified / mismatch, token exposed, rate limited; a fresh user: the rate limit counts in
+    # the shared database, where a already started two flows for USER
+    user_b = "bea@example.test"
+    for user in (user_b, "mallory@example.test"):
         _, flow = await b.api("POST", "/v1/auth/authorize", json={**body, "user_id": user})
         async with b.browser.get(flow["url"], allow_redirects=False) as resp:
             to_provider = resp.headers["Location"]
@@ -88,8 +90,8 @@ async def test_security_events_are_audited(
             callback = resp.headers["Location"]
         async with b.browser.get(callback, allow_redirects=False):
             pass
-        await b.api("POST", "/v1/auth/confirm_user", json={"flow_id": flow["id"], "user_id": USER})
-    await b.api("POST", "/v1/auth/authorize", json=body)  # already granted: the token is exposed
+        await b.api("POST", "/v1/auth/confirm_user", json={"flow_id": flow["id"], "user_id": user_b})
+    await b.api("POST", "/v1/auth/authorize", json={**body, "user_id": user_b})  # the token is exposed
     for i in range(3):  # three new flows (asking again for one would not count)
         requirement = {"id": "acme", "oauth2": {"scopes": [f"s{i}"]}}
         await b.api(
@@ -105,7 +107,7 @@ async def test_security_events_are_audited(
         "user.mismatch", "token.exposed", "rate_limited",
     }  # fmt: skip
     assert expected <= events, expected - events
-    assert USER not in out_text and "mallory@example.test" not in out_text
+    assert USER not in out_text and "mallory@example.test" not in out_text and user_b not in out_text
     for token in mini_provider.issued:
         assert token not in out_text
 

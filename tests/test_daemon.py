@@ -517,3 +517,98 @@ async def test_sighup_shortens_the_refresh_interval(tmp_path: Path, mini_provide
         served.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(served.proc.wait(), 15) == 0
         pump.cancel()
+
+
+async def _sessions_by_pid(url: str, want: int = 2) -> dict[int, aiohttp.ClientSession]:
+    """One kept-alive connection per serving process, found by asking /ready which pid answers."""
+    found: dict[int, aiohttp.ClientSession] = {}
+    for _ in range(40):
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+        async with session.get(url + "/ready") as resp:
+            pid = (await resp.json())["pid"]
+        if pid in found:
+            await session.close()
+        else:
+            found[pid] = session
+        if len(found) >= want:
+            break
+    return found
+
+
+async def _start_processes(tmp_path: Path, mini_provider: Any) -> tuple[Served, asyncio.Task[None]]:
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        "api: {development: true, port: 0, processes: 2}\nlogging: {level: info, format: json}\n"
+        + acme_config(
+            mini_provider,
+            security="api_keys: ['test-api-key-0123456789abcdef'], "
+            "rate_limiting: {max_auth_attempts: 5, max_api_key_failures: 4}",
+        )
+    )
+    served, pump = await start_serve(config)
+    deadline = time.monotonic() + 20
+    while sum(line.get("event") == "started" for line in served.lines) < 2:
+        assert time.monotonic() < deadline, served.lines
+        await asyncio.sleep(0.05)
+    return served, pump
+
+
+async def test_two_processes_share_port_limits_and_wakeups(tmp_path: Path, mini_provider: Any) -> None:
+    """api.processes: 2 serves one port from two pids; rate limits count across both; a long-poll on one
+    wakes when the callback lands on the other; a killed child is restarted; SIGTERM stops all (exit 0)."""
+    served, pump = await _start_processes(tmp_path, mini_provider)
+    auth = {"Authorization": "Bearer test-api-key-0123456789abcdef"}
+    sessions = await _sessions_by_pid(served.url)
+    try:
+        assert len(sessions) == 2, "only one process answered"
+        one, two = sessions.values()
+        # a long-poll held by one process wakes when the flow completes through the other
+        body = {"user_id": "u1", "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["read"]}}}
+        async with one.post(served.url + "/v1/auth/authorize", json=body, headers=auth) as resp:
+            flow = await resp.json()
+        started = time.monotonic()
+        waiting = asyncio.ensure_future(
+            one.get(served.url + f"/v1/auth/status?id={flow['id']}&wait=20", headers=auth)
+        )
+        await asyncio.sleep(0.3)
+        async with two.get(flow["url"], allow_redirects=False) as resp:
+            to_provider = resp.headers["Location"]
+        async with two.get(to_provider, allow_redirects=False) as resp:
+            callback = resp.headers["Location"]
+        async with two.get(callback, allow_redirects=False) as resp:
+            assert resp.status < 400
+        resp = await asyncio.wait_for(waiting, 10)
+        assert (await resp.json())["status"] == "completed"
+        resp.release()
+        assert time.monotonic() - started < 5, "the waiter was not woken"
+        # new flows for one user and provider: 5 allowed in all, not 5 per process
+        codes = []
+        for i in range(6):
+            session = (one, two)[i % 2]
+            scoped = {"user_id": "u2", "auth_requirement": {"id": "acme", "oauth2": {"scopes": [f"s{i}"]}}}
+            async with session.post(served.url + "/v1/auth/authorize", json=scoped, headers=auth) as resp:
+                codes.append(resp.status)
+        assert codes == [200] * 5 + [429], codes
+        # bad API keys from one address: 4 failures in all, then 429 from either process
+        codes = []
+        for i in range(6):
+            async with (one, two)[i % 2].get(
+                served.url + "/v1/tools", headers={"Authorization": "Bearer wrong"}
+            ) as resp:
+                codes.append(resp.status)
+        assert codes == [401] * 4 + [429, 429], codes
+        # a killed child is forked again and serves
+        victim = next(iter(sessions))
+        os.kill(victim, signal.SIGKILL)
+        await served.wait_for("process_restarted")
+        new = await _sessions_by_pid(served.url)
+        pids = set(new)
+        for extra in new.values():
+            await extra.close()
+        assert victim not in pids
+    finally:
+        for session in sessions.values():
+            await session.close()
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+    pump.cancel()

@@ -9,7 +9,7 @@ without a database query per request, so failed attempts cannot make checking ke
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -19,7 +19,6 @@ from engine.api.jsonio import error_response
 from engine.api.spec import unscoped
 from engine.errors import KeyturnError, RateLimited, Unauthorized
 from engine.identity import IDENTITY
-from engine.ratelimit import SlidingWindowLimiter
 from engine.tools.access import CURRENT_CALLER, Caller
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,6 +31,14 @@ class ApiKeyVerifier(Protocol):
         ``limited``: the caller's address is over its failure limit; answer from memory (at most a
         bounded, shared amount of database work), never one query per request.
         """
+
+
+class FailureLimiter(Protocol):
+    """Failed attempts per address: ``SlidingWindowLimiter`` (one process) or ``SharedLimiter`` (all)."""
+
+    def retry_after(self, key: str) -> float: ...
+
+    def hit(self, key: str, *, what: str = ...) -> object: ...  # raises RateLimited; may be awaitable
 
 
 # paths under /v1 a browser opens (no API key): the flow link and the provider's redirect back
@@ -83,7 +90,7 @@ def bearer(request: web.Request) -> str | None:
 
 def api_key_middleware(
     verifier_of: Callable[[web.Request], ApiKeyVerifier | None],
-    failures: SlidingWindowLimiter,
+    failures: FailureLimiter,
     client_ip: Callable[[web.Request], str],
     on_denied: Denied | None = None,
     *,
@@ -109,8 +116,14 @@ def api_key_middleware(
             limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
             return answer(request, limited, None)
         if identity is None:
-            with contextlib.suppress(RateLimited):
-                failures.hit(ip, what="failed API key attempts")
+            try:
+                counted = failures.hit(ip, what="failed API key attempts")
+                if inspect.isawaitable(counted):  # counted in the database (SharedLimiter)
+                    await counted
+            except RateLimited as exc:  # over the limit, as another process counted
+                if on_denied is not None:
+                    await on_denied(request, "rate_limited")
+                return answer(request, exc, None)
             if on_denied is not None:
                 await on_denied(request, "missing" if presented is None else "invalid")
             msg = (

@@ -17,7 +17,7 @@ from engine.api.jsonio import error_response
 from engine.errors import KeyturnError
 from engine.events import AccessEvent, AccessName
 from engine.mcp.httperrors import error_answer
-from engine.ratelimit import SlidingWindowLimiter
+from engine.store.ratehits import SharedLimiter
 from engine.tools.access import Caller
 from engine.wiring.services import AUDITOR, STORE
 from engine.wiring.settings import EVENTS, SETTINGS, ReloadReport, Settings
@@ -78,10 +78,13 @@ def api_key_guard(app: web.Application) -> Any:
     )
 
 
-def api_key_limiter(app: web.Application) -> SlidingWindowLimiter:
-    """Failed API key attempts per address, following ``security.rate_limiting`` on reload."""
+def api_key_limiter(app: web.Application) -> SharedLimiter:
+    """Failed API key attempts per address (counted in the database: all processes and replicas),
+    following ``security.rate_limiting`` on reload."""
     rl = app[SETTINGS].current.config.security.rate_limiting
-    limiter = SlidingWindowLimiter(rl.max_api_key_failures, rl.window_minutes * 60.0)
+    limiter = SharedLimiter(
+        lambda: app[STORE].rate_hits, "api_key", rl.max_api_key_failures, rl.window_minutes * 60.0
+    )
 
     async def reconfigure(old: Settings, new: Settings, report: ReloadReport) -> None:
         rl = new.config.security.rate_limiting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import structlog
 from aiohttp import web
@@ -40,7 +41,8 @@ async def ready(request: web.Request) -> web.Response:
     if failures:
         log.warning("not_ready", checks=sorted(failures))
         return json_response({"status": "unavailable", "checks": failures}, status=503)
-    return json_response({"status": "ok", "version": __version__})
+    # pid: which of the api.processes answered
+    return json_response({"status": "ok", "version": __version__, "pid": os.getpid()})
 
 
 @v1_routes.route(

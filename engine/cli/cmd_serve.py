@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from engine.cli.main import config_argument
+from engine.errors import KeyturnError
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -54,6 +56,32 @@ def run(args: argparse.Namespace) -> int:
         new, _ = load_settings(args)
         return new
 
-    daemon = Daemon(settings, reload=reload)
-    asyncio.run(daemon.run_until_stopped())
-    return 0
+    from engine.cli.prefork import Supervisor, processes, reserve_port
+
+    count = processes(settings.config.api.processes)
+    if count == 1:
+        daemon = Daemon(settings, reload=reload)
+        asyncio.run(daemon.run_until_stopped())
+        return 0
+    api = settings.config.api
+    try:
+        holder = reserve_port(api.host, api.port)  # kept open: the port stays ours while children restart
+    except OSError as exc:
+        raise KeyturnError(
+            f"cannot listen on {api.host}:{api.port}: {exc.strerror or exc}", error="bind_failed"
+        ) from None
+    if api.port != holder.getsockname()[1]:  # port 0: every child (and public_url) uses the one picked
+        args.port = holder.getsockname()[1]
+        settings, _ = load_settings(args)
+
+    def child(index: int) -> int:
+        holder.close()
+        daemon = Daemon(settings, reload=reload, reuse_port=True, leader=index == 0)
+        try:
+            asyncio.run(daemon.run_until_stopped())
+        except KeyturnError as exc:
+            print(f"keyturn: {exc.error}: {exc.msg}", file=sys.stderr)
+            return 1
+        return 0
+
+    return Supervisor(count, child).run()

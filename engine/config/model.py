@@ -28,6 +28,7 @@ class ApiConfig:
     max_body_bytes: int = 1_048_576
     shutdown_grace: Duration = Duration(10)
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-* headers are believed
+    processes: int | Literal["auto"] = 1  # serving processes on the one port (auto: one per core)
 
 
 # ---- storage ---------------------------------------------------------------------------------

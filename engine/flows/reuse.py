@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Unpack
 
@@ -76,8 +76,8 @@ async def find_or_start(
     key: str,
     *,
     valid_after: datetime,
-    count_new: Callable[[], None],
-    refund: Callable[[], None],
+    count_new: Callable[[], Awaitable[object]],
+    refund: Callable[[object], Awaitable[None]],
     **values: Unpack[NewFlow],
 ) -> tuple[FlowRecord, bool]:
     """The pending flow for ``key`` or a new one: ``(flow, created)``.
@@ -85,14 +85,14 @@ async def find_or_start(
     ``count_new`` counts a new flow toward the rate limit (raising when over it) and runs only when
     no flow can be handed out again. Identical authorizes in this process wait for each other, so
     the second finds the first's flow; across processes the database's unique key decides, and
-    the loser's count is taken back with ``refund``.
+    the loser's count (what ``count_new`` returned) is taken back with ``refund``.
     """
     async with locks.hold(key):
         flow = await store.flows.find_reusable(key, valid_after=valid_after)
         if flow is not None:
             return flow, False
-        count_new()
+        counted = await count_new()
         flow, created = await store.flows.create_or_reuse(key, valid_after=valid_after, **values)
         if not created:
-            refund()
+            await refund(counted)
         return flow, created

@@ -32,7 +32,7 @@ from engine.flows.results import Authorization, AuthStatus, CallbackResult
 from engine.oauth.tokens import TokenSet
 from engine.providers.model import Provider
 from engine.providers.resolve import resolve_provider
-from engine.ratelimit import SlidingWindowLimiter
+from engine.store.ratehits import SharedLimiter
 from engine.store.records import FlowRecord, GrantRecord
 
 __all__ = ["FlowDeps", "FlowService"]
@@ -50,7 +50,10 @@ class FlowService:
     def __init__(self, deps: FlowDeps) -> None:
         self.d = deps
         rl = deps.config().security.rate_limiting
-        self.limiter = SlidingWindowLimiter(rl.max_auth_attempts, rl.window_minutes * 60.0)
+        # counted in the database: every process and replica sees the same counts
+        self.limiter = SharedLimiter(
+            lambda: deps.store.rate_hits, "auth", rl.max_auth_attempts, rl.window_minutes * 60.0
+        )
         # finished status answers (completed/failed), by id, for ANSWER_CACHE_TTL seconds
         self._answers: dict[str, tuple[float, Authorization]] = {}
         self._starting = reuse.KeyedLocks()  # identical authorizes wait for each other
@@ -105,11 +108,13 @@ class FlowService:
         )
         limiter_key = (user_id, provider.id)
 
-        def count_new() -> None:
+        async def count_new() -> str | None:
             if not config.security.rate_limiting.enabled:
-                return
+                return None
             try:
-                self.limiter.hit(limiter_key, what="authorization attempts for this user and provider")
+                return await self.limiter.hit(
+                    limiter_key, what="authorization attempts for this user and provider"
+                )
             except KeyturnError:
                 self.d.publish(AccessEvent(name="rate_limited", user_id=user_id, provider=provider.id))
                 raise
@@ -120,7 +125,7 @@ class FlowService:
             key,
             valid_after=now_utc() + timedelta(seconds=reuse.min_left(ttl)),
             count_new=count_new,
-            refund=lambda: self.limiter.refund(limiter_key),
+            refund=self._refund,
             user_id=user_id,
             provider_id=provider.id,
             scopes=wanted,
@@ -139,6 +144,10 @@ class FlowService:
     def redirect_uri(self) -> str:
         # security.oauth.redirect_urls (checked to be a callback under api.public_url): the one registered
         return redirect_uri(self.d.config()) or f"{self.d.public_url()}/v1/oauth/callback"
+
+    async def _refund(self, counted: object) -> None:
+        if isinstance(counted, str):
+            await self.limiter.refund(counted)
 
     def _grant_result(
         self, grant: GrantRecord, provider: Provider, *, flow_id: str | None = None

@@ -18,11 +18,16 @@ import structlog
 log = structlog.get_logger("keyturn.flows.waiters")
 
 CHANNEL = "keyturn_flows"
+RECHECK = 0.25  # seconds: with api.processes > 1 on SQLite a waiter re-reads its flow this often
 
 
 class FlowWaiters:
-    def __init__(self) -> None:
+    """``recheck``: wake a waiter after at most this many seconds even unnotified (other processes on
+    SQLite finish flows without telling this one; the caller re-reads the flow, only while it waits)."""
+
+    def __init__(self, *, recheck: float | None = None) -> None:
         self._events: dict[str, tuple[asyncio.Event, int]] = {}
+        self.recheck = recheck
 
     def __len__(self) -> int:
         return sum(n for _, n in self._events.values())
@@ -32,7 +37,7 @@ class FlowWaiters:
         event, count = self._events.get(flow_id, (asyncio.Event(), 0))
         self._events[flow_id] = (event, count + 1)
         try:
-            await asyncio.wait_for(event.wait(), seconds)
+            await asyncio.wait_for(event.wait(), min(seconds, self.recheck or seconds))
             return True
         except TimeoutError:
             return False

@@ -24,6 +24,7 @@ from engine.store.leases import LeaseRepo
 from engine.store.mcp_oauth import McpOAuthRepo
 from engine.store.meta import MetaRepo
 from engine.store.outbox import OutboxRepo
+from engine.store.ratehits import RateHitRepo
 from engine.store.schema import check_schema, ensure_schema
 from engine.store.sealed import SealedRepo
 from engine.store.sessions import LoginRepo, SessionRepo
@@ -41,6 +42,7 @@ class Store(Database):
         self.flows = FlowRepo(self)
         self.api_keys = ApiKeyRepo(self)
         self.leases = LeaseRepo(self)
+        self.rate_hits = RateHitRepo(self)  # security.rate_limiting counts, shared by all processes
         self.audit = AuditRepo(self)
         self.meta = MetaRepo(self)
         self.sessions = SessionRepo(self)

@@ -17,6 +17,7 @@ class WiringOptions:
     """How the services are opened (``create_app(settings, options=...)``, :func:`open_services`)."""
 
     scheduler: bool = True  # run background jobs: the refresh/reap scheduler and the catalog refresh
+    leader: bool = True  # run the refresh/reap scheduler (api.processes: only the first process)
     defer_background: bool = False  # start them only at app[BACKGROUND].start() (the daemon, once bound)
     migrate: bool = True  # create the schema in an empty database (False: refuse a missing one)
     audit_stdout: TextIO | None = None  # the audit stdout sink's stream (the CLI: stderr)

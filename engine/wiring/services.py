@@ -30,7 +30,7 @@ from engine.config.keyring import keyring_from_config
 from engine.events import GrantEvent
 from engine.flows.revoke import Revoker
 from engine.flows.service import FlowDeps, FlowService
-from engine.flows.waiters import FlowWaiters, PgFlowListener
+from engine.flows.waiters import RECHECK, FlowWaiters, PgFlowListener
 from engine.grants.writer import GrantWriter
 from engine.lifecycle.refresh import RefreshDeps, Refresher
 from engine.lifecycle.scheduler import Lifecycle
@@ -139,7 +139,10 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def waiters_ctx(app: web.Application) -> AsyncIterator[None]:
     """Long-poll waiters for flows; woken all at once on shutdown."""
-    waiters = FlowWaiters()
+    config = app[SETTINGS].current.config
+    shared_sqlite = config.api.processes != 1 and not (config.storage.url or "").startswith("postgresql")
+    # several processes on SQLite: no NOTIFY, so a waiter re-reads its flow every RECHECK seconds
+    waiters = FlowWaiters(recheck=RECHECK if shared_sqlite else None)
     app[WAITERS] = waiters
     try:
         opened(app, "waiters")
@@ -320,7 +323,7 @@ async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
 
     unsubscribe = holder.subscribe(intervals)
     try:
-        if app[OPTIONS].scheduler:
+        if app[OPTIONS].scheduler and app[OPTIONS].leader:
             app[BACKGROUND].add(lifecycle.start)
         opened(app, "lifecycle")
         yield
