@@ -275,3 +275,50 @@ async def test_failures_inside_the_window_write_no_event(engine: Any, mini_provi
     assert (await engine.app[REFRESHER].refresh(grant.id, force=True)).outcome == "retry"
     assert (await engine.app[REFRESHER].refresh(grant.id, force=True)).outcome == "refreshed"
     assert [t for _, t, _ in await engine.store.outbox.events()] == ["connection.created"]
+
+
+def _capped(p: MiniProvider, extra: str) -> str:
+    """acme_config with ``refresh_concurrency: 3`` on the acme entry."""
+    return acme_config(p, extra=extra).replace(
+        "      client_id: cid\n", "      refresh_concurrency: 3\n      client_id: cid\n", 1
+    )
+
+
+async def test_provider_refresh_concurrency_caps_calls_in_flight(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """auth.providers[].refresh_concurrency: 3 keeps at most 3 refresh calls at the provider at once,
+    while lifecycle.refresh_concurrency would allow 50; every grant is still refreshed."""
+    engine = await keyturn_engine(
+        _capped(
+            mini_provider, "lifecycle: {refresh_concurrency: 50, refresh_jitter: 0s, refresh_timeout: 5s}"
+        )
+    )
+    for i in range(12):
+        await make_grant(engine, mini_provider, user=f"c{i}@x.test")
+    mini_provider.refresh_delay = 0.1
+    counts = await engine.app[REFRESHER].refresh_due()
+    assert counts == {"refreshed": 12}
+    assert mini_provider.refresh_max_in_flight == 3
+
+
+async def test_429_pauses_the_whole_provider(keyturn_engine: Any, mini_provider: MiniProvider) -> None:
+    """A 429 with Retry-After: 1 stops every other call to that provider until the second is over;
+    one longer than the refresh timeout leaves the other grants due and untouched (outcome paused)."""
+    engine = await keyturn_engine(
+        acme_config(mini_provider, extra="lifecycle: {refresh_jitter: 0s, refresh_timeout: 5s}")
+    )
+    refresher = engine.app[REFRESHER]
+    first, second = [await make_grant(engine, mini_provider, user=f"p{i}@x.test") for i in range(2)]
+    mini_provider.retry_after, mini_provider.refresh_plan = "1", ["429"]
+    assert (await refresher.refresh(first.id)).outcome == "retry"
+    started = asyncio.get_running_loop().time()
+    assert (await refresher.refresh(second.id)).outcome == "refreshed"
+    assert asyncio.get_running_loop().time() - started >= 0.8  # waited for the pause, then called
+    mini_provider.retry_after, mini_provider.refresh_plan = "60", ["429"]
+    third, fourth = [await make_grant(engine, mini_provider, user=f"q{i}@x.test") for i in range(2)]
+    assert (await refresher.refresh(third.id)).outcome == "retry"
+    calls = len(mini_provider.refresh_calls)
+    assert (await refresher.refresh(fourth.id)).outcome == "paused"
+    assert len(mini_provider.refresh_calls) == calls  # the provider was not called
+    assert (await engine.store.grants.get(fourth.id)).version == fourth.version

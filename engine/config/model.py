@@ -144,6 +144,7 @@ class ProviderConfig:
     # type api_key (engine.providers.apikey): raw, checked there
     fields: tuple[Mapping[str, Any], ...] = ()
     check: Mapping[str, Any] | None = None
+    refresh_concurrency: int | None = None  # refreshes in flight to this provider at most
 
 
 @dataclasses.dataclass(frozen=True)

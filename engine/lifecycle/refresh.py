@@ -28,6 +28,7 @@ from engine.config.model import Config
 from engine.errors import ProviderError, Unavailable
 from engine.events import GrantEvent, Publish, RefreshObserved, RefreshResult, discard
 from engine.grants.writer import GrantWriter, failing_since, grant_event, reported_failing
+from engine.lifecycle.pace import Paused, ProviderPace
 from engine.oauth.client import OAuthClient
 from engine.oauth.tokens import REAUTH_ERRORS, TokenSet
 from engine.providers.model import Provider
@@ -41,7 +42,8 @@ STORE_GRACE = 10.0  # seconds a shutdown waits for provider answers already rece
 
 @dataclasses.dataclass(frozen=True)
 class RefreshOutcome:
-    outcome: str  # refreshed | skipped | lost_race | needs_reauth | retry | no_refresh_token | busy
+    # refreshed | skipped | lost_race | needs_reauth | retry | no_refresh_token | busy | paused
+    outcome: str
     grant: GrantRecord | None = None
 
 
@@ -71,6 +73,7 @@ class Refresher:
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, asyncio.Task[RefreshOutcome]] = {}
         self._writes: set[asyncio.Task[RefreshOutcome]] = set()  # answers being stored: never cancelled
+        self.pace = ProviderPace()  # per-provider cap on calls in flight, and a pause after a 429
 
     async def drain(self, grace: float) -> None:
         """Let in-flight refreshes finish (or cancel them after ``grace`` seconds): used on shutdown.
@@ -141,16 +144,21 @@ class Refresher:
         if not grant.refresh_token:
             return RefreshOutcome("no_refresh_token", grant)
         started = time.monotonic()
+        timeout = float(self.d.config().lifecycle.refresh_timeout)
         try:
-            timeout = float(self.d.config().lifecycle.refresh_timeout)
-            tokens: TokenSet = await asyncio.wait_for(
-                self.d.oauth.refresh(provider, grant.refresh_token), timeout=timeout
-            )
+            async with self.pace.slot(provider.id, provider.refresh_concurrency, max_wait=timeout):
+                tokens: TokenSet = await asyncio.wait_for(
+                    self.d.oauth.refresh(provider, grant.refresh_token), timeout=timeout
+                )
+        except Paused:  # the provider said 429 to another call: the grant stays due, unchanged
+            return RefreshOutcome("paused", grant)
         except TimeoutError:
             return await self._failed(
                 grant, provider, ProviderError("refresh timed out", kind="timeout", retryable=True), started
             )
         except ProviderError as exc:
+            if exc.kind == "rate_limited":  # every call to this provider waits, not only this grant's
+                self.pace.pause(provider.id, exc.retry_after)
             return await self._failed(grant, provider, exc, started)
         # the provider answered (and may have rotated the refresh token already): the next thing done
         # is storing the answer, and a shutdown cancelling this refresh does not stop that
@@ -277,41 +285,67 @@ class Refresher:
     async def refresh_due(self, *, limit: int = 1000) -> dict[str, int]:
         """One scheduler pass: refresh every due grant with bounded concurrency and jitter.
 
-        Due grants are taken ``limit`` at a time; a full batch is followed by the next at once
-        (not at the next pass) while the last one refreshed some (grants that stay due, e.g. whose
-        provider is gone, wait for the next pass).
+        Due grants are taken ``limit`` at a time, and the next batch is claimed as soon as every
+        grant of the previous one has started (fewer than ``refresh_concurrency`` wait for a slot),
+        so the slots stay busy across batches instead of draining at each batch's end. The pass
+        stops at a short batch, or when nothing was refreshed since the previous batch was taken
+        (grants that stay due, e.g. whose provider is gone, wait for the next pass).
         """
         horizon = now_utc()
         total: dict[str, int] = {}
-        while True:
-            due = await self.d.store.grants.due(horizon, limit)
-            counts = await self._refresh_batch(due)
-            for k, v in counts.items():
-                total[k] = total.get(k, 0) + v
-            if len(due) < limit or not counts.get("refreshed"):
-                return total
-
-    async def _refresh_batch(self, due: list[GrantRecord]) -> dict[str, int]:
         lifecycle = self.d.config().lifecycle
-        counts: dict[str, int] = {}
+        slots = max(1, lifecycle.refresh_concurrency)
+        pass_ = _Pass(asyncio.Semaphore(slots), slots, total)
+        busy: set[str] = set()  # grants of batches still running: not fetched again
+        batches: list[asyncio.Task[None]] = []
+        try:
+            while True:
+                refreshed_before = total.get("refreshed", 0)
+                due = await self.d.store.grants.due(horizon, limit, exclude=busy)
+                if not due:
+                    break
+                ids = {g.id for g in due}
+                busy.update(ids)
+                pass_.started.clear()
+                batch = asyncio.create_task(self._refresh_batch(due, pass_))
+                batch.add_done_callback(_forget(busy, ids))
+                batches.append(batch)
+                if len(due) < limit:
+                    break
+                # the next batch once this one's grants have all (nearly) started, or it is done
+                waiter = asyncio.ensure_future(pass_.started.wait())
+                await asyncio.wait({waiter, batch}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if len(batches) > 1 and total.get("refreshed", 0) == refreshed_before:
+                    break
+        finally:
+            await asyncio.gather(*batches, return_exceptions=True)
+        return total
+
+    async def _refresh_batch(self, due: list[GrantRecord], pass_: _Pass) -> None:
+        lifecycle = self.d.config().lifecycle
+        counts = pass_.counts
         if not due:
-            return counts
+            return
         ttl = float(lifecycle.lease_ttl)
         names = {f"grant:{g.id}": g for g in due}
         held = await self.d.store.leases.claim(list(names), self.d.owner, ttl)
         due = [names[n] for n in names if n in held]
         if len(held) < len(names):
-            counts["busy"] = len(names) - len(held)  # another replica is on them
+            counts["busy"] = counts.get("busy", 0) + len(names) - len(held)  # another replica is on them
         # re-read under the leases in one query; each refresh's own re-read is then a cached hit
         # whose version is checked (batched), so a write since is still seen
         await self.d.store.grants.get_many([g.id for g in due])
-        semaphore = asyncio.Semaphore(max(1, lifecycle.refresh_concurrency))
         jitter = float(lifecycle.refresh_jitter)
+        pass_.waiting += len(due)
 
         async def one(grant: GrantRecord) -> None:
             if jitter > 0:  # spread the starts; the semaphore bounds how many run at once
                 await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
-            async with semaphore:
+            async with pass_.semaphore:
+                pass_.waiting -= 1
+                if pass_.waiting < pass_.slots:
+                    pass_.started.set()
                 try:
                     outcome = (await self.refresh(grant.id, leased=True)).outcome
                 except Exception as exc:  # one bad grant must not stop the pass
@@ -334,4 +368,18 @@ class Refresher:
                 await keeper
             with contextlib.suppress(Exception):
                 await self.d.store.leases.release_all(list(held), self.d.owner)
-        return counts
+
+
+def _forget(busy: set[str], ids: set[str]) -> Callable[[asyncio.Task[None]], None]:
+    return lambda _task: busy.difference_update(ids)
+
+
+@dataclasses.dataclass
+class _Pass:
+    """One scheduler pass: its slots (``refresh_concurrency``), shared by its overlapping batches."""
+
+    semaphore: asyncio.Semaphore
+    slots: int
+    counts: dict[str, int]
+    waiting: int = 0  # grants taken but not yet started
+    started: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)

@@ -202,6 +202,8 @@ def resolve_provider(
     _check_spec(spec, filled, f"{path}.oauth2", oauth2_line, ctx, development=development)
     if not entry.client_id:
         raise ctx.error("is required", f"{path}.client_id", line)
+    if entry.refresh_concurrency is not None and entry.refresh_concurrency < 1:
+        raise ctx.error("must be at least 1", f"{path}.refresh_concurrency", line)
     client_secret = entry.client_secret
     if entry.client_secret_path:
         if client_secret:
@@ -234,6 +236,7 @@ def resolve_provider(
         description=entry.description,
         refresh_lead=entry.refresh_lead,
         max_token_age=entry.max_token_age,
+        refresh_concurrency=entry.refresh_concurrency,
     )
 
 

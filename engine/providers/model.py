@@ -20,6 +20,7 @@ class Provider:
     max_token_age: float | None = None  # seconds; for tokens without expires_in
     type: Literal["oauth2", "api_key"] = "oauth2"
     api_key: ApiKeySpec | None = None  # type api_key: the fields the person enters, the optional check
+    refresh_concurrency: int | None = None  # refreshes in flight to this provider at most (None: no cap)
 
     def __repr__(self) -> str:  # never show the secret
         return f"Provider(id={self.id!r}, template_id={self.template_id!r}, client_id={self.client_id!r})"

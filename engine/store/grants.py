@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -434,13 +434,17 @@ class GrantRepo(Repo):
         if event is not None:
             self.s.outbox_written()
 
-    async def due(self, before: datetime, limit: int = 1000) -> builtins.list[GrantRecord]:
+    async def due(
+        self, before: datetime, limit: int = 1000, *, exclude: Collection[str] = ()
+    ) -> builtins.list[GrantRecord]:
+        """Active grants due by ``before``, soonest first; ``exclude``: ids already being refreshed."""
         q = (
             sa.select(self.t)
             .where(
                 self.t.c.status == "active",
                 self.t.c.next_refresh_at.is_not(None),
                 self.t.c.next_refresh_at <= before,
+                *((self.t.c.id.not_in(list(exclude)),) if exclude else ()),
             )
             .order_by(self.t.c.next_refresh_at)
             .limit(limit)

@@ -48,6 +48,9 @@ class MiniProvider:
         self.refresh_plan: list[str] = []
         self.refresh_calls: list[str] = []  # refresh tokens presented, in order
         self.refresh_delay = 0.0
+        self.refresh_in_flight = 0  # refresh calls being answered now, and the most at once
+        self.refresh_max_in_flight = 0
+        self.retry_after = "120"  # the Retry-After of a "429" step
         self.valid_refresh: set[str] = set()
         self.expires_in = 3600
         self.id_token_fault = ""
@@ -193,14 +196,21 @@ class MiniProvider:
         presented = str(form.get("refresh_token", ""))
         self.refresh_calls.append(presented)
         step = self.refresh_plan.pop(0) if self.refresh_plan else "ok"
-        if self.refresh_delay:
-            await asyncio.sleep(self.refresh_delay)
+        self.refresh_in_flight += 1
+        self.refresh_max_in_flight = max(self.refresh_max_in_flight, self.refresh_in_flight)
+        try:
+            if self.refresh_delay:
+                await asyncio.sleep(self.refresh_delay)
+        finally:
+            self.refresh_in_flight -= 1
         if step == "slow":
             await asyncio.sleep(5)
         if step == "500":
             return web.Response(status=500, text="upstream down")
         if step == "429":
-            return web.json_response({"error": "slow_down"}, status=429, headers={"Retry-After": "120"})
+            return web.json_response(
+                {"error": "slow_down"}, status=429, headers={"Retry-After": self.retry_after}
+            )
         if step == "invalid_grant" or presented not in self.valid_refresh:
             return web.json_response({"error": "invalid_grant"}, status=400)
         body: dict[str, Any] = {
