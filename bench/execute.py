@@ -91,6 +91,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--processes", type=int, default=1, help="api.processes of the engine")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -104,7 +105,13 @@ def main() -> None:
         work = Path(tmp)
         port, wport = free_port(), free_port()
         extra = f"workers: [{{id: echo, uri: 'http://127.0.0.1:{wport}', secret: '{SECRET}'}}]"
-        cfg = write_config(work, port=port, storage=f"sqlite+aiosqlite:///{work}/kt.db", extra=extra)
+        cfg = write_config(
+            work,
+            port=port,
+            storage=f"sqlite+aiosqlite:///{work}/kt.db",
+            extra=extra,
+            processes=args.processes,
+        )
         asyncio.run(seed(cfg, args.users))
         via_engine = [
             (

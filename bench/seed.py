@@ -19,12 +19,18 @@ API_KEY = "bench-api-key-" + "0" * 24
 
 
 def write_config(
-    workdir: Path, *, port: int, storage: str, provider_url: str = "http://127.0.0.1:1", extra: str = ""
+    workdir: Path,
+    *,
+    port: int,
+    storage: str,
+    provider_url: str = "http://127.0.0.1:1",
+    extra: str = "",
+    processes: int = 1,
 ) -> Path:
     key = base64.b64encode(os.urandom(32)).decode()
     cfg = workdir / "engine.yaml"
     cfg.write_text(f"""
-api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}"}}
+api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}", processes: {processes}}}
 storage: {{url: "{storage}"}}
 security:
   root_keys: [{{id: k1, default: true, value: "{key}"}}]

@@ -30,6 +30,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--processes", type=int, default=1, help="api.processes of the engine")
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -42,7 +43,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port, hello_port = free_port(), free_port()
-        cfg = write_config(work, port=port, storage=f"sqlite+aiosqlite:///{work}/kt.db")
+        cfg = write_config(
+            work, port=port, storage=f"sqlite+aiosqlite:///{work}/kt.db", processes=args.processes
+        )
         ids = asyncio.run(seed(cfg, args.grants))
         engine = Proc(engine_argv(cfg, "status"), cwd=work, log=work / "engine.log")
         hello = Proc([PY, str(Path(__file__).with_name("hello.py")), str(hello_port)])
