@@ -29,6 +29,20 @@ async def test_notify_wakes_every_waiter_of_a_flow() -> None:
     assert len(waiters) == 0
 
 
+async def test_notify_between_watch_and_wait_is_not_lost() -> None:
+    """A completion notified while the caller still reads the flow (after watch, before wait) wakes it."""
+    waiters = FlowWaiters()
+    with waiters.watch("fl_1") as watch:
+        waiters.notify("fl_1")  # lands during the caller's read
+        start = time.monotonic()
+        assert await watch.wait(5)
+        assert time.monotonic() - start < 0.5
+    assert len(waiters) == 0
+    with waiters.watch("fl_1") as watch:  # a later watch waits for a later notify
+        assert not await watch.wait(0.05)
+    assert len(waiters) == 0
+
+
 async def test_timeout_returns_false_and_cleans_up() -> None:
     """A wait that times out answers False and leaves nothing behind."""
     waiters = FlowWaiters()

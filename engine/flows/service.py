@@ -185,11 +185,12 @@ class FlowService:
         """A flow's (or grant's) status; with ``wait`` hold until it is completed or failed."""
         deadline = now_utc() + timedelta(seconds=wait)
         while True:
-            answer = await self._status_once(auth_id)
-            remaining = (deadline - now_utc()).total_seconds()
-            if answer.status != "pending" or remaining <= 0:
-                return answer
-            await self.d.waiters.wait(auth_id, remaining)
+            with self.d.waiters.watch(auth_id) as watch:  # before the read: a completion meanwhile wakes it
+                answer = await self._status_once(auth_id)
+                remaining = (deadline - now_utc()).total_seconds()
+                if answer.status != "pending" or remaining <= 0:
+                    return answer
+                await watch.wait(remaining)
 
     async def _status_once(self, auth_id: str) -> Authorization:
         cached = self._answers.get(auth_id)

@@ -32,22 +32,25 @@ class FlowWaiters:
     def __len__(self) -> int:
         return sum(n for _, n in self._events.values())
 
-    async def wait(self, flow_id: str, seconds: float) -> bool:
-        """Wait until ``flow_id`` is notified or ``seconds`` pass; True when notified."""
+    def watch(self, flow_id: str) -> Watch:
+        """Start listening for ``flow_id`` now: a notify after this call wakes :meth:`Watch.wait`, even
+        one that lands while the caller is still reading the flow (register first, then read)."""
         event, count = self._events.get(flow_id, (asyncio.Event(), 0))
         self._events[flow_id] = (event, count + 1)
-        try:
-            await asyncio.wait_for(event.wait(), min(seconds, self.recheck or seconds))
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            current = self._events.get(flow_id)
-            if current is not None and current[0] is event:
-                if current[1] <= 1:
-                    del self._events[flow_id]
-                else:
-                    self._events[flow_id] = (event, current[1] - 1)
+        return Watch(self, flow_id, event)
+
+    async def wait(self, flow_id: str, seconds: float) -> bool:
+        """Wait until ``flow_id`` is notified or ``seconds`` pass; True when notified."""
+        with self.watch(flow_id) as watch:
+            return await watch.wait(seconds)
+
+    def _release(self, flow_id: str, event: asyncio.Event) -> None:
+        current = self._events.get(flow_id)
+        if current is not None and current[0] is event:
+            if current[1] <= 1:
+                del self._events[flow_id]
+            else:
+                self._events[flow_id] = (event, current[1] - 1)
 
     def notify(self, flow_id: str) -> None:
         entry = self._events.pop(flow_id, None)
@@ -58,6 +61,31 @@ class FlowWaiters:
         events, self._events = self._events, {}
         for event, _ in events.values():
             event.set()
+
+
+class Watch:
+    """One listener for one flow id, from :meth:`FlowWaiters.watch` until the ``with`` block ends."""
+
+    def __init__(self, waiters: FlowWaiters, flow_id: str, event: asyncio.Event) -> None:
+        self._waiters, self._flow_id, self._event = waiters, flow_id, event
+        self._closed = False
+
+    async def wait(self, seconds: float) -> bool:
+        """True once notified (also before this call, since the watch began); False after ``seconds``."""
+        try:
+            recheck = self._waiters.recheck
+            await asyncio.wait_for(self._event.wait(), min(seconds, recheck or seconds))
+            return True
+        except TimeoutError:
+            return False
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._closed:
+            self._closed = True
+            self._waiters._release(self._flow_id, self._event)
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:

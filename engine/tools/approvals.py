@@ -171,16 +171,17 @@ class Approvals:
     async def status(self, approval_id: str, wait: float) -> Authorization:
         deadline = now_utc() + timedelta(seconds=wait)
         while True:
-            record = await self.store.approvals.get(approval_id)
-            if record is None:
-                raise NotFound(f"no authorization {approval_id[:40]!r}", error="not_found")
-            status = self.status_of(record)
-            remaining = (deadline - now_utc()).total_seconds()
-            if status != "pending" or remaining <= 0:
-                return dataclasses.replace(self._pending(record), status=status)
-            # woken by a decision here or (PostgreSQL) on another replica; expiry ends the wait too
-            until_expiry = (record.expires_at - now_utc()).total_seconds()
-            await self.waiters.wait(approval_id, max(min(remaining, until_expiry), 0.01))
+            with self.waiters.watch(approval_id) as watch:  # before the read: a decision meanwhile wakes it
+                record = await self.store.approvals.get(approval_id)
+                if record is None:
+                    raise NotFound(f"no authorization {approval_id[:40]!r}", error="not_found")
+                status = self.status_of(record)
+                remaining = (deadline - now_utc()).total_seconds()
+                if status != "pending" or remaining <= 0:
+                    return dataclasses.replace(self._pending(record), status=status)
+                # woken by a decision here or (PostgreSQL) on another replica; expiry ends the wait too
+                until_expiry = (record.expires_at - now_utc()).total_seconds()
+                await watch.wait(max(min(remaining, until_expiry), 0.01))
 
     def item(self, record: ApprovalRecord) -> dict[str, Any]:
         """``GET /v1/approvals`` item."""
