@@ -186,7 +186,9 @@ async def test_arcadepy_and_a_real_browser_fill_in_the_key(
 ) -> None:
     """arcadepy executes a tool needing the key: a url; chromium fills the form (no JS needed); the
     tool then gets the key as its token; the key is in no response, no log line, not in the database."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     worker = await echo_worker()
     engine = await keyturn_engine(key_yaml(key_service) + worker.yaml())
@@ -208,12 +210,21 @@ async def test_arcadepy_and_a_real_browser_fill_in_the_key(
         auth = first.output.authorization
         assert auth.url and auth.status == "pending"
         await run(driver.get, auth.url)
-        seen.append(driver.page_source)
-        await run(driver.find_element(By.NAME, "api_key").send_keys, key_service.good)
-        await run(driver.find_element(By.NAME, "region").send_keys, "us")
-        await run(driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click)
-        seen.append(driver.page_source)
-        assert "connected to Acme Keys" in driver.find_element(By.TAG_NAME, "body").text
+        # every driver call in a thread: the engine serving the page runs on this event loop
+        seen.append(await run(lambda: driver.page_source))
+        await run(lambda: driver.find_element(By.NAME, "api_key").send_keys(key_service.good))
+        await run(lambda: driver.find_element(By.NAME, "region").send_keys("us"))
+        await run(lambda: driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click())
+        body = await run(
+            lambda: WebDriverWait(driver, 20, ignored_exceptions=(StaleElementReferenceException,)).until(
+                lambda d: (
+                    "connected to Acme Keys" in d.find_element(By.TAG_NAME, "body").text
+                    and d.find_element(By.TAG_NAME, "body").text
+                )
+            )
+        )
+        seen.append(await run(lambda: driver.page_source))
+        assert "connected to Acme Keys" in body
         done = await asyncio.wait_for(client.auth.wait_for_completion(auth), 30)
         assert done.status == "completed"
         result = await client.tools.execute(tool_name="Echo.KeyInfo", input={}, user_id=USER)
