@@ -34,7 +34,7 @@ auth:
     return cfg
 
 
-async def add_grant(cfg: Path, user: str, token: str) -> None:
+async def add_grant(cfg: Path, user: str, token: str, account: str = "default") -> None:
     class Args:
         config = str(cfg)
 
@@ -42,6 +42,7 @@ async def add_grant(cfg: Path, user: str, token: str) -> None:
         await store.grants.upsert(
             user,
             "acme",
+            account=account,
             access_token=token,
             refresh_token=None,
             id_token=None,
@@ -160,3 +161,28 @@ async def test_revoke_is_audited_through_the_sinks(
         stored = await store.audit.list()
     assert [r["event"] for r in stored] == ["grant.revoked"]
     assert "alice@example.test" not in text and token not in text
+
+
+async def test_list_shows_each_account(
+    tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """grants list has an account column and --json an account field: two accounts of one user and
+    provider are told apart."""
+    cfg = write_config(tmp_path, mini_provider)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, main, ["db", "upgrade", "-c", str(cfg)]) == 0
+    token = mini_provider._token()
+    await add_grant(cfg, "alice", token)
+    await add_grant(cfg, "alice", mini_provider._token(), account="work")
+    capsys.readouterr()
+    assert await loop.run_in_executor(None, main, ["grants", "list", "-c", str(cfg)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert sorted(line.split()[3] for line in lines) == ["default", "work"]  # id, user, provider, account
+    assert await loop.run_in_executor(None, main, ["grants", "list", "--json", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert sorted(g["account"] for g in listed) == ["default", "work"]
+    assert {g["user_id"] for g in listed} == {"alice"} and token not in out
+    assert set(listed[0]) == {"id", "user_id", "provider_id", "account", "is_default", "status", "scopes",
+                              "expires_at"}  # fmt: skip

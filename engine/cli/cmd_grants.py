@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
 
 from engine.cli.main import config_argument
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     ls.add_argument("--user", default=None, help="user id")
     ls.add_argument("--provider", default=None, help="provider id")
+    ls.add_argument("--json", action="store_true", help="one JSON object per grant, one per line")
     config_argument(ls)
     ls.set_defaults(func=run_list)
     rv = actions.add_parser(
@@ -46,12 +48,29 @@ def run_list(args: argparse.Namespace) -> int:
             return await store.grants.list(user_id=args.user, provider_id=args.provider)
 
     for g in asyncio.run(go()):
+        if args.json:
+            print(json.dumps(_listed(g), sort_keys=True))
+            continue
         expires = f"{g.expires_at:%Y-%m-%d %H:%M}" if g.expires_at else "-"
         print(
-            f"{g.id}  {g.user_id:<32} {g.provider_id:<16} {g.status:<13} expires {expires}  "
-            f"scopes {' '.join(g.scopes)}"
+            f"{g.id}  {g.user_id:<32} {g.provider_id:<16} {g.account:<16} {g.status:<13} "
+            f"expires {expires}  scopes {' '.join(g.scopes)}"
         )
     return 0
+
+
+def _listed(g: Any) -> dict[str, Any]:
+    """What ``grants list --json`` says of a grant: never a token."""
+    return {
+        "id": g.id,
+        "user_id": g.user_id,
+        "provider_id": g.provider_id,
+        "account": g.account,
+        "is_default": g.is_default,
+        "status": g.status,
+        "scopes": list(g.scopes),
+        "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+    }
 
 
 OUTCOME_TEXT = {
