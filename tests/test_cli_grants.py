@@ -89,8 +89,10 @@ async def test_revoke_with_provider_removed_says_not_revoked(
     cfg.write_text(cfg.read_text().replace("- id: acme", "- id: other"))
     capsys.readouterr()
     argv = ["grants", "revoke", "--user", "alice", "-c", str(cfg)]
-    assert await loop.run_in_executor(None, main, argv) == 0
-    assert "acme: deleted here but NOT revoked at the provider" in capsys.readouterr().out
+    assert await loop.run_in_executor(None, main, argv) == 3  # deleted here, not revoked there
+    out, err = capsys.readouterr()
+    assert "acme: deleted here but NOT revoked at the provider" in out
+    assert "1 of 1 grant(s) NOT confirmed revoked at the provider (1 deleted here, 0 kept" in err
     assert mini_provider.revocations == []
     assert await loop.run_in_executor(None, main, argv) == 1  # gone
 
@@ -122,7 +124,7 @@ async def test_unreadable_grant_listed_and_revoked(
     assert any("alice" in line and "unreadable" in line for line in lines)
     assert any("bob" in line and "active" in line for line in lines)
     assert (
-        await loop.run_in_executor(None, main, ["grants", "revoke", "--user", "alice", "-c", str(cfg)]) == 0
+        await loop.run_in_executor(None, main, ["grants", "revoke", "--user", "alice", "-c", str(cfg)]) == 3
     )
     out = capsys.readouterr().out
     assert "acme: deleted here but NOT revoked at the provider (its stored tokens could not be read)" in out
@@ -163,11 +165,36 @@ async def test_revoke_is_audited_through_the_sinks(
     assert "alice@example.test" not in text and token not in text
 
 
+async def test_revoke_exits_3_when_the_provider_cannot_be_reached(
+    tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """grants revoke exits 3 (not 0) when the provider answers 503: the grant is kept unusable, not revoked
+    there, and stderr says so."""
+    cfg = write_config(tmp_path, mini_provider)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, main, ["db", "upgrade", "-c", str(cfg)]) == 0
+    await add_grant(cfg, "alice", mini_provider._token())
+    mini_provider.revoke_status = 503
+    capsys.readouterr()
+    argv = ["grants", "revoke", "--user", "alice", "-c", str(cfg)]
+    assert await loop.run_in_executor(None, main, argv) == 3
+    out, err = capsys.readouterr()
+    assert "acme: unusable here (kept, status revoked) but NOT yet revoked at the provider" in out
+    assert "1 of 1 grant(s) NOT confirmed revoked at the provider (0 deleted here, 1 kept unusable" in err
+    assert len(mini_provider.revocations) == 1
+    assert await loop.run_in_executor(None, main, ["grants", "list", "--json", "-c", str(cfg)]) == 0
+    [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert listed["status"] == "revoked"
+    mini_provider.revoke_status = 200  # reachable again: revoked there, deleted, exit 0
+    assert await loop.run_in_executor(None, main, argv) == 0
+    assert capsys.readouterr().out == "acme: revoked\n"
+
+
 async def test_list_shows_each_account(
     tmp_path: Path, mini_provider: MiniProvider, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """grants list has an account column and --json an account field: two accounts of one user and
-    provider are told apart."""
+    provider are told apart, and revoking both names each account."""
     cfg = write_config(tmp_path, mini_provider)
     loop = asyncio.get_running_loop()
     assert await loop.run_in_executor(None, main, ["db", "upgrade", "-c", str(cfg)]) == 0
@@ -186,3 +213,6 @@ async def test_list_shows_each_account(
     assert {g["user_id"] for g in listed} == {"alice"} and token not in out
     assert set(listed[0]) == {"id", "user_id", "provider_id", "account", "is_default", "status", "scopes",
                               "expires_at"}  # fmt: skip
+    argv = ["grants", "revoke", "--user", "alice", "-c", str(cfg)]
+    assert await loop.run_in_executor(None, main, argv) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == ["acme (default): revoked", "acme (work): revoked"]

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from typing import Any
+import sys
+from collections import Counter
+from typing import TYPE_CHECKING, Any
 
 from engine.cli.main import config_argument
 from engine.errors import NotFound
+
+if TYPE_CHECKING:
+    from engine.flows.revoke import Revocation
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -33,6 +38,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "(RFC 7009) and deleted; when the provider cannot be reached it stays revoked and the engine "
         "retries; when its provider is no longer configured it is deleted here and the output says it "
         "was not revoked at the provider.",
+        epilog="Exit status: 0 every grant was revoked at its provider (or was an entered API key) and "
+        "deleted; 1 an error (no such grant, configuration, audit); 3 at least one grant is unusable or "
+        "deleted here but NOT confirmed revoked at its provider (the message on stderr says which).",
     )
     rv.add_argument("--user", required=True, help="user id")
     rv.add_argument("--provider", default=None, help="only this provider's grant")
@@ -73,9 +81,12 @@ def _listed(g: Any) -> dict[str, Any]:
     }
 
 
+NOT_CONFIRMED = 3  # the exit status when a grant was not confirmed revoked at its provider
+
 OUTCOME_TEXT = {
     "revoked": "revoked",
-    "retry_later": "unusable; provider revocation will be retried",
+    "retry_later": "unusable here (kept, status revoked) but NOT yet revoked at the provider (it could not "
+    "be reached); the running engine retries",
     "not_revoked_at_provider": "deleted here but NOT revoked at the provider (provider no longer configured)",
     "unreadable": "deleted here but NOT revoked at the provider (its stored tokens could not be read)",
 }
@@ -83,9 +94,10 @@ OUTCOME_TEXT = {
 
 def run_revoke(args: argparse.Namespace) -> int:
     from engine.cli.storecmd import open_engine
+    from engine.flows.revoke import REVOKED
     from engine.wiring.services import AUDITOR, REVOKER, STORE
 
-    async def go() -> list[str]:
+    async def go() -> list[tuple[str, Revocation]]:
         async with open_engine(args, until=REVOKER) as app:
             grants = await app[STORE].grants.list(user_id=args.user, provider_id=args.provider)
             done = []
@@ -93,8 +105,7 @@ def run_revoke(args: argparse.Namespace) -> int:
                 app[AUDITOR].require_ready()  # audit.required: refused before anything changes
                 result = await app[REVOKER].revoke(grant.id)  # audited: grant.revoked
                 if result is not None:
-                    text = OUTCOME_TEXT.get(result.reason or "") or OUTCOME_TEXT[result.outcome]
-                    done.append(f"{grant.provider_id}: {text}")
+                    done.append((grant.account, result))
             return done
 
     results = asyncio.run(go())
@@ -103,6 +114,20 @@ def run_revoke(args: argparse.Namespace) -> int:
             f"no grants for user {args.user!r}"
             + (f" and provider {args.provider!r}" if args.provider else "")
         )
-    for line in results:
-        print(line)
-    return 0
+    per_provider = Counter(r.provider_id for _, r in results)
+    for account, result in results:
+        text = OUTCOME_TEXT.get(result.reason or "") or OUTCOME_TEXT[result.outcome]
+        several = per_provider[result.provider_id] > 1  # name the account when the user has several there
+        name = f"{result.provider_id} ({account})" if several else result.provider_id
+        print(f"{name}: {text}")
+    missed = [r for _, r in results if r.outcome != REVOKED]
+    if not missed:
+        return 0
+    kept = sum(not r.deleted for r in missed)
+    print(
+        f"keyturn: {len(missed)} of {len(results)} grant(s) NOT confirmed revoked at the provider "
+        f"({len(missed) - kept} deleted here, {kept} kept unusable for a retry); their tokens may still "
+        "be valid there",
+        file=sys.stderr,
+    )
+    return NOT_CONFIRMED
