@@ -216,6 +216,36 @@ async def test_access_hook_hides_tools_from_one_user_only(
     assert not any(t["qualified_name"].startswith("Gmail.") for t in page["items"])
 
 
+async def test_reload_forgets_cached_access_answers(
+    keyturn_engine: Any, toolkit_worker: Any, hook_server: Any
+) -> None:
+    """A reload that changes tools.hooks (same hook id, a new url) takes effect for the next call: the
+    cached access answer of the old hook is not used for the rest of its cache time."""
+    strict = await hook_server(lambda name, body: {"deny": {"Gmail": {"tools": {"DeleteEmail": []}}}})
+    lenient = await hook_server(lambda name, body: {})
+    worker = await toolkit_worker(mail=True)
+
+    def body(url: str) -> str:
+        hook = f"{{id: acl, kind: access, url: '{url}', tools: ['Gmail.*'], cache: 1h}}"
+        return worker.yaml() + hooks_yaml(hook)
+
+    engine = await keyturn_engine(body(strict.url("acl")))
+
+    async def names() -> set[str]:
+        status, page = await engine.api("GET", "/v1/tools?limit=100&user_id=bob@example.com")
+        assert status == 200
+        return {t["qualified_name"] for t in page["items"]}
+
+    assert "Gmail.DeleteEmail" not in await names()
+    assert "Gmail.DeleteEmail" not in await names()  # from the cache
+    assert strict.calls("acl") == 1
+    report = await engine.reconfigure(body(lenient.url("acl")))
+    assert "tools.hooks" in report.changed
+    assert "Gmail.DeleteEmail" in await names()
+    assert lenient.calls("acl") == 1 and strict.calls("acl") == 1
+    assert (await execute(engine, "Gmail.DeleteEmail", {"email_id": "m1"}, user="bob@example.com"))["success"]
+
+
 async def test_access_hook_only_list(keyturn_engine: Any, toolkit_worker: Any, hook_server: Any) -> None:
     """With only, just the tools it names are allowed (deny ignored); a whole toolkit may be named."""
     answers = {

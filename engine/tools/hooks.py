@@ -105,6 +105,10 @@ class Hooks:
             OrderedDict()
         )
 
+    def forget(self) -> None:
+        """Drop every cached access decision (a reload changed ``tools.hooks``: the next call asks anew)."""
+        self._access.clear()
+
     def _hooks(self, kind: str, tool_name: str | None = None) -> list[HookConfig]:
         hooks = [h for h in self.config().tools.hooks if h.kind == kind]
         if tool_name is not None:

@@ -333,7 +333,8 @@ async def lifecycle_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def tools_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The tool catalog (refreshed in the background) and the execute path; workers follow reloads."""
+    """The tool catalog (refreshed in the background) and the execute path; workers and hooks follow
+    reloads."""
     holder = app[SETTINGS]
     registry = ToolRegistry(lambda: holder.current.config, app[HTTP_SESSION], publish=app[EVENTS].publish)
     hooks = Hooks(lambda: holder.current.config, app[HTTP_SESSION], registry.all, publish=app[EVENTS].publish)
@@ -358,13 +359,15 @@ async def tools_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     pending: set[asyncio.Task[None]] = set()
 
-    async def workers(old: Settings, new: Settings, report: ReloadReport) -> None:
+    async def follow(old: Settings, new: Settings, report: ReloadReport) -> None:
+        if report.touched("tools.hooks"):  # a changed hook's cached access answers no longer hold
+            hooks.forget()
         if report.touched("workers", "tools.directors"):
             task = asyncio.ensure_future(registry.refresh())  # ask the new workers now, not next round
             pending.add(task)
             task.add_done_callback(pending.discard)
 
-    unsubscribe = holder.subscribe(workers)
+    unsubscribe = holder.subscribe(follow)
     try:
         if app[OPTIONS].scheduler:
             app[BACKGROUND].add(registry.start)
