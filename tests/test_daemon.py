@@ -520,11 +520,13 @@ async def test_sighup_shortens_the_refresh_interval(tmp_path: Path, mini_provide
 
 
 async def _sessions_by_pid(url: str, want: int = 2) -> dict[int, aiohttp.ClientSession]:
-    """One kept-alive connection per serving process, found by asking /ready which pid answers."""
+    """One kept-alive connection per serving process, found by asking /ready which pid answers (it names
+    the pid only to a caller with an API key)."""
     found: dict[int, aiohttp.ClientSession] = {}
     for _ in range(40):
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
-        async with session.get(url + "/ready") as resp:
+        key = {"Authorization": "Bearer test-api-key-0123456789abcdef"}
+        async with session.get(url + "/ready", headers=key) as resp:
             pid = (await resp.json())["pid"]
         if pid in found:
             await session.close()

@@ -9,10 +9,12 @@ import structlog
 from aiohttp import web
 
 from engine import __version__
+from engine.api.auth import bearer
+from engine.api.guards import ApiKeys
 from engine.api.jsonio import json_response
 from engine.api.schemas import SCHEMAS
 from engine.api.spec import Answer, Input, Routes
-from engine.wiring.settings import READY_CHECKS
+from engine.wiring.settings import READY_CHECKS, SETTINGS
 
 log = structlog.get_logger("keyturn.health")
 routes = web.RouteTableDef()
@@ -35,14 +37,30 @@ async def _run_checks(request: web.Request) -> dict[str, str]:
     return failures
 
 
+async def _with_api_key(request: web.Request) -> bool:
+    """Whether the request carries a valid API key (checked as the guard does for an address over its
+    failure limit: no database query of its own for a made-up key, so /ready stays cheap)."""
+    presented = bearer(request)
+    if presented is None or SETTINGS not in request.app:
+        return False
+    try:
+        return await ApiKeys(request.app).verify(presented, limited=True) is not None
+    except Exception:  # the store is what the checks report on; no pid then
+        return False
+
+
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
+    """``{"status": "ok", "version"}`` for anyone; the ``pid`` of the answering process (which of the
+    ``api.processes``) only with a valid API key: nothing that identifies the host is unauthenticated."""
     failures = await _run_checks(request)
     if failures:
         log.warning("not_ready", checks=sorted(failures))
         return json_response({"status": "unavailable", "checks": failures}, status=503)
-    # pid: which of the api.processes answered
-    return json_response({"status": "ok", "version": __version__, "pid": os.getpid()})
+    body: dict[str, object] = {"status": "ok", "version": __version__}
+    if await _with_api_key(request):
+        body["pid"] = os.getpid()
+    return json_response(body)
 
 
 @v1_routes.route(
