@@ -451,3 +451,10 @@ def test_api_keys_mix_plain_strings_and_tool_limited_entries() -> None:
     assert config.security.api_keys == ("plain-one", ApiKeyEntry(key="two", tools=("Gmail.*", "*.Delete*")))
     err = error("api: {development: true}\nsecurity: {api_keys: [{key: k, tool: ['Gmail.*']}]}\n")
     assert err.path == "security.api_keys[0].tool" and "did you mean 'tools'" in err.msg
+
+
+def test_max_login_starts_must_be_positive() -> None:
+    """security.rate_limiting.max_login_starts defaults to 30 and below 1 is an error naming the key."""
+    assert load("api: {development: true}\n").config.security.rate_limiting.max_login_starts == 30
+    err = error("api: {development: true}\nsecurity:\n  rate_limiting: {max_login_starts: 0}\n")
+    assert err.path == "security.rate_limiting.max_login_starts" and "at least 1" in err.msg

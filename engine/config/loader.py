@@ -240,6 +240,12 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
             "security.user_verifier.mode",
             vline,
         )
+    if security.rate_limiting.max_login_starts < 1:
+        raise ctx.error(
+            f"must be at least 1, got {security.rate_limiting.max_login_starts}",
+            "security.rate_limiting.max_login_starts",
+            _line(data, "security", "rate_limiting", "max_login_starts"),
+        )
     for i, entry in enumerate(security.next_uri_allowlist):
         p = urlsplit(entry)
         if p.scheme not in ("http", "https") or not p.hostname:

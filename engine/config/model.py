@@ -80,6 +80,7 @@ class RateLimitConfig:
     max_auth_attempts: int = 5
     window_minutes: int = 15
     max_api_key_failures: int = 20  # per source IP per window
+    max_login_starts: int = 30  # sign-ins started (GET /login) per source IP per window
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,12 +26,20 @@ OIDCTestProvider = Any
 SESSION_COOKIE = "__Host-keyturn_session"
 
 
-def login_yaml(op: OIDCTestProvider, *, verifier: str = "login", login: str = "", extra: str = "") -> str:
+def login_yaml(
+    op: OIDCTestProvider,
+    *,
+    verifier: str = "login",
+    login: str = "",
+    extra: str = "",
+    rate_limiting: str = "",
+) -> str:
     login = login or "login: {provider: corp, user_claim: email, session_ttl: 1h}"
+    limits = f"\n  rate_limiting: {rate_limiting}" if rate_limiting else ""
     return f"""
 security:
   api_keys: ['{API_KEY}']
-  user_verifier: {{mode: {verifier}}}
+  user_verifier: {{mode: {verifier}}}{limits}
 auth:
   providers:
     - id: corp
