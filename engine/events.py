@@ -293,6 +293,7 @@ class ApprovalEvent:
     approval_id: str
     caller: str | None = None  # the API key's name
     decided_by: str | None = None  # user | app
+    reason: str | None = None  # a denial's reason, shortened to one line (the audit redacts it)
     outcome: Outcome = "success"
 
     def fields(self) -> dict[str, Any]:
@@ -302,6 +303,7 @@ class ApprovalEvent:
             approval_id=self.approval_id,
             caller=self.caller,
             decided_by=self.decided_by,
+            reason=self.reason,
         )
 
 

@@ -111,24 +111,28 @@ async def test_changed_inputs_need_a_new_approval(setup: tuple[Any, Any, AsyncAr
 async def test_deny_answers_the_agent_with_the_reason(
     setup: tuple[Any, Any, AsyncArcade], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A denial ends the wait; the retried call answers the reason and nothing runs; audited."""
+    """A denial ends the wait; the retried call answers the reason and nothing runs; the audit record of the
+    denial carries the reason on one line, at most 200 characters, a credential in it masked."""
     engine, worker, client = setup
     held = await client.tools.execute(tool_name="Gmail.DeleteEmail", input={"email_id": "m1"}, user_id=ANN)
     auth = held.output.authorization
     waiting = asyncio.create_task(client.auth.wait_for_completion(auth))
-    status, decided = await decide(engine, auth.id, "deny", reason="keep that email")
-    assert status == 200 and decided["status"] == "denied" and decided["reason"] == "keep that email"
+    secret = "ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+    reason = f"keep that email\nits key is {secret} " + "x" * 300
+    status, decided = await decide(engine, auth.id, "deny", reason=reason)
+    assert status == 200 and decided["status"] == "denied" and decided["reason"] == reason
     assert (await asyncio.wait_for(waiting, 10)).status == "completed"
     retry = await client.tools.execute(tool_name="Gmail.DeleteEmail", input={"email_id": "m1"}, user_id=ANN)
     assert retry.success is False
-    assert (
-        retry.output.error.message == "the call of Gmail.DeleteEmail was denied by the app: keep that email"
-    )
+    assert retry.output.error.message.startswith("the call of Gmail.DeleteEmail was denied by the app: keep")
     assert await worker.runs() == {}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"keyturn.audit"' in line]
     events = [e for e in lines if e["event"].startswith("approval.")]
     assert [e["event"] for e in events] == ["approval.requested", "approval.denied"]
-    assert events[1]["decided_by"] == "app" and "keep that email" not in json.dumps(lines)
+    assert events[1]["decided_by"] == "app" and "reason" not in events[0]
+    audited = events[1]["reason"]
+    assert audited.startswith("keep that email its key is [redacted] xxx") and audited.endswith("…")
+    assert len(audited) <= 200 and secret not in json.dumps(lines)
     status, err = await decide(engine, auth.id, "approve")
     assert status == 409 and err["error"] == "already_decided"
 

@@ -35,7 +35,7 @@ EVENTS: dict[AuditName, str] = {
     # approvals (tools.approval)
     "approval.requested": "a tool call was held until its user (or the app) approves it",
     "approval.approved": "a held tool call was approved (decided_by: user or app)",
-    "approval.denied": "a held tool call was denied (decided_by: user or app)",
+    "approval.denied": "a held tool call was denied (decided_by: user or app; reason: one line, redacted)",
     "approval.used": "an approved tool call ran (each approval runs one call)",
     # people signing in (login:) and their own pages
     "login.succeeded": "a person signed in through the login provider and got a session",

@@ -31,6 +31,7 @@ from engine.store.approvals import ApprovalRecord
 from engine.tools.access import Caller, tools_allow
 
 MAX_REASON = 500
+MAX_AUDIT_REASON = 200  # what of a denial's reason the audit record keeps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +154,8 @@ class Approvals:
             current = await self.store.approvals.get(record.id)
             state = current.state if current is not None else "gone"
             raise Conflict(f"this approval is {state} and can no longer be decided", error="already_decided")
-        self._event(f"approval.{status}", record, caller=record.caller, decided_by=by)
+        audited = audit_reason(reason) if status == "denied" else None
+        self._event(f"approval.{status}", record, caller=record.caller, decided_by=by, reason=audited)
         self.waiters.notify(record.id)
         if self.notify is not None:
             self.notify(record.id)
@@ -201,3 +203,14 @@ class Approvals:
         if record.reason:
             out["reason"] = record.reason
         return out
+
+
+def audit_reason(reason: str | None) -> str | None:
+    """A denial's reason as the audit keeps it: one line (control characters become spaces), at most
+    :data:`MAX_AUDIT_REASON` characters, an ellipsis when shortened; the audit's redactor masks secrets."""
+    if not reason:
+        return None
+    line = " ".join("".join(c if c.isprintable() else " " for c in reason).split())
+    if len(line) > MAX_AUDIT_REASON:
+        line = line[: MAX_AUDIT_REASON - 1] + "…"
+    return line or None
