@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from yarl import URL
 
-from tests.plugins.login import SESSION_COOKIE, finish_flow, login_yaml, sign_in
+from tests.plugins.login import SESSION_COOKIE, finish_flow, sign_in
 from tests.plugins.token_scan import remember
 
 pytestmark = pytest.mark.e2e
@@ -288,34 +288,3 @@ async def test_without_login_section_pages_say_so(keyturn_engine: Any) -> None:
     for path in ("/login", "/connections", "/login/verify?flow_id=fl_x"):
         async with engine.browser.get(engine.url + path, allow_redirects=False) as resp:
             assert resp.status == 404 and "not configured" in await resp.text()
-
-
-async def test_starting_sign_ins_is_rate_limited_per_address(
-    login_engine: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """GET /login counts toward security.rate_limiting.max_login_starts per address: over it, a 429 in the
-    engine's error shape with Retry-After, no sign-in row written, audited rate_limited; a reload applies."""
-    engine = await login_engine(rate_limiting="{max_login_starts: 2, window_minutes: 15}")
-    browser = engine.new_browser()
-
-    async def start() -> Any:
-        async with browser.get(engine.url + "/login", allow_redirects=False) as resp:
-            return resp.status, resp.headers.get("Retry-After"), await resp.text()
-
-    async def rows() -> int:
-        async with engine.store.engine.connect() as conn:
-            return int((await conn.execute(sa.text("SELECT count(*) FROM logins"))).scalar_one())
-
-    assert [(await start())[0] for _ in range(2)] == [302, 302]
-    assert await rows() == 2
-    status, retry_after, text = await start()
-    assert status == 429 and retry_after is not None and 1 <= int(retry_after) <= 15 * 60
-    body = json.loads(text)
-    assert body["error"] == "rate_limited" and body["code"] == 429 and "sign-ins" in body["msg"]
-    assert await rows() == 2  # refused before anything is written
-    events = [e for e in audit_events(capsys.readouterr().out) if e["event"] == "rate_limited"]
-    assert events and events[-1]["reason"] == "login" and events[-1]["source_ip"] == "127.0.0.1"
-    await engine.reconfigure(
-        login_yaml(engine.op, rate_limiting="{max_login_starts: 5, window_minutes: 15}")
-    )
-    assert (await start())[0] == 302

@@ -18,14 +18,14 @@ from urllib.parse import quote
 from aiohttp import web
 
 from engine.api import connections_page as pages
-from engine.errors import KeyturnError, ProviderError, RateLimited, UserMismatch
-from engine.events import AccessEvent, LoginEvent, LoginName, Outcome
+from engine.errors import KeyturnError, ProviderError, UserMismatch
+from engine.events import LoginEvent, LoginName, Outcome
 from engine.flows.service import FlowService
 from engine.login.metrics import LoginMetrics
 from engine.login.service import LoginService, normalise
+from engine.login.starts import StartLimit
 from engine.login.web import LOGIN, SESSION, VERIFY, CookiePolicy, binding, csrf_ok, csrf_token, safe_next
 from engine.metrics.registry import METRICS
-from engine.store.ratehits import SharedLimiter
 from engine.store.sessions import SessionRecord
 from engine.wiring.services import FLOWS, OAUTH, REVOKER, STORE
 from engine.wiring.settings import EVENTS, SETTINGS, ReloadReport, Settings
@@ -34,7 +34,7 @@ routes = web.RouteTableDef()
 
 LOGIN_SERVICE = web.AppKey("keyturn_login", LoginService)
 LOGIN_METRICS = web.AppKey("keyturn_login_metrics", LoginMetrics)
-LOGIN_LIMITER = web.AppKey("keyturn_login_limiter", SharedLimiter)
+LOGIN_STARTS = web.AppKey("keyturn_login_starts", StartLimit)  # GET /login per address
 
 
 def setup(app: web.Application) -> None:
@@ -53,35 +53,19 @@ async def _login_ctx(app: web.Application) -> AsyncIterator[None]:
         public_url=lambda: holder.current.public_url,
     )
     app[LOGIN_METRICS] = LoginMetrics(app.get(METRICS))
-    rl = holder.current.config.security.rate_limiting
-    # sign-ins started per address (each writes a row), counted in the database like the other limits
-    limiter = app[LOGIN_LIMITER] = SharedLimiter(
-        lambda: app[STORE].rate_hits, "login", rl.max_login_starts, rl.window_minutes * 60.0
+    starts = app[LOGIN_STARTS] = StartLimit(
+        lambda: app[STORE].rate_hits, lambda: holder.current.config, app[EVENTS].publish
     )
 
     async def reconfigure(old: Settings, new: Settings, report: ReloadReport) -> None:
         if report.touched("security.rate_limiting"):
-            rl = new.config.security.rate_limiting
-            limiter.configure(rl.max_login_starts, rl.window_minutes * 60.0)
+            starts.configure(new.config.security.rate_limiting)
 
     unsubscribe = holder.subscribe(reconfigure)
     try:
         yield
     finally:
         unsubscribe()
-
-
-async def _count_start(request: web.Request) -> None:
-    """Count a sign-in started from this address; :class:`RateLimited` (429, Retry-After) over the limit."""
-    settings = request.app[SETTINGS].current
-    if not settings.config.security.rate_limiting.enabled:
-        return
-    source_ip = settings.client_address.of(request)
-    try:
-        await request.app[LOGIN_LIMITER].hit(source_ip, what="sign-ins started from this address")
-    except RateLimited:
-        request.app[EVENTS].publish(AccessEvent(name="rate_limited", reason="login", source_ip=source_ip))
-        raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +124,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     service = request.app[LOGIN_SERVICE]
     if service.settings is None:
         return _not_configured(request)
-    await _count_start(request)
+    await request.app[LOGIN_STARTS].count(request.app[SETTINGS].current.client_address.of(request))
     next_path = safe_next(request.query.get("next"))
     try:
         url, state = await service.begin(next_path)
