@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import re
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 from engine.api.connections_page import connections
 from engine.config.model import Branding
+from engine.wiring.settings import SETTINGS
 from tests.plugins.login import finish_flow, sign_in
 from tests.plugins.token_scan import remember
 
@@ -200,3 +203,104 @@ async def test_two_accounts_listed_and_the_person_chooses_the_default(login_engi
     text = await page_of(engine, browser)
     assert f'action="/connections/{work.id}/default"' in text
     assert f'action="/connections/{personal.id}/default"' not in text
+
+
+def links_in(text: str) -> list[str]:
+    """Every form action and link of a page."""
+    return re.findall(r'(?:action|href)="([^"]*)"', text)
+
+
+def under(prefix: str, text: str) -> list[str]:
+    found = links_in(text)
+    assert found and all(u.startswith(prefix + "/") for u in found), found
+    return found
+
+
+async def prefixed(engine: Any, url: str) -> None:
+    """Swap in ``api.public_url`` ``url`` (a reload would do the same)."""
+    holder = engine.app[SETTINGS]
+    current = holder.current
+    api = dataclasses.replace(current.config.api, public_url=url)
+    await holder.swap(dataclasses.replace(current, config=dataclasses.replace(current.config, api=api)))
+
+
+@pytest.mark.e2e
+async def test_pages_work_behind_a_path_prefixed_public_url(
+    login_engine: Any, toolkit_worker: Any, prefix_proxy: Any
+) -> None:
+    """Behind a proxy that serves the engine at /keyturn (api.public_url with that path), every link and form
+    action of the sign-in, connections, connect and approval pages stays under /keyturn, and following them
+    through the proxy works: sign in, disconnect, connect, deny, sign out."""
+    from arcadepy import AsyncArcade
+
+    from tests.plugins.keyturn_engine import API_KEY
+    from tests.plugins.oidc import follow_login
+
+    worker = await toolkit_worker(mail=True)
+    rules = "tools:\n  approval:\n    - {tools: ['Gmail.SendEmail'], approver: user, ttl: 10m}\n"
+    engine = await login_engine(extra=worker.yaml() + rules)
+    proxy = await prefix_proxy(engine.url, "/keyturn")
+    await prefixed(engine, proxy.url)
+    base = proxy.url  # http://127.0.0.1:PORT/keyturn
+    origin = base[: -len("/keyturn")]
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[origin])
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        async with browser.get(base + "/login", allow_redirects=False) as resp:
+            assert resp.status == 302
+            callback = await follow_login(browser, resp.headers["Location"], account="alice")
+        assert callback.startswith(base + "/login/callback?")
+        async with browser.get(callback, allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == base + "/connections"
+
+        await engine.store.grants.upsert(
+            ALICE, "op", access_token="at-prefix-test", refresh_token=None, id_token=None,
+            token_type="Bearer", expires_at=None, scopes=["email"], subject="s", user_info=None,
+            token_metadata={}, next_refresh_at=None,
+        )  # fmt: skip
+        async with browser.get(base + "/connections") as resp:
+            text = await resp.text()
+        assert resp.status == 200
+        found = under("/keyturn", text)
+        assert "/keyturn/logout" in found
+        [disconnect] = [u for u in found if u.endswith("/disconnect")]
+        async with browser.post(
+            origin + disconnect, data={"csrf_token": csrf_in(text)}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303 and resp.headers["Location"].startswith(base + "/connections?notice=")
+
+        _, link = await engine.api(
+            "POST", "/v1/connect/sessions", json={"user_id": ALICE, "providers": ["op"]}
+        )
+        assert link["url"].startswith(base + "/connect/")
+        remember(link["url"].rsplit("/", 1)[1])
+        async with browser.get(link["url"]) as resp:
+            text = await resp.text()
+        assert resp.status == 200
+        [connect] = [u for u in under("/keyturn", text) if u.endswith("/op")]
+        async with browser.post(
+            origin + connect, data={"csrf_token": csrf_in(text)}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303 and resp.headers["Location"].startswith(base + "/v1/oauth/start/")
+
+        async with AsyncArcade(base_url=engine.url, api_key=API_KEY, max_retries=0) as client:
+            send = {"recipient": "carol@example.com", "subject": "hi", "body": "hello"}
+            held = await client.tools.execute(tool_name="Gmail.SendEmail", input=send, user_id=ALICE)
+        assert held.output is not None and held.output.authorization is not None
+        approval_url = held.output.authorization.url or ""
+        assert approval_url.startswith(base + "/approvals/")
+        async with browser.get(approval_url) as resp:
+            text = await resp.text()
+        assert resp.status == 200
+        actions = set(under("/keyturn", text))
+        assert actions == {"/keyturn/logout", approval_url[len(origin) :]}
+        form = {"csrf_token": csrf_in(text), "decision": "deny", "reason": "no"}
+        async with browser.post(approval_url, data=form, allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == approval_url + "?notice=denied"
+
+        async with browser.post(
+            origin + "/keyturn/logout", data={"csrf_token": csrf_in(text)}, allow_redirects=False
+        ) as resp:
+            text = await resp.text()
+        assert resp.status == 200 and "You are signed out." in text
+        assert under("/keyturn", text) == ["/keyturn/login"]
+    assert proxy.outside == []

@@ -290,3 +290,33 @@ async def test_over_mcp_the_key_is_asked_for_by_url_elicitation(
     transcript = json.dumps([str(m) for m in messages]) + str(info.value.data) + str(result)
     assert key_service.good not in transcript
     assert key_service.good not in capsys.readouterr().out
+
+
+async def test_form_posts_under_a_path_prefixed_public_url(
+    keyturn_engine: Any, key_service: KeyService, prefix_proxy: Any
+) -> None:
+    """With api.public_url https-like under a path (/keyturn, served by a proxy), the key form posts to
+    /keyturn/v1/oauth/start/{id}, and posting it through the proxy completes the flow."""
+    import dataclasses
+
+    from engine.wiring.settings import SETTINGS
+
+    engine = await keyturn_engine(key_yaml(key_service, check=False))
+    proxy = await prefix_proxy(engine.url, "/keyturn")
+    holder = engine.app[SETTINGS]
+    api = dataclasses.replace(holder.current.config.api, public_url=proxy.url)
+    await holder.swap(
+        dataclasses.replace(holder.current, config=dataclasses.replace(holder.current.config, api=api))
+    )
+    body = {"user_id": USER, "auth_requirement": {"id": "acme-keys", "provider_type": "api_key"}}
+    status, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 200 and auth["url"].startswith(proxy.url + "/v1/oauth/start/")
+    page = await open_form(engine, auth["url"])
+    path = auth["url"][len(proxy.url) - len("/keyturn") :]
+    assert f'action="{path}"' in page and path.startswith("/keyturn/v1/oauth/start/")
+    key = "ak_" + "1" * 32
+    status, done = await post_form(
+        engine, auth["url"], {"csrf_token": form_token(page), "api_key": key, "region": "eu"}
+    )
+    assert status == 200 and key not in done
+    assert proxy.outside == []

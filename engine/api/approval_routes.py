@@ -141,7 +141,12 @@ async def approval_page(request: web.Request) -> web.StreamResponse:
         request.query.get("notice", "")
     )
     return approvals_page.approval(
-        _branding(request), record, who=who.session.user_id, csrf=who.csrf, notice=notice
+        _branding(request),
+        record,
+        who=who.session.user_id,
+        csrf=who.csrf,
+        notice=notice,
+        base=request.app[SETTINGS].current.base_path,
     )
 
 

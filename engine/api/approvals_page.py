@@ -25,8 +25,9 @@ STATE_TEXT = {
 
 
 def approval(
-    branding: Branding, record: Any, *, who: str, csrf: str, notice: str | None = None
+    branding: Branding, record: Any, *, who: str, csrf: str, notice: str | None = None, base: str = ""
 ) -> web.Response:
+    """The page of ``record``; ``base`` is the path of ``api.public_url`` (``Settings.base_path``)."""
     e = html.escape
     state = record.state
     inputs = json.dumps(record.inputs, indent=2, sort_keys=True, ensure_ascii=False, default=str)
@@ -44,7 +45,7 @@ def approval(
         parts.append(f"<div class=meta>Reason: {e(record.reason)}</div>")
     if state == "pending" and record.approver == "user":
         token = e(csrf, quote=True)
-        action = e(f"/approvals/{record.id}", quote=True)
+        action = e(f"{base}/approvals/{record.id}", quote=True)
         parts.append(
             f'<form method=post action="{action}" id=approve>'
             f'<input type=hidden name=csrf_token value="{token}">'
@@ -59,4 +60,4 @@ def approval(
         )
     elif state == "pending":
         parts.append("<p>The app decides on this call; there is nothing to do here.</p>")
-    return page(branding, "Approve a tool call", "".join(parts), who=who, csrf=csrf)
+    return page(branding, "Approve a tool call", "".join(parts), who=who, csrf=csrf, base=base)

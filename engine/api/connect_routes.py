@@ -197,13 +197,14 @@ async def connect_page(request: web.Request) -> web.StreamResponse:
     return pages.connect(
         _branding(request),
         user=link.user_id,
-        action=f"/connect/{token}",
+        action=f"{settings.base_path}/connect/{token}",
         csrf=who.csrf if who is not None else csrf_token(token),
         providers=items,
         next_uri=link.next_uri,
         expires=link.expires_at,
         who=who.session.user_id if who is not None else None,
         session_csrf=who.csrf if who is not None else None,
+        base=settings.base_path,
     )
 
 

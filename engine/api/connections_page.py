@@ -82,10 +82,12 @@ def page(
     csrf: str | None = None,
     head: str = "",
     form_targets: str = "",
+    base: str = "",
 ) -> web.Response:
     """A complete page around ``body`` (already escaped HTML); with ``who``, a Sign-out form too.
 
-    ``form_targets``: origins a form may lead to beyond this one (a consent form's redirect).
+    ``form_targets``: origins a form may lead to beyond this one (a consent form's redirect). ``base``:
+    the path of ``api.public_url`` (``Settings.base_path``), before every link and form action here.
     """
     e = html.escape
     style, csp = _style_and_csp(_color(branding.primary_color))
@@ -97,7 +99,7 @@ def page(
     account = ""
     if who is not None and csrf is not None:
         account = (
-            f'<div class=who>Signed in as {e(who)} <form method=post action="/logout">'
+            f'<div class=who>Signed in as {e(who)} <form method=post action="{e(base, quote=True)}/logout">'
             f'<input type=hidden name=csrf_token value="{e(csrf, quote=True)}">'
             "<button type=submit>Sign out</button></form></div>"
         )
@@ -121,13 +123,20 @@ def page(
 
 
 def message(
-    branding: Branding, title: str, text: str, *, status: int = 200, link: tuple[str, str] | None = None
+    branding: Branding,
+    title: str,
+    text: str,
+    *,
+    status: int = 200,
+    link: tuple[str, str] | None = None,
+    base: str = "",
 ) -> web.Response:
+    """A short page; ``link`` is ``(engine path, label)``, linked under ``base`` (``Settings.base_path``)."""
     e = html.escape
     body = f"<p>{e(text)}</p>"
     if link is not None:
-        body += f'<a class=button href="{e(link[0], quote=True)}">{e(link[1])}</a>'
-    return page(branding, title, body, status=status)
+        body += f'<a class=button href="{e(base + link[0], quote=True)}">{e(link[1])}</a>'
+    return page(branding, title, body, status=status, base=base)
 
 
 def _when(value: datetime | None) -> str:
@@ -168,6 +177,7 @@ def connections(
     grants: Sequence[Any],
     names: Mapping[str, str],
     notice: str | None = None,
+    base: str = "",
 ) -> web.Response:
     """The list of the person's grants with Disconnect (and Reconnect for ``needs_reauth``).
 
@@ -191,11 +201,11 @@ def connections(
         if several[g.provider_id] > 1 and g.id in defaults:
             badge = " <span class='status default'>Default</span>"
         elif several[g.provider_id] > 1:
-            buttons += _form(f"/connections/{g.id}/default", "Make default", csrf)
+            buttons += _form(f"{base}/connections/{g.id}/default", "Make default", csrf)
         if status == "needs_reauth":
-            buttons += _form(f"/connections/{g.id}/reconnect", "Reconnect", csrf, primary=True)
+            buttons += _form(f"{base}/connections/{g.id}/reconnect", "Reconnect", csrf, primary=True)
         if status != "revoked":
-            buttons += _form(f"/connections/{g.id}/disconnect", "Disconnect", csrf)
+            buttons += _form(f"{base}/connections/{g.id}/disconnect", "Disconnect", csrf)
         parts.append(
             f'<li class=grant id="{e(g.id, quote=True)}"><div class=name>{e(name)} '
             f"<span class='status {status}'>{e(STATUS_TEXT[status])}</span>{badge}</div>"
@@ -205,7 +215,7 @@ def connections(
             f"last refreshed {e(_when(g.refreshed_at))}</div>{buttons}</li>"
         )
     parts.append("</ul>")
-    return page(branding, "Your connections", "".join(parts), who=who, csrf=csrf)
+    return page(branding, "Your connections", "".join(parts), who=who, csrf=csrf, base=base)
 
 
 def continue_to(branding: Branding, url: str, provider_name: str) -> web.Response:
@@ -237,10 +247,12 @@ def connect(
     expires: datetime,
     who: str | None = None,
     session_csrf: str | None = None,
+    base: str = "",
 ) -> web.Response:
     """A connect link's page: each ``(provider id, name, state)`` with a Connect (or Reconnect) button.
 
-    ``state`` is ``active``, ``needs_reauth`` or ``none``; each button posts to ``{action}/{provider id}``.
+    ``state`` is ``active``, ``needs_reauth`` or ``none``; each button posts to ``{action}/{provider id}``
+    (``action`` is already under ``base``, which the Sign-out form uses).
     """
     e = html.escape
     parts = [
@@ -261,7 +273,7 @@ def connect(
     parts.append("</ul>")
     if next_uri:
         parts.append(f'<a class=button href="{e(next_uri, quote=True)}">Done</a>')
-    return page(branding, "Connect your accounts", "".join(parts), who=who, csrf=session_csrf)
+    return page(branding, "Connect your accounts", "".join(parts), who=who, csrf=session_csrf, base=base)
 
 
 def key_form(

@@ -86,6 +86,11 @@ def _branding(request: web.Request) -> Any:
     return request.app[SETTINGS].current.config.api.branding
 
 
+def _base(request: web.Request) -> str:
+    """The path of ``api.public_url``: every link and form action on these pages starts with it."""
+    return request.app[SETTINGS].current.base_path
+
+
 def _emit(request: web.Request, name: LoginName, *, outcome: Outcome, **fields: Any) -> None:
     source_ip = request.app[SETTINGS].current.client_address.of(request)
     request.app[EVENTS].publish(LoginEvent(name=name, outcome=outcome, source_ip=source_ip, **fields))
@@ -156,6 +161,7 @@ async def login_callback(request: web.Request) -> web.StreamResponse:
             result.message,
             status=result.status,
             link=("/login?next=" + quote(result.next_path, safe="/"), "Try again"),
+            base=_base(request),
         )
         if reason != "state_mismatch":  # a stray answer does not end this browser's sign-in in progress
             cookies.clear(response, LOGIN)
@@ -191,6 +197,7 @@ def _csrf_refused(request: web.Request) -> web.Response:
         "This form has expired or did not come from this site. Reload the page and try again.",
         status=403,
         link=("/connections", "Your connections"),
+        base=_base(request),
     )
 
 
@@ -205,7 +212,11 @@ async def logout(request: web.Request) -> web.StreamResponse:
     request.app[LOGIN_METRICS].session_revoked("logout")
     _emit(request, "session.revoked", outcome="success", user_id=who.session.user_id, reason="logout")
     response = pages.message(
-        _branding(request), "Signed out", "You are signed out.", link=("/login", "Sign in again")
+        _branding(request),
+        "Signed out",
+        "You are signed out.",
+        link=("/login", "Sign in again"),
+        base=_base(request),
     )
     _cookies(request).clear(response, SESSION)
     return response
@@ -290,7 +301,13 @@ async def connections(request: web.Request) -> web.StreamResponse:
     names = {pid: p.description or pid for pid, p in providers.items()}
     notice = request.query.get("notice")
     return pages.connections(
-        _branding(request), who=who.session.user_id, csrf=who.csrf, grants=mine, names=names, notice=notice
+        _branding(request),
+        who=who.session.user_id,
+        csrf=who.csrf,
+        grants=mine,
+        names=names,
+        notice=notice,
+        base=_base(request),
     )
 
 
@@ -309,6 +326,7 @@ async def _own_grant(request: web.Request) -> tuple[Visitor | None, Any, web.Str
         page = pages.message(
             _branding(request), "Unknown connection", "You have no such connection.", status=404,
             link=("/connections", "Your connections"),
+            base=_base(request),
         )  # fmt: skip
         return who, None, page
     return who, grant, None

@@ -224,6 +224,7 @@ async def authorize(request: web.Request) -> web.StreamResponse:
 
 def _consent_page(request: web.Request, grant: Any, incoming: Incoming, who: Any) -> web.Response:
     e = html.escape
+    settings = request.app[SETTINGS].current
     client = grant.client
     redirect = grant.redirect_uri
     parts = urlsplit(redirect)
@@ -243,16 +244,21 @@ def _consent_page(request: web.Request, grant: Any, incoming: Incoming, who: Any
         f"<p class=meta>The app is {e(kind.get(client.kind, ''))} {e(client.client_id)}. "
         f"After you answer you will be sent to <b>{e(parts.hostname or '')}</b>.</p>"
         f"<p>It asks to:</p><ul>{scopes}</ul>"
-        f'<form method=post action="/oauth2/authorize">{hidden}'
+        f'<form method=post action="{e(settings.base_path, quote=True)}/oauth2/authorize">{hidden}'
         f'<input type=hidden name=csrf_token value="{e(who.csrf, quote=True)}">'
         "<p><label><input type=checkbox name=remember value=1> Remember my answer for this app</label></p>"
         "<button class=primary type=submit name=decision value=allow>Allow</button>"
         "<button type=submit name=decision value=deny>Deny</button></form>"
     )
-    branding = request.app[SETTINGS].current.config.api.branding
     target = f"{parts.scheme}://{parts.netloc}"
     return pages.page(
-        branding, "Allow access?", body, who=who.session.user_id, csrf=who.csrf, form_targets=target
+        settings.config.api.branding,
+        "Allow access?",
+        body,
+        who=who.session.user_id,
+        csrf=who.csrf,
+        form_targets=target,
+        base=settings.base_path,
     )
 
 

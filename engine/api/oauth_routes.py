@@ -39,11 +39,12 @@ _KINDS: dict[str, PageKind] = {
 
 
 async def _answer(request: web.Request, result: CallbackResult | KeyForm) -> web.StreamResponse:
-    branding = request.app[SETTINGS].current.config.api.branding
+    settings = request.app[SETTINGS].current
+    branding = settings.config.api.branding
     if isinstance(result, KeyForm):
         return key_form(
             branding,
-            action=f"/v1/oauth/start/{result.flow_id}",
+            action=f"{settings.base_path}/v1/oauth/start/{result.flow_id}",
             token=result.token,
             provider_name=result.provider_name,
             fields=result.fields,

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -39,6 +40,12 @@ class Settings:
     def public_url(self) -> str:
         api = self.config.api
         return (api.public_url or f"http://{api.host}:{api.port}").rstrip("/")
+
+    @property
+    def base_path(self) -> str:
+        """The path of ``public_url`` ("" at the root, "/keyturn" behind a proxy that serves the engine
+        under that prefix): the engine's own pages link and post to ``base_path + "/login"`` and so on."""
+        return urlsplit(self.public_url).path.rstrip("/")
 
 
 # Keys read once at startup: a change is reported as needing a restart. Root keys are applied
