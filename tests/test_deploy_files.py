@@ -14,8 +14,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from engine.crypto.cipher import generate_key
+from engine.login.metrics import LoginMetrics
 from engine.metrics.registry import Metrics
 from engine.providers.load import load_config
+from engine.webhooks.metrics import WebhookMetrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -45,6 +47,14 @@ METRICS = {
     "keyturn_tool_approvals_total",
     # issue 16: the MCP authorization server
     "keyturn_mcp_oauth_events_total",
+    # webhooks (engine.webhooks.metrics) and sign-in (engine.login.metrics), on the same registry
+    "keyturn_webhook_deliveries_total",
+    "keyturn_webhook_delivery_duration_seconds_bucket",
+    "keyturn_webhook_delivery_duration_seconds_sum",
+    "keyturn_webhook_delivery_duration_seconds_count",
+    "keyturn_logins_total",
+    "keyturn_sessions_revoked_total",
+    "keyturn_connections_disconnected_total",
 }
 
 _KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
@@ -69,7 +79,10 @@ def metric_names(expr: str) -> set[str]:
 
 def _exposed_names() -> set[str]:
     names = set()
-    for family in Metrics(CollectorRegistry()).registry.collect():
+    metrics = Metrics(CollectorRegistry())
+    WebhookMetrics(metrics)
+    LoginMetrics(metrics)
+    for family in metrics.registry.collect():
         if family.type == "counter":
             names.add(family.name + "_total")
         elif family.type == "histogram":
@@ -114,7 +127,8 @@ def test_metric_name_extraction() -> None:
 
 
 def test_metric_list_matches_the_engine() -> None:
-    """The list of issue 8's metric names is exactly what engine.metrics exposes."""
+    """The list of metric names is exactly what engine.metrics (with the webhook and sign-in counters on
+    its registry) exposes."""
     assert _exposed_names() == METRICS
 
 
@@ -168,6 +182,38 @@ def test_dashboard_shows_the_main_metrics() -> None:
         assert name in referenced, name
     ids = [p["id"] for p in _dashboard()["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_dashboard_and_alerts_cover_the_newer_metrics() -> None:
+    """Hooks, approvals, webhooks, the MCP authorization server and unreadable grants have dashboard panels
+    and alert rules, each alert with a promtool unit test in alerts.test.yml."""
+    panels = set().union(*(metric_names(e) for e in _dashboard_exprs()))
+    for name in (
+        "keyturn_hook_calls_total",
+        "keyturn_hook_duration_seconds_bucket",
+        "keyturn_tool_approvals_total",
+        "keyturn_webhook_deliveries_total",
+        "keyturn_webhook_delivery_duration_seconds_bucket",
+        "keyturn_mcp_oauth_events_total",
+        "keyturn_grants_unreadable_total",
+    ):
+        assert name in panels, name
+    alerted = {rule["alert"]: metric_names(rule["expr"]) for rule in _alerts()}
+    newer = {
+        "KeyturnGrantsUnreadable": "keyturn_grants_unreadable_total",
+        "KeyturnHookFailing": "keyturn_hook_calls_total",
+        "KeyturnHookSlow": "keyturn_hook_duration_seconds_bucket",
+        "KeyturnApprovalsUndecided": "keyturn_tool_approvals_total",
+        "KeyturnWebhookDeliveriesFailed": "keyturn_webhook_deliveries_total",
+        "KeyturnWebhookRetrying": "keyturn_webhook_deliveries_total",
+        "KeyturnMcpTokenReuse": "keyturn_mcp_oauth_events_total",
+        "KeyturnMcpTokensRefused": "keyturn_mcp_oauth_events_total",
+    }
+    for alert, name in newer.items():
+        assert name in alerted[alert], alert
+    tests = yaml.safe_load((DEPLOY / "prometheus" / "alerts.test.yml").read_text())["tests"]
+    fired = {t["alertname"] for group in tests for t in group["alert_rule_test"] if t["exp_alerts"]}
+    assert set(newer) <= fired, set(newer) - fired
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed here")
