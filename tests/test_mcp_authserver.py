@@ -396,3 +396,50 @@ async def test_no_preflight_while_registration_is_off(oauth_engine: Any) -> None
         assert resp.status == 404
     async with engine.browser.options(engine.url + "/oauth2/token") as resp:
         assert resp.status == 204
+
+
+async def test_consent_behind_a_path_prefixed_public_url(oauth_engine: Any, prefix_proxy: Any) -> None:
+    """With api.public_url under a path served by a proxy (/keyturn), sign-in and the consent form stay under
+    it: the consent posts to /keyturn/oauth2/authorize and the client gets its code with iss = public_url."""
+    import dataclasses
+    from urllib.parse import urljoin
+
+    import aiohttp
+
+    from engine.wiring.settings import SETTINGS
+    from tests.plugins.mcp_oauth import hidden_fields
+    from tests.plugins.oidc import follow_login
+
+    engine = await oauth_engine()
+    client_id = await register(engine)
+    proxy = await prefix_proxy(engine.url, "/keyturn")
+    holder = engine.app[SETTINGS]
+    api = dataclasses.replace(holder.current.config.api, public_url=proxy.url)
+    await holder.swap(
+        dataclasses.replace(holder.current, config=dataclasses.replace(holder.current.config, api=api))
+    )
+    _, challenge = pkce()
+    url = authorize_url(engine, client_id, challenge, resource=proxy.url + "/mcp")
+    url = proxy.url + url[len(engine.url) :]
+    origin = proxy.url[: -len("/keyturn")]
+    consent = ""
+    jar = aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[origin])
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        for _ in range(12):
+            if not url.startswith(proxy.url + "/"):  # at the provider: sign in there
+                url = await follow_login(browser, url, account="alice")
+                continue
+            async with browser.get(url, allow_redirects=False) as resp:
+                if resp.status in (302, 303):
+                    url = urljoin(url, resp.headers["Location"])
+                    continue
+                consent = await resp.text()
+                break
+        assert 'action="/keyturn/oauth2/authorize"' in consent, consent[:800]
+        form = {**hidden_fields(consent), "decision": "allow"}
+        target = origin + "/keyturn/oauth2/authorize"
+        async with browser.post(target, data=form, allow_redirects=False) as resp:
+            assert resp.status in (302, 303), await resp.text()
+            answer = resp.headers["Location"]
+    assert answer.startswith(REDIRECT) and query(answer)["iss"] == proxy.url and query(answer)["code"]
+    assert proxy.outside == []
