@@ -106,19 +106,33 @@ _CHANGING_GETS = ("/v1/oauth/", "/api/oauth/", "/login")  # flow links, callback
 
 
 def audit_guard(app: web.Application) -> Any:
-    """With ``audit.required``, refuse (503 audit_unavailable) a request that may change something
-    while no audit sink can write, before its handler runs: nothing is changed unrecorded."""
+    """With ``audit.required``, for a request that may change something: refuse it (503
+    audit_unavailable) while no audit sink can write, before its handler runs; then wait until every
+    audit record it emitted was written (group commit, :meth:`engine.audit.Auditor.confirm`) and answer
+    503 instead of its answer when one was written by no sink."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         auditor = app.get(AUDITOR)
         if (
-            auditor is not None
-            and auditor.config.required
-            and (request.method not in ("GET", "HEAD", "OPTIONS") or request.path.startswith(_CHANGING_GETS))
+            auditor is None
+            or not auditor.config.required
+            or (request.method in ("GET", "HEAD", "OPTIONS") and not request.path.startswith(_CHANGING_GETS))
         ):
-            auditor.require_ready()
-        response: web.StreamResponse = await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
+        auditor.require_ready()
+        with auditor.confirming() as pending:
+            response = await handler(request)
+        try:
+            await auditor.confirm(pending)
+        except KeyturnError as exc:
+            if response.prepared:  # a stream already under way cannot become an error any more
+                log.error("audit_record_unwritten_after_answer", route=request.path[:100])
+                return response
+            if request.path == "/mcp" or request.path.startswith("/mcp/"):
+                return error_answer(exc, None)
+            raise
         return response
 
     return middleware

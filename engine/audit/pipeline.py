@@ -1,4 +1,4 @@
-"""The audit pipeline: :class:`Auditor` runs a record through structlog processors into the sinks.
+"""The audit pipeline: :class:`Auditor` runs a record through its processors into the sinks.
 
     auditor = Auditor(config.audit, salt, database=store.audit.write)
     auditor.emit("flow.started", outcome="success", user_id=user_id, provider="github")
@@ -8,6 +8,21 @@
 (:func:`engine.audit.processors.new_salt`), keeps it in its store and passes it in here.
 ``emit`` returns whether at least one sink accepted the record; with ``audit.required: true`` it
 raises :class:`engine.errors.Unavailable` instead of returning False, so the action fails.
+
+Sinks write in batches (see :mod:`engine.audit.sinks`), so "accepted" first means "queued". What
+``audit.required`` then waits for:
+
+- inside :meth:`Auditor.confirming` (the API's ``audit_guard`` opens it around every request that may
+  change something), ``emit`` queues and notes the record; when the handler is done,
+  :meth:`Auditor.confirm` awaits the batch writes of every record noted (group commit: the records of
+  one loop turn share one write, and the requests waiting on it) and raises ``Unavailable`` (503) when
+  one of them was written by no sink. The database sink's write is awaited the same way.
+- anywhere else (the scheduler's passes, the CLI, a GET), ``emit`` writes the stdout/file queue at
+  once and raises when that failed, as before batching; a database sink counts as accepted when it
+  queued the record while not failing (its write is not awaited there).
+
+With ``audit.required: false`` nothing waits: a batch that fails is logged and counted in the sink's
+``failed``, and the action stands.
 ``require_ready`` (called before an action that changes something) raises the same when
 ``audit.required`` is set and no sink can write now, so the action is refused before it happens.
 ``reconfigure`` (SIGHUP) applies a new ``audit`` section: sinks added, removed or moved, ``required``
@@ -16,36 +31,44 @@ and ``include_user_id``; a sink that stays as it was keeps running (the database
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, TextIO
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import Awaitable, Iterator, Sequence
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from engine.audit.processors import EventAllowlist, UserHasher
+from engine.audit.processors import CachedRedactor, EventAllowlist, UserHasher, stamp_time
 from engine.audit.sinks import DatabaseSink, DatabaseWrite, FileSink, Probe, Sink, StdoutSink
 from engine.config.model import AuditConfig
 from engine.errors import AuditUnavailable, ConfigError
 from engine.events import Event, HookCalled, RefreshObserved, WorkerChecked
-from engine.logs import Redactor
 
 
-class _FanOut:
-    """The pipeline's wrapped logger: hands the finished record to every sink."""
+class Pending:
+    """The records a request emitted under ``audit.required``: each one's sink results to await."""
 
-    def __init__(self, sinks: list[Sink]) -> None:
-        self.sinks = sinks
+    def __init__(self) -> None:
+        self.open = True
+        self.records: list[tuple[str, list[Awaitable[bool]]]] = []
 
-    def msg(self, **record: Any) -> bool:
-        accepted = False
-        for sink in self.sinks:
-            accepted = sink.write(record) or accepted  # every sink gets it, even after one accepted
-        return accepted
+
+_PENDING: contextvars.ContextVar[Pending | None] = contextvars.ContextVar(
+    "keyturn_audit_pending", default=None
+)
 
 
 def _event_first(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     head = {k: event_dict.pop(k) for k in ("time", "event", "outcome") if k in event_dict}
     return {**head, **event_dict}
+
+
+def _unwritten(event: str) -> AuditUnavailable:
+    return AuditUnavailable(
+        f"audit record {event} could not be written and audit.required is set", retry_after=5
+    )
 
 
 def _same_sink(sink: Sink, name: str, file: str | None) -> bool:
@@ -77,22 +100,15 @@ class Auditor:
             list(sinks) if sinks is not None else self._build_sinks(config, database, probe, stdout)
         )
         self._hasher = UserHasher(salt, include_user_id=config.include_user_id)
-        self._fan_out = _FanOut(self.sinks)
+        # called in this order on {outcome, **fields, event} (the dict structlog's msg() would build)
         self.processors: list[Processor] = [
             EventAllowlist(),
             structlog.contextvars.merge_contextvars,  # request_id bound by the API middleware
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            stamp_time,  # what TimeStamper(fmt="iso", utc=True, key="time") writes
             self._hasher,
-            Redactor(),
+            CachedRedactor(),
             _event_first,
         ]
-        self._logger = structlog.wrap_logger(
-            self._fan_out,
-            processors=self.processors,
-            wrapper_class=structlog.BoundLogger,
-            context_class=dict,
-            cache_logger_on_first_use=False,
-        )
 
     @staticmethod
     def _build_sinks(
@@ -134,7 +150,7 @@ class Auditor:
         dropped = [s for s in self.sinks if s not in sinks]
         self.config = config
         self._hasher.include_user_id = config.include_user_id
-        self.sinks = self._fan_out.sinks = sinks
+        self.sinks = sinks
         self.start()
         for sink in dropped:
             await sink.aclose()
@@ -154,12 +170,37 @@ class Auditor:
         Raises ``ValueError`` for an event not in ``engine.audit.events.EVENTS`` (or a bad outcome)
         and :class:`Unavailable` when ``audit.required`` and no sink accepted it.
         """
-        accepted = bool(self._logger.msg(event, outcome=outcome, **fields))
-        if not accepted and self.config.required:
-            raise AuditUnavailable(
-                f"audit record {event} could not be written and audit.required is set", retry_after=5
-            )
-        return accepted
+        record: EventDict = {"outcome": outcome, **fields, "event": event}
+        for processor in self.processors:
+            record = cast(EventDict, processor(None, "msg", record))
+        accepted = [sink for sink in self.sinks if sink.write(record)]  # every sink gets it
+        if not self.config.required:
+            return bool(accepted)
+        pending = _PENDING.get()
+        if accepted and pending is not None and pending.open:
+            pending.records.append((event, [sink.pending() for sink in accepted]))
+            return True
+        if not any([sink.sync() for sink in accepted]):
+            raise _unwritten(event)
+        return True
+
+    @contextlib.contextmanager
+    def confirming(self) -> Iterator[Pending]:
+        """Note the records emitted in this context (and tasks it starts) for :meth:`confirm`."""
+        pending = Pending()
+        token = _PENDING.set(pending)
+        try:
+            yield pending
+        finally:
+            pending.open = False
+            _PENDING.reset(token)
+
+    async def confirm(self, pending: Pending) -> None:
+        """Wait until every record noted was written; :class:`Unavailable` when one was written nowhere."""
+        for event, results in pending.records:
+            written = await asyncio.gather(*results)
+            if not any(written):
+                raise _unwritten(event)
 
     def ready(self) -> bool:
         """Whether at least one sink can write a record now."""
@@ -180,7 +221,14 @@ class Auditor:
         for sink in self.sinks:
             sink.reopen()
 
+    async def flush(self) -> None:
+        """Write what every sink queues now (the database sink: wait until its queue is written)."""
+        for sink in self.sinks:
+            sink.sync()
+            if isinstance(sink, DatabaseSink):
+                await sink.flush()
+
     async def aclose(self) -> None:
-        """Write what the database sink still queues and close every sink."""
+        """Write what every sink still queues and close every sink."""
         for sink in self.sinks:
             await sink.aclose()

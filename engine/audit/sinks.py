@@ -1,7 +1,11 @@
 """Where audit records go: stdout (a JSON line), a file (reopened for logrotate), the database.
 
-A sink's ``write(record) -> bool`` says whether it accepted the record; it never raises. The
-database sink accepts by queueing; a background task hands records to the store's coroutine.
+A sink's ``write(record) -> bool`` says whether it accepted the record; it never raises. Every sink
+accepts by queueing: the stdout and file sinks (:mod:`engine.audit.lines`) write each loop turn's
+lines in one batch, the database sink's background task hands records to the store's coroutine.
+``pending()`` is a future of whether the last accepted record was written (``audit.required`` awaits
+it for a request); ``sync()`` writes the stdout/file queue now and says whether that worked (the
+database sink cannot: it answers whether it is failing).
 ``ready() -> bool`` says whether the sink can write now: ``audit.required`` asks it before an action,
 so an action whose record could not be written is refused before it changes anything. A file
 deleted under the sink (its directory removed) is neither ready nor written to; a database sink whose
@@ -12,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import sys
-import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 import structlog
+
+from engine.audit.lines import FileSink, StdoutSink, to_json
+
+__all__ = ["DatabaseSink", "DatabaseWrite", "FileSink", "Probe", "Sink", "StdoutSink", "to_json"]
 
 log = structlog.get_logger("keyturn.audit")
 
@@ -28,14 +32,14 @@ Probe = Callable[[], Awaitable[Any]]
 PROBE_EVERY = 1.0  # seconds between probes of a failing database sink
 
 
-def to_json(record: Mapping[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
 class Sink(Protocol):
     name: str
 
     def write(self, record: Mapping[str, Any]) -> bool: ...
+
+    def pending(self) -> Awaitable[bool]: ...
+
+    def sync(self) -> bool: ...
 
     def ready(self) -> bool: ...
 
@@ -44,99 +48,20 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
-class StdoutSink:
-    """One JSON line per record on ``stream`` (default: the current ``sys.stdout``)."""
+class _Entry:
+    """A queued record and, when someone waits for it, the future of its write."""
 
-    name = "stdout"
+    __slots__ = ("record", "result", "written")
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+        self.result: asyncio.Future[bool] | None = None
+        self.written: bool | None = None
 
-    def write(self, record: Mapping[str, Any]) -> bool:
-        stream = self.stream if self.stream is not None else sys.stdout
-        try:
-            with self._lock:
-                stream.write(to_json({"logger": "keyturn.audit", **record}) + "\n")
-                stream.flush()
-        except (OSError, ValueError):  # closed or broken stream
-            return False
-        return True
-
-    def ready(self) -> bool:
-        stream = self.stream if self.stream is not None else sys.stdout
-        return not stream.closed
-
-    def reopen(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
-class FileSink:
-    """Append JSON lines to ``path`` (created 0600). :meth:`reopen` after logrotate renamed it."""
-
-    name = "file"
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self._lock = threading.Lock()
-        self._file: TextIO | None = None
-        self._open()  # a bad path fails at start, not at the first event
-
-    def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
-
-    def _usable(self) -> None:
-        """Open the file when closed or deleted (it would be written into nothing); OSError if not."""
-        if self._file is not None and os.fstat(self._file.fileno()).st_nlink == 0:
-            self._close()
-        if self._file is None:
-            self._open()
-
-    def ready(self) -> bool:
-        with self._lock:
-            try:
-                self._usable()
-            except OSError:
-                self._close()
-                return False
-        return True
-
-    def write(self, record: Mapping[str, Any]) -> bool:
-        line = to_json(record) + "\n"
-        with self._lock:
-            try:
-                self._usable()
-                assert self._file is not None
-                self._file.write(line)
-                self._file.flush()
-            except OSError as exc:
-                self._close()
-                log.error("audit_file_write_failed", path=self.path, error=type(exc).__name__)
-                return False
-        return True
-
-    def reopen(self) -> None:
-        """Close and open the path again (SIGHUP after logrotate moved the file away)."""
-        with self._lock:
-            self._close()
-            try:
-                self._open()
-            except OSError as exc:  # the next write retries
-                log.error("audit_file_reopen_failed", path=self.path, error=type(exc).__name__)
-
-    def _close(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
-
-    async def aclose(self) -> None:
-        with self._lock:
-            self._close()
+    def done(self, ok: bool) -> None:
+        self.written = ok
+        if self.result is not None and not self.result.done():
+            self.result.set_result(ok)
 
 
 class DatabaseSink:
@@ -156,7 +81,8 @@ class DatabaseSink:
         self._probing: asyncio.Task[None] | None = None
         self._probed_at = float("-inf")
         self.failing = False
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue(max_queue)
+        self._last: _Entry | None = None  # the last record queued from the loop
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failed = 0
@@ -177,12 +103,29 @@ class DatabaseSink:
         if running is None or (self._loop is not None and running is not self._loop):
             return self._write_from_thread(dict(record))
         self.start()
+        entry = _Entry(dict(record))
         try:
-            self._queue.put_nowait(dict(record))
+            self._queue.put_nowait(entry)
+            self._last = entry
         except asyncio.QueueFull:
             log.error("audit_database_queue_full", size=self._queue.maxsize)
             return False
         return not self.failing
+
+    def pending(self) -> asyncio.Future[bool]:
+        """Whether the last record queued was written to the database (done once its write ended)."""
+        entry, loop = self._last, asyncio.get_running_loop()
+        if entry is None or entry.written is not None:
+            done = loop.create_future()
+            done.set_result(not self.failing if entry is None else entry.written is True)
+            return done
+        if entry.result is None:
+            entry.result = loop.create_future()
+        return entry.result
+
+    def sync(self) -> bool:
+        """The database is written by the background task: whether the sink is not failing."""
+        return not self.failing and not self.closed
 
     def ready(self) -> bool:
         """Whether records are being written; while failing, probe the database now and then."""
@@ -209,16 +152,19 @@ class DatabaseSink:
         loop = self._loop
         if loop is None or loop.is_closed() or self._queue.full():
             return False
-        loop.call_soon_threadsafe(self._queue.put_nowait, record)
+        loop.call_soon_threadsafe(self._queue.put_nowait, _Entry(record))
         return True
 
     async def _run(self) -> None:
         while True:
-            record = await self._queue.get()
+            entry = await self._queue.get()
+            record = entry.record
             try:
                 await self._write(record)
                 self.failing = False
+                entry.done(True)
             except Exception as exc:
+                entry.done(False)
                 self.failed += 1
                 self.failing = True
                 log.error(

@@ -150,18 +150,32 @@ class Metrics:
         registry.register(_GrantsCollector(lambda: self.grants_source()))
 
         self.routes = LabelGuard(pattern=_ROUTE)
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.providers = LabelGuard()
         self.words = LabelGuard()  # outcomes, statuses, error kinds
         self.tools = LabelGuard(pattern=_TOOL)
 
     # ---- hooks -------------------------------------------------------------------------------
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """For ``timing_middleware``: one request on ``route`` (a template or ``unmatched``)."""
-        route = self.routes(route) if route != "unmatched" else route
-        method = method.upper() if method.upper() in METHODS else OTHER
-        status_label = str(status) if 100 <= status <= 599 else OTHER
-        self.http_requests.labels(route=route, method=method, status=status_label).inc()
-        self.http_request_duration.labels(route=route).observe(max(seconds, 0.0))
+        """For ``timing_middleware``: one request on ``route`` (a template or ``unmatched``).
+
+        The labelled children are looked up once per (route, method, status) and kept: a label
+        guard's answer for a value never changes, and ``labels()`` costs a lock and two dict lookups.
+        """
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            label = self.routes(route) if route != "unmatched" else route
+            verb = method.upper() if method.upper() in METHODS else OTHER
+            status_label = str(status) if 100 <= status <= 599 else OTHER
+            children = (
+                self.http_requests.labels(route=label, method=verb, status=status_label),
+                self.http_request_duration.labels(route=label),
+            )
+            if len(self._request_children) < 4 * MAX_LABEL_VALUES:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(max(seconds, 0.0))
 
     def on_flow(self, provider: str, outcome: str) -> None:
         self.flows.labels(provider=self.providers(provider), outcome=self.words(outcome)).inc()
