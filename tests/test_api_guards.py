@@ -210,3 +210,47 @@ async def test_one_unreadable_grant_is_audited_counted_and_alone(
     assert answer["reason"] == "unreadable" and answer["deleted"] and "could not be read" in answer["msg"]
     assert await store.grants.get(ids[1]) is None
     assert (await store.grants.get(ids[0])).refreshed_at is not None
+
+
+async def _full_disk_engine(
+    keyturn_engine: Any, mini_provider: MiniProvider, tmp_path: Any, required: bool
+) -> Any:
+    """An engine whose audit file becomes /dev/full after start (a symlink, then reopen as on SIGHUP)."""
+    from engine.wiring.services import AUDITOR
+
+    path = tmp_path / "audit.log"
+    extra = f"audit: {{sinks: [file], file: '{path}', required: {str(required).lower()}}}\n"
+    engine = await keyturn_engine(acme_config(mini_provider, extra=extra))
+    path.unlink()
+    path.symlink_to("/dev/full")
+    engine.app[AUDITOR].reopen()
+    return engine
+
+
+async def test_audit_required_fails_the_request_whose_record_was_not_written(
+    keyturn_engine: Any, mini_provider: MiniProvider, tmp_path: Any
+) -> None:
+    """audit.required, full disk (/dev/full): ready, but the batch write fails: the action is a 503."""
+    engine = await _full_disk_engine(keyturn_engine, mini_provider, tmp_path, required=True)
+    body = {"user_id": USER, "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["read"]}}}
+    status, err = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 503 and err["error"] == "audit_unavailable" and "flow.started" in err["msg"]
+    status, err = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 503 and err["error"] == "audit_unavailable"  # still failing: refused again
+
+
+async def test_audit_not_required_answers_and_counts_the_failed_write(
+    keyturn_engine: Any, mini_provider: MiniProvider, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """audit.required false with a full disk: the action succeeds; the failed write is logged and counted."""
+    from engine.audit import FileSink
+    from engine.wiring.services import AUDITOR
+
+    engine = await _full_disk_engine(keyturn_engine, mini_provider, tmp_path, required=False)
+    body = {"user_id": USER, "auth_requirement": {"id": "acme", "oauth2": {"scopes": ["read"]}}}
+    status, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+    assert status == 200 and auth["status"] == "pending"
+    await engine.app[AUDITOR].flush()
+    [sink] = engine.app[AUDITOR].sinks
+    assert isinstance(sink, FileSink) and sink.failed >= 1
+    assert "audit_file_write_failed" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import stat
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from engine.audit import Auditor, StdoutSink, user_ref
+from engine.audit import Auditor, FileSink, StdoutSink, user_ref
 from engine.config.model import AuditConfig
 from engine.errors import ConfigError, Unavailable
 
@@ -180,3 +181,144 @@ def test_repr_hides_salt() -> None:
     """The auditor's repr names sinks and mode, never the salt."""
     auditor = Auditor(AuditConfig(), SALT, sinks=[])
     assert SALT.hex() not in repr(auditor) and "required=False" in repr(auditor)
+
+
+def old_chain_record(salt: bytes, event: str, **kw: Any) -> dict[str, Any]:
+    """The record the structlog chain used before built (TimeStamper, wrap_logger), as the sinks saw it."""
+    from engine.audit.pipeline import _event_first
+    from engine.audit.processors import EventAllowlist, UserHasher
+    from engine.logs import Redactor
+
+    seen: list[dict[str, Any]] = []
+
+    class Catch:
+        def msg(self, **record: Any) -> None:
+            seen.append(record)
+
+    logger = structlog.wrap_logger(
+        Catch(),
+        processors=[
+            EventAllowlist(),
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            UserHasher(salt),
+            Redactor(),
+            _event_first,
+        ],
+        wrapper_class=structlog.BoundLogger,
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )
+    logger.msg(event, **kw)
+    return seen[0]
+
+
+def test_record_is_the_one_the_structlog_chain_built() -> None:
+    """Fields, their order, user hashing and redaction are those of the structlog chain used before."""
+    fields: dict[str, Any] = {
+        "outcome": "success",
+        "tool": "Github.ListRepos",
+        "user_id": "alice",
+        "access_token": TOKEN,
+        "detail": f"Bearer {OPAQUE} and {TOKEN}",
+        "nested": {"refresh_token": "r", "note": OPAQUE, "time": OPAQUE},
+        "duration": 0.0012,
+    }
+    auditor, out = stdout_auditor()
+    with structlog.contextvars.bound_contextvars(request_id="abc123"):
+        auditor.emit("tool.executed", **fields)
+        old = old_chain_record(SALT, "tool.executed", **fields)
+    [new] = lines(out.getvalue())
+    assert new.pop("logger") == "keyturn.audit"
+    assert list(new) == list(old) and {**new, "time": None} == {**old, "time": None}
+    assert TOKEN not in out.getvalue() and new["detail"] == "Bearer [redacted] and [redacted]"
+    assert new["nested"]["time"] == OPAQUE  # a safe key, as before (only the record's own time is skipped)
+
+
+def test_time_is_written_as_timestamper_wrote_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stamp_time writes TimeStamper's ISO UTC text, without a fraction at a whole second."""
+    import re
+
+    from engine.audit import processors
+
+    stamp = processors.stamp_time(None, "msg", {})["time"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+    monkeypatch.setattr(processors.time, "time_ns", lambda: 1_704_067_200_000_000_000)
+    assert processors.stamp_time(None, "msg", {})["time"] == "2024-01-01T00:00:00Z"
+    monkeypatch.setattr(processors.time, "time_ns", lambda: 1_704_067_201_000_123_999)
+    assert processors.stamp_time(None, "msg", {})["time"] == "2024-01-01T00:00:01.000123Z"
+
+
+async def test_required_request_fails_when_its_batch_is_not_written() -> None:
+    """audit.required inside confirming(): a record queued to a full disk (/dev/full) fails confirm()."""
+    auditor = Auditor(AuditConfig(sinks=("file",), file="/dev/full", required=True), SALT)
+    auditor.require_ready()  # the file is open and there: ready
+    with auditor.confirming() as pending:
+        assert auditor.emit("flow.started", outcome="success", user_id="u1", provider="p") is True
+    with pytest.raises(Unavailable) as info:
+        await auditor.confirm(pending)
+    assert info.value.status == 503 and "flow.started" in info.value.msg
+    with pytest.raises(Unavailable):
+        auditor.require_ready()  # the sink failed: refused until it recovers
+    await auditor.aclose()
+
+
+async def test_required_outside_a_request_writes_at_once(tmp_path: Path) -> None:
+    """audit.required outside confirming() (scheduler, CLI): emit writes the record, a failure raises."""
+    path = tmp_path / "audit.log"
+    good = Auditor(AuditConfig(sinks=("file",), file=str(path), required=True), SALT)
+    assert good.emit("flow.started", outcome="success")
+    assert lines(path.read_text())[0]["event"] == "flow.started"  # no loop turn needed
+    full = Auditor(AuditConfig(sinks=("file",), file="/dev/full", required=True), SALT)
+    with pytest.raises(Unavailable):
+        full.emit("flow.started", outcome="success")
+    await good.aclose()
+    await full.aclose()
+
+
+async def test_optional_audit_does_not_wait_and_counts_the_failure() -> None:
+    """audit.required false: the record is queued, emit succeeds, the failed batch is counted afterwards."""
+    auditor = Auditor(AuditConfig(sinks=("file",), file="/dev/full"), SALT)
+    with auditor.confirming() as pending:
+        assert auditor.emit("flow.started", outcome="success") is True
+    assert pending.records == []  # nothing to wait for
+    await auditor.flush()
+    [sink] = auditor.sinks
+    assert isinstance(sink, FileSink) and sink.failed == 1
+    await auditor.aclose()
+
+
+async def test_required_request_waits_for_the_database_write() -> None:
+    """The first record after the database went down fails the request (not accepted as merely queued)."""
+    down = False
+
+    async def write(record: dict[str, Any]) -> None:
+        if down:
+            raise ConnectionError("database down")
+
+    auditor = Auditor(AuditConfig(sinks=("database",), required=True), SALT, database=write)
+    auditor.start()
+    with auditor.confirming() as pending:
+        auditor.emit("grant.revoked", outcome="success")
+    await auditor.confirm(pending)  # written
+    down = True
+    with auditor.confirming() as pending:
+        assert auditor.emit("grant.revoked", outcome="success") is True  # queued while it looked fine
+    with pytest.raises(Unavailable):
+        await auditor.confirm(pending)
+    await auditor.aclose()
+
+
+async def test_one_loop_turn_of_required_records_shares_one_write(tmp_path: Path) -> None:
+    """Group commit: records of several requests in one loop turn are written together, each confirmed."""
+    path = tmp_path / "audit.log"
+    auditor = Auditor(AuditConfig(sinks=("file",), file=str(path), required=True), SALT)
+
+    async def request(n: int) -> None:
+        with auditor.confirming() as pending:
+            auditor.emit("tool.executed", outcome="success", tool=f"T.t{n}")
+        await auditor.confirm(pending)
+
+    await asyncio.gather(*(request(n) for n in range(8)))
+    assert [r["tool"] for r in lines(path.read_text())] == [f"T.t{n}" for n in range(8)]
+    await auditor.aclose()

@@ -614,3 +614,23 @@ async def test_two_processes_share_port_limits_and_wakeups(tmp_path: Path, mini_
     served.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(served.proc.wait(), 15) == 0
     pump.cancel()
+
+
+async def test_sigterm_writes_the_queued_audit_records(tmp_path: Path) -> None:
+    """The audit record of the last request before SIGTERM is in the audit file once the process exited."""
+    audit = tmp_path / "audit.log"
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        "api: {development: true, port: 0}\nsecurity: {api_keys: ['k-0123456789abcdef0123']}\n"
+        f"audit: {{sinks: [file], file: '{audit}'}}\n"
+    )
+    served, pump = await start_serve(config)
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": "Bearer wrong-key"}
+        async with session.post(served.url + "/v1/tools/execute", json={}, headers=headers) as resp:
+            assert resp.status == 401
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+    pump.cancel()
+    events = [json.loads(line)["event"] for line in audit.read_text().splitlines()]
+    assert events[0] == "config.loaded" and events[-1] == "api_key.denied"
