@@ -158,6 +158,9 @@ class Daemon:
     def _audit(self, name: OpsName, outcome: Outcome, details: dict[str, object]) -> None:
         try:
             self.app[EVENTS].publish(OpsEvent(name=name, outcome=outcome, details=details))
+            auditor = self.app.get(AUDITOR)
+            if auditor is not None:
+                auditor.sync()  # written now, before the log line that follows it
         except Exception as exc:  # an audit sink problem must not stop a reload
             log.error("audit_failed", audit_event=name, error=type(exc).__name__)
 

@@ -79,7 +79,7 @@ async def test_failure_at_each_resource_closes_the_ones_before(tmp_path: Path, f
     if "auditor" in opened:
         sinks = opened["auditor"].sinks
         assert all(s.closed for s in sinks if s.name == "database")
-        assert all(s._file is None for s in sinks if isinstance(s, FileSink))
+        assert all(s.closed for s in sinks if isinstance(s, FileSink))
     if "lifecycle" in opened:
         assert not opened["lifecycle"].scheduler.running
     if "tools" in opened:

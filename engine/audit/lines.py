@@ -243,6 +243,11 @@ class FileSink(LineSink):
     def _open(self) -> None:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the file is closed now (after aclose, or while its path cannot be opened)."""
+        return self._fd is None
+
     def _close(self) -> None:
         if self._fd is not None:
             with contextlib.suppress(OSError):

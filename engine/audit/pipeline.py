@@ -221,10 +221,15 @@ class Auditor:
         for sink in self.sinks:
             sink.reopen()
 
-    async def flush(self) -> None:
-        """Write what every sink queues now (the database sink: wait until its queue is written)."""
+    def sync(self) -> None:
+        """Write what the stdout and file sinks queue now (the daemon's rare ops records, in log order)."""
         for sink in self.sinks:
             sink.sync()
+
+    async def flush(self) -> None:
+        """Write what every sink queues now (the database sink: wait until its queue is written)."""
+        self.sync()
+        for sink in self.sinks:
             if isinstance(sink, DatabaseSink):
                 await sink.flush()
 
