@@ -322,3 +322,13 @@ async def test_one_loop_turn_of_required_records_shares_one_write(tmp_path: Path
     await asyncio.gather(*(request(n) for n in range(8)))
     assert [r["tool"] for r in lines(path.read_text())] == [f"T.t{n}" for n in range(8)]
     await auditor.aclose()
+
+
+async def test_required_record_from_a_worker_thread_is_written_at_once(tmp_path: Path) -> None:
+    """A worker thread started inside confirming() sees it, but writes its record at once (no loop there)."""
+    path = tmp_path / "audit.log"
+    auditor = Auditor(AuditConfig(sinks=("file",), file=str(path), required=True), SALT)
+    with auditor.confirming() as pending:
+        assert await asyncio.to_thread(auditor.emit, "flow.started", outcome="success")
+    assert pending.records == [] and lines(path.read_text())[0]["event"] == "flow.started"
+    await auditor.aclose()

@@ -65,6 +65,15 @@ def _event_first(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     return {**head, **event_dict}
 
 
+def _in_loop() -> bool:
+    """Whether this thread runs an event loop (a worker thread sees the request's context too)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _unwritten(event: str) -> AuditUnavailable:
     return AuditUnavailable(
         f"audit record {event} could not be written and audit.required is set", retry_after=5
@@ -177,7 +186,7 @@ class Auditor:
         if not self.config.required:
             return bool(accepted)
         pending = _PENDING.get()
-        if accepted and pending is not None and pending.open:
+        if accepted and pending is not None and pending.open and _in_loop():
             pending.records.append((event, [sink.pending() for sink in accepted]))
             return True
         if not any([sink.sync() for sink in accepted]):
