@@ -84,6 +84,10 @@ class LineSink:
         """Whether lines can be written now (the file open, the stream not closed); never raises."""
         return True
 
+    def _open_now(self) -> bool:
+        """The cheap check ``write`` makes per record (:meth:`_writable` by default)."""
+        return self._writable()
+
     def _put(self, data: bytes) -> None:
         """Write ``data`` (raise OSError or ValueError when it cannot be written)."""
 
@@ -102,7 +106,7 @@ class LineSink:
         except RuntimeError:
             loop = None
         with self._lock:
-            if not self._accepting():
+            if not self._accepting(per_record=True):
                 return False
             self._lines.append(line)
             elsewhere = self._loop is not None and loop is not self._loop and self._loop.is_running()
@@ -144,8 +148,8 @@ class LineSink:
         _LIVE.discard(self)
 
     # ---- inside ------------------------------------------------------------------------------
-    def _accepting(self) -> bool:
-        """Under the lock: not failing (or recovered) and writable."""
+    def _accepting(self, *, per_record: bool = False) -> bool:
+        """Under the lock: not failing (or recovered) and writable (per record: the cheap check)."""
         if self.failing:
             now = time.monotonic()
             if now - self._failed_at < RETRY_EVERY:
@@ -154,7 +158,7 @@ class LineSink:
             if not self._retry():
                 return False
             self.failing = False
-        return self._writable()
+        return self._open_now() if per_record else self._writable()
 
     def _flush_soon(self) -> None:
         with self._lock:
@@ -270,6 +274,12 @@ class FileSink(LineSink):
             self._close()
             return False
         return True
+
+    def _open_now(self) -> bool:
+        """Open (or opened again); whether the file vanished is checked per batch and by ready()."""
+        if self._fd is not None:
+            return True
+        return self._writable()
 
     def _put(self, data: bytes) -> None:
         try:

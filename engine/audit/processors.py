@@ -52,7 +52,7 @@ def check_salt(salt: bytes, *, where: str = "salt") -> None:
 
 def user_ref(salt: bytes, user_id: str) -> str:
     """The audit reference of ``user_id``: HMAC-SHA256(salt, user_id) as 64 hex digits."""
-    return hmac.new(salt, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(salt, user_id.encode("utf-8"), hashlib.sha256).hex()
 
 
 class EventAllowlist:
@@ -81,6 +81,7 @@ class UserHasher:
         check_salt(salt)
         self._salt = salt
         self.include_user_id = include_user_id
+        self._refs: dict[str, str] = {}  # user id -> reference, for the users seen lately
 
     def __repr__(self) -> str:  # never show the salt
         return f"UserHasher(include_user_id={self.include_user_id})"
@@ -88,7 +89,13 @@ class UserHasher:
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         user_id: Any = event_dict.pop("user_id", None)
         if user_id is not None:
-            event_dict["user_ref"] = user_ref(self._salt, str(user_id))
+            text = str(user_id)
+            ref = self._refs.get(text)
+            if ref is None:
+                if len(self._refs) >= 4096:
+                    self._refs.clear()
+                ref = self._refs[text] = user_ref(self._salt, text)
+            event_dict["user_ref"] = ref
             if self.include_user_id:
                 event_dict["user_id"] = str(user_id)
         return event_dict
