@@ -9,6 +9,11 @@
 ``emit`` returns whether at least one sink accepted the record; with ``audit.required: true`` it
 raises :class:`engine.errors.Unavailable` instead of returning False, so the action fails.
 
+``require_ready`` (called before an action that changes something) raises the same when
+``audit.required`` is set and no sink can write now, so the action is refused before it happens.
+``reconfigure`` (SIGHUP) applies a new ``audit`` section: sinks added, removed or moved, ``required``
+and ``include_user_id``; a sink that stays as it was keeps running (the database queue is not cut).
+
 Sinks write in batches (see :mod:`engine.audit.sinks`), so "accepted" first means "queued". What
 ``audit.required`` then waits for:
 
@@ -23,10 +28,6 @@ Sinks write in batches (see :mod:`engine.audit.sinks`), so "accepted" first mean
 
 With ``audit.required: false`` nothing waits: a batch that fails is logged and counted in the sink's
 ``failed``, and the action stands.
-``require_ready`` (called before an action that changes something) raises the same when
-``audit.required`` is set and no sink can write now, so the action is refused before it happens.
-``reconfigure`` (SIGHUP) applies a new ``audit`` section: sinks added, removed or moved, ``required``
-and ``include_user_id``; a sink that stays as it was keeps running (the database queue is not cut).
 """
 
 from __future__ import annotations
