@@ -458,3 +458,24 @@ def test_max_login_starts_must_be_positive() -> None:
     assert load("api: {development: true}\n").config.security.rate_limiting.max_login_starts == 30
     err = error("api: {development: true}\nsecurity:\n  rate_limiting: {max_login_starts: 0}\n")
     assert err.path == "security.rate_limiting.max_login_starts" and "at least 1" in err.msg
+
+
+@pytest.mark.parametrize(
+    "key", ["max_auth_attempts", "max_api_key_failures", "window_minutes", "max_login_starts"]
+)
+@pytest.mark.parametrize("value", [0, -1])
+def test_rate_limit_numbers_must_be_positive(key: str, value: int) -> None:
+    """Every security.rate_limiting count and window below 1 is an error naming its key path and line."""
+    err = error(f"api: {{development: true}}\nsecurity:\n  rate_limiting:\n    {key}: {value}\n")
+    assert err.path == f"security.rate_limiting.{key}"
+    assert f"at least 1, got {value}" in err.msg and err.line == 4
+
+
+def test_rate_limit_enabled_false_is_not_a_number() -> None:
+    """security.rate_limiting.enabled: false still loads (a bool is not checked as a count)."""
+    assert (
+        load(
+            "api: {development: true}\nsecurity: {rate_limiting: {enabled: false}}\n"
+        ).config.security.rate_limiting.enabled
+        is False
+    )

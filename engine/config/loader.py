@@ -240,12 +240,14 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
             "security.user_verifier.mode",
             vline,
         )
-    if security.rate_limiting.max_login_starts < 1:
-        raise ctx.error(
-            f"must be at least 1, got {security.rate_limiting.max_login_starts}",
-            "security.rate_limiting.max_login_starts",
-            _line(data, "security", "rate_limiting", "max_login_starts"),
-        )
+    for limit in dataclasses.fields(security.rate_limiting):  # every count and the window (enabled is a bool)
+        value = getattr(security.rate_limiting, limit.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ctx.error(
+                f"must be at least 1, got {value}",
+                f"security.rate_limiting.{limit.name}",
+                _line(data, "security", "rate_limiting", limit.name),
+            )
     for i, entry in enumerate(security.next_uri_allowlist):
         p = urlsplit(entry)
         if p.scheme not in ("http", "https") or not p.hostname:
