@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -216,12 +217,27 @@ def test_dashboard_and_alerts_cover_the_newer_metrics() -> None:
     assert set(newer) <= fired, set(newer) - fired
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed here")
+# where scripts/test keeps the promtool it takes from Debian's prometheus package
+PROMTOOL_CACHE = DEPLOY.parent / ".cache" / "promtool" / "bin"
+
+
+def _promtool() -> str:
+    """promtool on PATH or in scripts/test's cache; skipped when absent, except under CI=true (required)."""
+    found = shutil.which("promtool") or shutil.which("promtool", path=str(PROMTOOL_CACHE))
+    if found is None:
+        hint = "promtool is not installed (scripts/test fetches it into .cache/promtool under CI=true or as root)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{hint}; required under CI=true")
+        pytest.skip(hint)
+    return found
+
+
 def test_promtool_checks_and_unit_tests_the_rules() -> None:
     """`promtool check rules` accepts alerts.yml and `promtool test rules` fires each alert as expected."""
+    promtool = _promtool()
     prom = DEPLOY / "prometheus"
     for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts.test.yml"]):
-        proc = subprocess.run(["promtool", *args], cwd=prom, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([promtool, *args], cwd=prom, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
