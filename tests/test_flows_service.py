@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 
-from engine.wiring.services import REVOKER
+from engine.wiring.services import REVOKER, WAITERS
 from tests.plugins.fake_provider import engine_config as fake_engine_config
 from tests.plugins.keyturn_engine import API_KEY
 from tests.plugins.mini_provider import USER, MiniProvider
@@ -404,33 +404,71 @@ async def test_reaper_retry_with_provider_removed_deletes_and_says_so(
 
 
 async def test_idle_waiters_do_not_poll(keyturn_engine: Any, provider: MiniProvider) -> None:
-    """Hundreds of held status requests make no database query while they wait; all wake on completion."""
+    """Hundreds of held status requests make no database query while they wait, even when every timer due
+    in the next 25 s fires (the loop's clock is moved on, not waited for); all wake on completion."""
+    import aiohttp
     import sqlalchemy as sa_events
 
     engine = await keyturn_engine(config(provider))
     _, body = await authorize(engine, ["read"])
     queries: list[str] = []
+    reads: list[str] = []  # status reads begun
+    answered: list[str] = []  # status reads done (the request then waits, or answers)
+    service, waiters = engine.flows, engine.app[WAITERS]
+    status_once = service._status_once
+
+    async def counted(auth_id: str) -> Any:
+        reads.append(auth_id)  # counted when called, before any I/O: a poll is seen at once
+        answer = await status_once(auth_id)
+        answered.append(auth_id)
+        return answer
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         queries.append(statement)
 
+    loop = asyncio.get_running_loop()
+    real_time = loop.time
     sync_engine = engine.store.engine.sync_engine
     sa_events.event.listen(sync_engine, "before_cursor_execute", count)
+    service._status_once = counted
+    # no connection limit, so all 300 are held at the engine at once (aiohttp's default is 100 per session)
+    client = aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {API_KEY}"}, connector=aiohttp.TCPConnector(limit=0)
+    )
+
+    async def held() -> Any:
+        async with client.get(f"{engine.url}/v1/auth/status?id={body['id']}&wait=59") as resp:
+            return await resp.json()
+
+    tasks: list[asyncio.Task[Any]] = []
     try:
-        waiters = [
-            asyncio.create_task(engine.api("GET", f"/v1/auth/status?id={body['id']}&wait=30"))
-            for _ in range(300)
-        ]
-        await asyncio.sleep(1.0)
+        for held_now in (100, 200, 300):  # in steps below the listen backlog (128), each one held first
+            tasks += [asyncio.create_task(held()) for _ in range(100)]
+            async with asyncio.timeout(60):  # a bound for a broken engine, not a measurement
+                while len(waiters) < held_now or len(answered) < held_now:
+                    await asyncio.sleep(0.01)
         settled = len(queries)
-        await asyncio.sleep(1.5)
+        assert len(reads) == 300, "a status request read its flow more than once before completion"
+        assert settled <= 300 * 2  # one read each when they arrived (each done: the requests all wait now)
+        # every timer due in the next 25 s fires now: a waiter that polls (a recheck) would read again
+        loop.time = lambda: real_time() + 25.0  # type: ignore[method-assign]
+        for _ in range(200):
+            await asyncio.sleep(0)
+        loop.time = real_time  # type: ignore[method-assign]
+        assert len(reads) == 300, "waiting requests re-read their flow before it changed"
         assert len(queries) == settled, "waiting requests polled the database"
-        assert settled <= 300 * 2  # one read each when they arrived
+        assert len(waiters) == 300
         await click(engine, body["url"])
-        answers = await asyncio.gather(*waiters)
-        assert all(a[1]["status"] == "completed" for a in answers)
+        answers = await asyncio.gather(*tasks)
+        assert all(a["status"] == "completed" for a in answers)
+        assert len(reads) == 600  # exactly one more read each, once woken
     finally:
+        loop.time = real_time  # type: ignore[method-assign]
+        for task in tasks:
+            task.cancel()  # a failed check does not hold the teardown for the requests' 59 s
+        del service._status_once
         sa_events.event.remove(sync_engine, "before_cursor_execute", count)
+        await client.close()
 
 
 async def test_explicit_id_never_falls_back(keyturn_engine: Any, provider: MiniProvider) -> None:
