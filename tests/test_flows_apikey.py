@@ -14,6 +14,7 @@ import httpx
 import httpx2
 import mcp_types as types
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 from arcadepy import AsyncArcade
 from mcp import ClientSession
@@ -320,3 +321,92 @@ async def test_form_posts_under_a_path_prefixed_public_url(
     )
     assert status == 200 and key not in done
     assert proxy.outside == []
+
+
+def _verifier_yaml(service: KeyService, url: str) -> str:
+    return key_yaml(service, check=False) + (
+        f"security:\n  api_keys: ['{API_KEY}']\n  user_verifier: {{mode: custom, url: '{url}'}}\n"
+    )
+
+
+async def test_custom_verifier_refuses_an_entered_key_confirmed_for_another_user(
+    keyturn_engine: Any, key_service: KeyService, tmp_path: Path
+) -> None:
+    """With user_verifier custom, an entered key is held until confirm_user; confirming it as another user
+    is 400 user_mismatch, fails the flow and stores nothing; confirming as the flow's user stores it."""
+    engine = await keyturn_engine(_verifier_yaml(key_service, "http://127.0.0.1:9/verify"))
+    for confirm_as, outcome in (("mallory@example.test", "failed"), (USER, "completed")):
+        body = {"user_id": USER, "auth_requirement": {"id": "acme-keys", "provider_type": "api_key"}}
+        _, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+        page = await open_form(engine, auth["url"])
+        key = remember("ak_" + secrets.token_hex(16))
+        async with engine.browser.post(
+            auth["url"],
+            data={"csrf_token": form_token(page), "api_key": key, "region": "eu"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"] == f"http://127.0.0.1:9/verify?flow_id={auth['id']}"
+        assert await engine.store.grants.find(USER, "acme-keys") is None  # held, not usable
+        status, answer = await engine.api(
+            "POST", "/v1/auth/confirm_user", json={"flow_id": auth["id"], "user_id": confirm_as}
+        )
+        flow = await engine.store.flows.get(auth["id"])
+        _, polled = await engine.api("GET", f"/v1/auth/status?id={auth['id']}")
+        if outcome == "failed":
+            assert status == 400 and answer["error"] == "user_mismatch" and key not in json.dumps(answer)
+            assert flow.status == "failed" and flow.error == "user_mismatch"
+            assert polled["status"] == "failed"
+            assert await engine.store.grants.find(USER, "acme-keys") is None
+            assert await engine.store.grants.find(confirm_as, "acme-keys") is None
+        else:
+            assert status == 200 and answer["auth_id"] == auth["id"]
+            assert flow.status == "completed" and polled["status"] == "completed"
+            assert (await engine.store.grants.find(USER, "acme-keys")).access_token == key
+    assert key.encode() not in (tmp_path / "keyturn.db").read_bytes()
+
+
+@pytest.mark.e2e
+async def test_login_verifier_refuses_an_entered_key_from_another_signed_in_user(
+    keyturn_engine: Any, key_service: KeyService, oidc_provider: Any
+) -> None:
+    """With user_verifier login, bob's browser entering a key on alice's link gets "another account", the
+    flow fails user_mismatch and the key is not kept; alice's own browser entering it connects her."""
+    from tests.plugins.login import login_yaml, new_browser, sign_in
+
+    alice_id, key_provider = (
+        "alice@example.test",
+        key_yaml(key_service, check=False).split("providers:\n", 1)[1],
+    )
+    yaml = login_yaml(oidc_provider).replace("  providers:\n", "  providers:\n" + key_provider, 1)
+    engine = await keyturn_engine(yaml)
+    browsers = {name: new_browser(engine) for name in ("bob", "alice")}
+    try:
+        for name, browser in browsers.items():
+            assert (await sign_in(engine, browser, name)).status == 303
+            body = {"user_id": alice_id, "auth_requirement": {"id": "acme-keys", "provider_type": "api_key"}}
+            _, auth = await engine.api("POST", "/v1/auth/authorize", json=body)
+            async with browser.get(auth["url"]) as resp:
+                page = await resp.text()
+            key = remember("ak_" + secrets.token_hex(16))
+            async with browser.post(
+                auth["url"], data={"csrf_token": form_token(page), "api_key": key, "region": "eu"}
+            ) as resp:  # 303 to /login/verify, followed in the same browser
+                status, answer = resp.status, await resp.text()
+            flow = await engine.store.flows.get(auth["id"])
+            grant = await engine.store.grants.find(alice_id, "acme-keys")
+            if name == "bob":
+                assert status == 403 and "another account" in answer and key not in answer
+                assert flow.status == "failed" and flow.error == "user_mismatch"
+                assert grant is None and await engine.store.grants.list() == []
+                async with engine.store.engine.connect() as conn:
+                    held = await conn.execute(
+                        sa.text("SELECT pending_tokens FROM flows WHERE id = :id"), {"id": flow.id}
+                    )
+                    assert held.scalar_one() is None
+            else:
+                assert status == 200 and flow.status == "completed"
+                assert grant is not None and grant.access_token == key
+    finally:
+        for browser in browsers.values():
+            await browser.close()
