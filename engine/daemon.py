@@ -58,6 +58,7 @@ class Daemon:
             handle_signals=False,
             access_log=None,
             shutdown_timeout=float(api.shutdown_grace),
+            keepalive_timeout=float(api.idle_timeout),  # Arcade's idle_timeout: same meaning
         )
         await self.runner.setup()
         site = web.TCPSite(

@@ -479,3 +479,41 @@ def test_rate_limit_enabled_false_is_not_a_number() -> None:
         ).config.security.rate_limiting.enabled
         is False
     )
+
+
+def test_arcade_api_server_keys_load_with_their_meaning_or_a_warning() -> None:
+    """Arcade's api.{read,write,idle}_timeout, max_request_body_size and rate_limit load (never refused):
+    idle_timeout and max_request_body_size apply; the others each give a warning naming the key."""
+    loaded = load(
+        """\
+        api:
+          development: true
+          read_timeout: 30s
+          write_timeout: 1m
+          idle_timeout: 1m30s
+          max_request_body_size: 4194304
+          rate_limit: {noop: {}}
+        """
+    )
+    api = loaded.config.api
+    assert api.idle_timeout == 90 and api.max_body_bytes == 4194304
+    assert api.read_timeout == 30 and api.write_timeout == 60
+    for key in ("api.read_timeout", "api.write_timeout"):
+        [warning] = [w for w in loaded.warnings if w.startswith(key + ":")]
+        assert "not applied" in warning
+    assert any(w.startswith("api.rate_limit:") and "ignored" in w for w in loaded.warnings)
+    redis = "api: {development: true, rate_limit: {redis: {addr: 'localhost:6379', limit: 10}}}\n"
+    assert any(w.startswith("api.rate_limit:") for w in load(redis).warnings)
+    plain = load("api: {development: true}\n")
+    assert plain.config.api.idle_timeout == 75 and plain.config.api.max_body_bytes == 1_048_576
+    assert not any(w.startswith("api.") for w in plain.warnings)
+
+
+def test_durations_take_go_compound_form_and_idle_timeout_is_positive() -> None:
+    """Durations accept Go's compound spelling (1h15m, 1m30s, 500ms); api.idle_timeout 0 is an error."""
+    text = "api: {development: true, idle_timeout: %s}\n"
+    for written, seconds in (("1h15m", 4500), ("1m30s", 90), ("500ms", 0.5), ("2s500ms", 2.5)):
+        assert load(text % written).config.api.idle_timeout == pytest.approx(seconds)
+    err = error(text % "0s")
+    assert err.path == "api.idle_timeout" and "more than 0" in err.msg
+    assert error(text % "1m30").path == "api.idle_timeout"

@@ -267,6 +267,43 @@ async def test_port_override_moves_a_derived_public_url(tmp_path: Path) -> None:
         await stop(served, pump)
 
 
+async def test_arcade_api_timeouts_load_and_idle_timeout_closes_kept_alive_connections(
+    tmp_path: Path,
+) -> None:
+    """Arcade's api block (read/write/idle_timeout, max_request_body_size, rate_limit) starts the engine;
+    the keys it cannot apply are named in config_warning lines; an idle kept-alive connection is closed
+    after api.idle_timeout; a body over max_request_body_size gets 413."""
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        "api:\n  development: true\n  port: 0\n  read_timeout: 30s\n  write_timeout: 1m\n"
+        "  idle_timeout: 500ms\n  max_request_body_size: 2048\n  rate_limit: {noop: {}}\n"
+        "security: {api_keys: [test-key-0123456789abcdef]}\nlogging: {level: info, format: json}\n"
+    )
+    served, pump = await start_serve(config)
+    try:
+        warned = [line["detail"] for line in served.lines if line.get("event") == "config_warning"]
+        for key in ("api.read_timeout", "api.write_timeout", "api.rate_limit"):
+            assert any(w.startswith(key + ":") for w in warned), (key, warned)
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower()
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        # the server closes the idle connection (the default 75 s would outlast this bound)
+        assert await asyncio.wait_for(reader.read(), 30) == b""
+        writer.close()
+        async with aiohttp.ClientSession(
+            headers={"Authorization": "Bearer test-key-0123456789abcdef"}
+        ) as session:
+            big = {"user_id": "u", "auth_requirement": {"provider_id": "x" * 4096}}
+            async with session.post(served.url + "/v1/auth/authorize", json=big) as resp:
+                assert resp.status == 413
+    finally:
+        await stop(served, pump)
+
+
 async def test_startup_has_no_alembic_info_lines(served: Served) -> None:
     """A first start creates the schema with one line of ours and none of Alembic's INFO lines."""
     await served.wait_for("started")

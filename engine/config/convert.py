@@ -33,10 +33,15 @@ Substitute = Callable[[str, str], str]  # (value, key path) -> substituted value
 
 
 class Duration(float):
-    """Seconds, written in YAML as ``30s``, ``5m``, ``1h``, ``250ms``, ``2d`` or a bare number of seconds."""
+    """Seconds, written in YAML as ``30s``, ``5m``, ``1h``, ``250ms``, ``2d`` or a bare number of seconds;
+    also Go's compound form that Arcade's engine.yaml uses (``1m30s``, ``1h15m``, ``500us``)."""
 
-    _UNITS: typing.ClassVar[dict[str, float]] = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    _UNITS: typing.ClassVar[dict[str, float]] = {
+        "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400,
+    }  # fmt: skip
     _RE: typing.ClassVar[re.Pattern[str]] = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+    _PART: typing.ClassVar[str] = r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)"
+    _COMPOUND: typing.ClassVar[re.Pattern[str]] = re.compile(rf"^\s*(?:{_PART})+\s*$")
 
     @classmethod
     def parse(cls, value: object) -> Duration:
@@ -50,6 +55,8 @@ class Duration(float):
             m = cls._RE.match(value)
             if m:
                 return cls(float(m.group(1)) * cls._UNITS[m.group(2) or "s"])
+            if cls._COMPOUND.match(value):
+                return cls(sum(float(n) * cls._UNITS[unit] for n, unit in re.findall(cls._PART, value)))
         raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
 
 

@@ -25,7 +25,16 @@ from engine.errors import ConfigError
 from engine.net import is_loopback_host
 
 # Arcade engine.yaml keys Keyturn accepts and ignores (with a warning); "x.*": any other key of x
-IGNORED_SECTIONS = frozenset({"llm", "routing", "models", "cache", "execution_logging", "telemetry.*"})
+IGNORED_SECTIONS = frozenset(
+    {"llm", "routing", "models", "cache", "execution_logging", "telemetry.*", "api.rate_limit"}
+)
+# Arcade's api deadlines Keyturn's HTTP server (aiohttp) cannot apply: accepted, with this warning each
+UNAPPLIED_API_KEYS = {
+    "read_timeout": "Keyturn's HTTP server has no deadline for reading a request; request bodies are capped "
+    "by api.max_body_bytes (Arcade: max_request_body_size) and idle connections close after api.idle_timeout",
+    "write_timeout": "Keyturn's HTTP server has no deadline for writing a response; a held "
+    "/v1/auth/status answers within its wait (at most 59 s)",
+}
 DEFAULT_SQLITE = "keyturn.db"
 
 
@@ -239,6 +248,15 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
             "or mode: login",
             "security.user_verifier.mode",
             vline,
+        )
+    for api_key, why in UNAPPLIED_API_KEYS.items():
+        if getattr(api, api_key) is not None:
+            ctx.warnings.append(f"api.{api_key}: accepted but not applied: {why}")
+    if api.idle_timeout <= 0:
+        raise ctx.error(
+            f"must be more than 0, got {float(api.idle_timeout):g}s",
+            "api.idle_timeout",
+            _line(data, "api", "idle_timeout"),
         )
     for limit in dataclasses.fields(security.rate_limiting):  # every count and the window (enabled is a bool)
         value = getattr(security.rate_limiting, limit.name)

@@ -25,10 +25,14 @@ class ApiConfig:
     public_url: str | None = None  # default: http://{host}:{port}
     development: bool = False
     branding: Branding = dataclasses.field(default_factory=Branding)
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: int = alias("max_request_body_size", default=1_048_576)  # Arcade's spelling too
     shutdown_grace: Duration = Duration(10)
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-* headers are believed
     processes: int | Literal["auto"] = 1  # serving processes on the one port (auto: one per core)
+    idle_timeout: Duration = Duration(75)  # a kept-alive connection with no request is closed after this
+    # Arcade's server deadlines: accepted, not applied (aiohttp has no such deadline); the loader warns
+    read_timeout: Duration | None = None
+    write_timeout: Duration | None = None
 
 
 # ---- storage ---------------------------------------------------------------------------------

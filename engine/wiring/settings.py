@@ -56,6 +56,7 @@ RESTART_KEYS: tuple[str, ...] = (
     "api.port",
     "api.max_body_bytes",
     "api.shutdown_grace",
+    "api.idle_timeout",
     "api.development",
     "metrics.enabled",
     "metrics.address",
