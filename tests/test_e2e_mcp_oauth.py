@@ -275,3 +275,75 @@ async def test_a_request_state_is_bound_to_the_oauth_client(oauth_engine: Any, e
     status, data = await call("mcpc_second", data["result"]["requestState"])
     assert status == 400 and data["error"]["code"] == -32602, data
     assert data["error"]["message"] == "Invalid params: requestState is not valid for this request", data
+
+
+async def _behind_prefix(engine: Any, proxy: Any) -> Any:
+    """The engine as people and clients see it through ``proxy``: api.public_url is the proxy's /keyturn."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import aiohttp
+
+    from engine.wiring.settings import SETTINGS
+
+    holder = engine.app[SETTINGS]
+    api = dataclasses.replace(holder.current.config.api, public_url=proxy.url)
+    await holder.swap(
+        dataclasses.replace(holder.current, config=dataclasses.replace(holder.current.config, api=api))
+    )
+    origin = proxy.url[: -len("/keyturn")]
+
+    def new_browser() -> aiohttp.ClientSession:
+        browser = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True, treat_as_secure_origin=[origin])
+        )
+        opened.append(browser)
+        return browser
+
+    opened: list[aiohttp.ClientSession] = []
+    return SimpleNamespace(url=proxy.url, origin=origin, new_browser=new_browser, opened=opened)
+
+
+@pytest.mark.parametrize("root_well_known", [False, True], ids=["strips-only", "root-well-known-passed"])
+async def test_sdk_client_discovers_and_signs_in_behind_a_path_prefixed_public_url(
+    oauth_engine: Any, echo_worker: Any, oidc_provider: Any, prefix_proxy: Any, root_well_known: bool
+) -> None:
+    """Behind a proxy serving the engine under /keyturn (api.public_url https-like with that path), the SDK
+    client discovers the resource and authorization server (every URL in them under /keyturn), registers,
+    signs alice in, consents and runs the tool. A proxy that only strips the prefix is discovered through
+    {issuer}/.well-known/openid-configuration; one that also passes the root /.well-known/ on is discovered
+    through RFC 8414/9728 path insertion (/.well-known/oauth-authorization-server/keyturn)."""
+    worker = await echo_worker(oidc_provider.issuer + "/me")
+    engine = await oauth_engine(worker=worker)
+    proxy = await prefix_proxy(engine.url, "/keyturn", ("/.well-known/",) if root_well_known else ())
+    behind = await _behind_prefix(engine, proxy)
+    try:
+        storage, answers, data = await run_client(behind)
+    finally:
+        for browser in behind.opened:
+            await browser.close()
+    assert data == {"sub": "alice", "user_id": ALICE, "token_sha256": data["token_sha256"]}
+    assert storage.client is not None and storage.client.client_id.startswith("mcpc_")
+    assert query(answers[0])["iss"] == proxy.url
+    if root_well_known:
+        assert "/.well-known/oauth-authorization-server/keyturn" in proxy.passed
+        assert proxy.outside == []
+    else:  # only the two root metadata probes MCP clients make first left the prefix, nothing else
+        assert set(proxy.outside) <= {
+            "/.well-known/oauth-authorization-server/keyturn",
+            "/.well-known/openid-configuration/keyturn",
+        }, proxy.outside
+    async with engine.browser.get(proxy.url + "/.well-known/oauth-authorization-server") as resp:
+        metadata = await resp.json()
+    assert metadata["issuer"] == proxy.url
+    for key in ("authorization_endpoint", "token_endpoint", "registration_endpoint", "revocation_endpoint"):
+        assert metadata[key].startswith(proxy.url + "/oauth2/"), (key, metadata[key])
+    inserted = behind.origin + "/.well-known/oauth-protected-resource/keyturn/mcp"
+    for url in (proxy.url + "/.well-known/oauth-protected-resource/mcp", inserted):
+        async with engine.browser.get(url) as resp:
+            if url == inserted and not root_well_known:
+                assert resp.status == 404  # outside the prefix: this proxy does not pass it on
+                continue
+            resource = await resp.json()
+        assert resource["resource"] == proxy.url + "/mcp"
+        assert resource["authorization_servers"] == [proxy.url]

@@ -1,7 +1,9 @@
 """The MCP authorization server's HTTP side: metadata, ``/oauth2/*`` and the consent page.
 
-- ``GET /.well-known/oauth-authorization-server`` (RFC 8414) while some MCP endpoint uses ``oauth``;
-  ``GET /.well-known/oauth-protected-resource/mcp[/{slug}]`` (RFC 9728) for ``oauth`` and ``jwt``.
+- ``GET /.well-known/oauth-authorization-server`` (RFC 8414; also ``/.well-known/openid-configuration``)
+  while some MCP endpoint uses ``oauth``; ``GET /.well-known/oauth-protected-resource/mcp[/{slug}]``
+  (RFC 9728) for ``oauth`` and ``jwt``. Under a path-prefixed ``api.public_url`` both are also served
+  with that path inserted after ``/.well-known/...`` (RFC 8414 3.1, RFC 9728 3.1).
 - ``GET /oauth2/authorize``: the request is checked (client, redirect URI, PKCE S256, resource)
   before anything else; an unsigned-in person goes through ``/login`` and comes back; a client the
   person already allowed (remembered consent) gets its code at once; otherwise a consent page names
@@ -102,9 +104,39 @@ def _preflight(methods: str, serving: Callable[[web.Request], bool]) -> Handler:
     return answer
 
 
+PR_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+AS_WELL_KNOWN = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
+
+
+def _pr_path(request: web.Request) -> str | None:
+    """The MCP endpoint (``/mcp``, ``/mcp/{slug}``) whose metadata is asked for, or None.
+
+    Both forms are served: ``/.well-known/oauth-protected-resource/mcp`` (what ``WWW-Authenticate``
+    names, ``{public_url}/.well-known/...``, reached through a proxy that strips the path of
+    ``api.public_url``) and RFC 9728's path insertion ``/.well-known/oauth-protected-resource{path}/mcp``
+    (a proxy that passes the root ``/.well-known/`` on unchanged)."""
+    settings = request.app[SETTINGS].current
+    path = request.path[len(PR_WELL_KNOWN) :]
+    base = settings.base_path
+    if base and path.startswith(base + "/mcp"):
+        path = path[len(base) :]
+    mode = endpoint_mode(settings.config, path)
+    return path if mode in ("oauth", "jwt") else None
+
+
 def _serves_pr_metadata(request: web.Request) -> bool:
-    path = request.path[len("/.well-known/oauth-protected-resource") :]
-    return endpoint_mode(request.app[SETTINGS].current.config, path) in ("oauth", "jwt")
+    return _pr_path(request) is not None
+
+
+def _serves_as_metadata(request: web.Request) -> bool:
+    """RFC 8414 metadata at ``/.well-known/oauth-authorization-server`` (also with the path of
+    ``api.public_url`` inserted, RFC 8414 section 3.1) and at the OpenID Connect spelling MCP clients
+    try too, ``/.well-known/openid-configuration`` (the one that reaches the engine through a proxy
+    that strips the path: ``{issuer}/.well-known/openid-configuration``)."""
+    if not _uses_oauth(request):
+        return False
+    base = request.app[SETTINGS].current.base_path
+    return any(request.path in (prefix, prefix + base) for prefix in AS_WELL_KNOWN)
 
 
 def _registration_open(request: web.Request) -> bool:
@@ -153,18 +185,20 @@ def _respond(out: Outgoing) -> web.Response:
 
 # ---- metadata ---------------------------------------------------------------------------------------
 @routes.get("/.well-known/oauth-authorization-server")
+@routes.get("/.well-known/oauth-authorization-server/{tail:.+}")
+@routes.get("/.well-known/openid-configuration")
+@routes.get("/.well-known/openid-configuration/{tail:.+}")
 async def as_metadata(request: web.Request) -> web.StreamResponse:
-    if not _uses_oauth(request):
+    if not _serves_as_metadata(request):
         return _not_found()
     return _cors(web.json_response(request.app[MCP_AUTH].metadata()))
 
 
-@routes.get("/.well-known/oauth-protected-resource/mcp")
-@routes.get("/.well-known/oauth-protected-resource/mcp/{slug}")
+@routes.get("/.well-known/oauth-protected-resource/{tail:.+}")
 async def pr_metadata(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS].current
-    path = request.path[len("/.well-known/oauth-protected-resource") :]
-    if not _serves_pr_metadata(request):
+    path = _pr_path(request)
+    if path is None:
         return _not_found()
     return _cors(web.json_response(protected_resource_metadata(settings.config, settings.public_url, path)))
 
@@ -344,9 +378,11 @@ async def revoke(request: web.Request) -> web.StreamResponse:
 
 
 for _path, _methods, _serving in (
-    ("/.well-known/oauth-authorization-server", "GET, HEAD", _uses_oauth),
-    ("/.well-known/oauth-protected-resource/mcp", "GET, HEAD", _serves_pr_metadata),
-    ("/.well-known/oauth-protected-resource/mcp/{slug}", "GET, HEAD", _serves_pr_metadata),
+    ("/.well-known/oauth-authorization-server", "GET, HEAD", _serves_as_metadata),
+    ("/.well-known/oauth-authorization-server/{tail:.+}", "GET, HEAD", _serves_as_metadata),
+    ("/.well-known/openid-configuration", "GET, HEAD", _serves_as_metadata),
+    ("/.well-known/openid-configuration/{tail:.+}", "GET, HEAD", _serves_as_metadata),
+    ("/.well-known/oauth-protected-resource/{tail:.+}", "GET, HEAD", _serves_pr_metadata),
     ("/oauth2/token", "POST", _uses_oauth),
     ("/oauth2/register", "POST", _registration_open),
     ("/oauth2/revoke", "POST", _uses_oauth),

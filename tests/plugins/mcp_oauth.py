@@ -79,6 +79,7 @@ async def authorize_in_browser(
     from tests.plugins.oidc import follow_login
 
     op_origin = None
+    consent_action = urlsplit(engine.url).path + "/oauth2/authorize"  # behind a prefix: under it
     for _ in range(20):
         if url.startswith(engine.url + "/"):
             async with browser.get(url, allow_redirects=False) as resp:
@@ -86,7 +87,7 @@ async def authorize_in_browser(
                 if resp.status in (302, 303):
                     url = urljoin(url, resp.headers["Location"])
                     continue
-            assert resp.status == 200 and 'action="/oauth2/authorize"' in body, (resp.status, body[:800])
+            assert resp.status == 200 and f'action="{consent_action}"' in body, (resp.status, body[:800])
             if pages is not None:
                 pages.append(body)
             form = hidden_fields(body)

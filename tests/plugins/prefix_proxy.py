@@ -3,6 +3,8 @@
 ``await prefix_proxy(engine_url, "/keyturn")`` answers ``/keyturn/X`` with the engine's ``/X`` (method,
 query, headers, cookies and body passed on; redirects and ``Set-Cookie`` passed back untouched), and 404
 for anything outside the prefix: what a proxy in front of ``api.public_url: https://host/keyturn`` does.
+``passthrough=("/.well-known/",)`` also forwards paths under those roots unchanged (a proxy that routes the
+root ``/.well-known/`` to the engine, for RFC 8414/9728 path-inserted metadata URLs).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ _HOP = {"host", "content-length", "transfer-encoding", "connection", "content-en
 
 
 class PrefixProxy:
-    def __init__(self, target: str, prefix: str) -> None:
+    def __init__(self, target: str, prefix: str, passthrough: tuple[str, ...] = ()) -> None:
         self.target = target.rstrip("/")
         self.prefix = prefix
+        self.passthrough = passthrough
         self.outside: list[str] = []  # paths asked for outside the prefix (a broken link or form)
+        self.passed: list[str] = []  # paths forwarded unchanged (passthrough)
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
@@ -34,10 +38,14 @@ class PrefixProxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
-        if not path.startswith(self.prefix + "/"):
+        if path.startswith(self.passthrough) and self.passthrough:
+            self.passed.append(path)
+            url = self.target + path
+        elif not path.startswith(self.prefix + "/"):
             self.outside.append(path)
             return web.Response(status=404, text="outside the prefix")
-        url = self.target + path[len(self.prefix) :]
+        else:
+            url = self.target + path[len(self.prefix) :]
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
@@ -52,15 +60,15 @@ class PrefixProxy:
             return response
 
 
-StartProxy = Callable[[str, str], Awaitable[PrefixProxy]]
+StartProxy = Callable[..., Awaitable[PrefixProxy]]
 
 
 @pytest.fixture
 async def prefix_proxy() -> AsyncIterator[StartProxy]:
     started: list[PrefixProxy] = []
 
-    async def start(target: str, prefix: str) -> PrefixProxy:
-        proxy = PrefixProxy(target, prefix)
+    async def start(target: str, prefix: str, passthrough: tuple[str, ...] = ()) -> PrefixProxy:
+        proxy = PrefixProxy(target, prefix, passthrough)
         await proxy.server.start_server()
         started.append(proxy)
         return proxy
