@@ -71,3 +71,17 @@ def test_listed_clients_need_safe_redirect_uris() -> None:
     assert error(text(bad)).path == "mcp.oauth.clients[0].redirect_uris[0]"
     good = "mcp: {auth: oauth, oauth: {clients: [{client_id: a, redirect_uris: ['http://127.0.0.1/cb']}]}}\n"
     assert load_text(text(good), env={}).config.mcp.oauth.clients[0].client_id == "a"
+
+
+@pytest.mark.parametrize("origin", ["*", "https://app.example/path", "app.example", "ftp://app.example"])
+def test_allowed_origins_must_be_origins(origin: str) -> None:
+    """mcp.allowed_origins entries are scheme://host[:port] origins; *, a path or no scheme is an error."""
+    with pytest.raises(ConfigError) as info:
+        load_text(
+            f"api: {{development: true}}\nmcp:\n  allowed_origins: ['https://ok.example', '{origin}']\n"
+        )
+    assert info.value.path == "mcp.allowed_origins[1]" and "must be an origin" in info.value.msg
+    loaded = load_text(
+        "api: {development: true}\nmcp: {allowed_origins: ['http://localhost:6274', 'https://a.example/']}\n"
+    )
+    assert loaded.config.mcp.allowed_origins == ("http://localhost:6274", "https://a.example/")

@@ -88,6 +88,12 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
+def _is_preflight(request: web.Request) -> bool:
+    """A CORS preflight: a browser never sends credentials with it, so it is not a failed key attempt; its
+    route answers it (the MCP endpoints' allow-list, ``engine.mcp.cors``) or aiohttp's 405 does."""
+    return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
 def api_key_middleware(
     verifier_of: Callable[[web.Request], ApiKeyVerifier | None],
     failures: FailureLimiter,
@@ -101,7 +107,7 @@ def api_key_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not needs_key(request.path):
+        if not needs_key(request.path) or _is_preflight(request):
             return await handler(request)
         ip = client_ip(request)
         wait = failures.retry_after(ip)

@@ -6,6 +6,8 @@
 - ``mcp.auth: jwt`` needs ``mcp.jwt.issuer`` (an http(s) URL; http only on loopback or in development).
 - ``mcp.gateways[].slug``: lower-case letters, digits and dashes, unique; each has at least one tool glob.
 - ``mcp.oauth.clients[]``: unique ids, redirect URIs https (http only on loopback), no fragment.
+- ``mcp.allowed_origins[]``: each an origin (``scheme://host[:port]``, no path); ``*`` is refused (the
+  origins get CORS on ``/mcp``, ``engine.mcp.cors``, and pass the Origin check: a wildcard would undo both).
 """
 
 from __future__ import annotations
@@ -41,8 +43,21 @@ def redirect_uri_ok(uri: str) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
 
 
+def _check_origins(config: Config, data: Any, ctx: Context) -> None:
+    for i, origin in enumerate(config.mcp.allowed_origins):
+        parts = urlsplit(origin.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ctx.error(
+                "must be an origin such as https://app.example (scheme, host, optional port; "
+                f"no path, no *), got {origin!r}",
+                f"mcp.allowed_origins[{i}]",
+                _line(data, "mcp", "allowed_origins"),
+            )
+
+
 def check_mcp(config: Config, data: Any, ctx: Context) -> None:
     mcp = config.mcp
+    _check_origins(config, data, ctx)
     modes = {mcp.auth} | {g.auth for g in mcp.gateways if g.auth is not None}
     if "oauth" in modes:
         if config.login is None:

@@ -240,6 +240,9 @@ def mount_mcp(app: web.Application, path: str = "/mcp") -> None:
 
     for method in ("POST", "GET", "DELETE"):
         app.router.add_route(method, path, answering_errors(handle))  # every error a JSON-RPC error object
+    from engine.mcp.cors import mount_cors
+
+    mount_cors(app, path)  # OPTIONS and the CORS headers, for mcp.allowed_origins only
     from engine.mcp.gateways import setup_gateways
 
     setup_gateways(app, lambda gateway: gateway_server(app, gateway))  # /mcp/{slug}
