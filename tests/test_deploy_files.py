@@ -225,7 +225,7 @@ def _promtool() -> str:
     """promtool on PATH or in scripts/test's cache; skipped when absent, except under CI=true (required)."""
     found = shutil.which("promtool") or shutil.which("promtool", path=str(PROMTOOL_CACHE))
     if found is None:
-        hint = "promtool is not installed (scripts/test fetches it into .cache/promtool under CI=true or as root)"
+        hint = "promtool is not installed (scripts/test puts it in .cache/promtool under CI=true or as root)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{hint}; required under CI=true")
         pytest.skip(hint)
