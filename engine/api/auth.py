@@ -88,10 +88,75 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
-def _is_preflight(request: web.Request) -> bool:
+def is_preflight(request: web.Request) -> bool:
     """A CORS preflight: a browser never sends credentials with it, so it is not a failed key attempt; its
     route answers it (the MCP endpoints' allow-list, ``engine.mcp.cors``) or aiohttp's 405 does."""
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+
+
+class ApiKeyCheck:
+    """The API key check of one request (see the module docstring), as a guard step."""
+
+    def __init__(
+        self,
+        verifier_of: Callable[[web.Request], ApiKeyVerifier | None],
+        failures: FailureLimiter,
+        client_ip: Callable[[web.Request], str],
+        on_denied: Denied | None = None,
+        *,
+        answer: Answer = rest_answer,
+    ) -> None:
+        self.verifier_of = verifier_of
+        self.failures = failures
+        self.client_ip = client_ip
+        self.on_denied = on_denied
+        self.answer = answer
+
+    async def refusal(self, request: web.Request) -> web.StreamResponse | None:
+        """None when the request carries a valid key (its identity is then ``request[IDENTITY]``),
+        else the answer refusing it (401, or 429 for an address over its failure limit)."""
+        ip = self.client_ip(request)
+        wait = self.failures.retry_after(ip)
+        presented = bearer(request)
+        verifier = self.verifier_of(request)
+        identity = None
+        if presented is not None and verifier is not None:
+            identity = await verifier.verify(presented, limited=wait > 0)
+        if identity is None and wait > 0:
+            if self.on_denied is not None:
+                await self.on_denied(request, "rate_limited")
+            limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
+            return self.answer(request, limited, None)
+        if identity is None:
+            try:
+                counted = self.failures.hit(ip, what="failed API key attempts")
+                if inspect.isawaitable(counted):  # counted in the database (SharedLimiter)
+                    await counted
+            except RateLimited as exc:  # over the limit, as another process counted
+                if self.on_denied is not None:
+                    await self.on_denied(request, "rate_limited")
+                return self.answer(request, exc, None)
+            if self.on_denied is not None:
+                await self.on_denied(request, "missing" if presented is None else "invalid")
+            msg = (
+                "missing API key: send Authorization: Bearer <key>"
+                if presented is None
+                else "invalid API key"
+            )
+            return self.answer(request, Unauthorized(msg), {"WWW-Authenticate": 'Bearer realm="keyturn"'})
+        request[IDENTITY] = identity
+        return None
+
+
+async def as_caller(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run ``handler`` with ``CURRENT_CALLER`` naming the request's API key (reset afterwards, so the
+    next request on this connection starts without it)."""
+    identity = request.get(IDENTITY)
+    token = CURRENT_CALLER.set(identity if isinstance(identity, Caller) else None)
+    try:
+        return await handler(request)
+    finally:
+        CURRENT_CALLER.reset(token)
 
 
 def api_key_middleware(
@@ -104,45 +169,15 @@ def api_key_middleware(
     answer: Answer = rest_answer,
 ) -> Any:
     """Check the API key on every path for which ``needs_key(path)`` is true (default ``needs_api_key``)."""
+    check = ApiKeyCheck(verifier_of, failures, client_ip, on_denied, answer=answer)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not needs_key(request.path) or _is_preflight(request):
+        if not needs_key(request.path) or is_preflight(request):
             return await handler(request)
-        ip = client_ip(request)
-        wait = failures.retry_after(ip)
-        presented = bearer(request)
-        verifier = verifier_of(request)
-        identity = None
-        if presented is not None and verifier is not None:
-            identity = await verifier.verify(presented, limited=wait > 0)
-        if identity is None and wait > 0:
-            if on_denied is not None:
-                await on_denied(request, "rate_limited")
-            limited = RateLimited("too many failed API key attempts from this address", retry_after=wait)
-            return answer(request, limited, None)
-        if identity is None:
-            try:
-                counted = failures.hit(ip, what="failed API key attempts")
-                if inspect.isawaitable(counted):  # counted in the database (SharedLimiter)
-                    await counted
-            except RateLimited as exc:  # over the limit, as another process counted
-                if on_denied is not None:
-                    await on_denied(request, "rate_limited")
-                return answer(request, exc, None)
-            if on_denied is not None:
-                await on_denied(request, "missing" if presented is None else "invalid")
-            msg = (
-                "missing API key: send Authorization: Bearer <key>"
-                if presented is None
-                else "invalid API key"
-            )
-            return answer(request, Unauthorized(msg), {"WWW-Authenticate": 'Bearer realm="keyturn"'})
-        request[IDENTITY] = identity
-        token = CURRENT_CALLER.set(identity if isinstance(identity, Caller) else None)
-        try:
-            return await handler(request)
-        finally:
-            CURRENT_CALLER.reset(token)  # the next request on this connection starts without it
+        refused = await check.refusal(request)
+        if refused is not None:
+            return refused
+        return await as_caller(request, handler)
 
     return middleware

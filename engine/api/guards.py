@@ -12,8 +12,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from engine.api.auth import api_key_middleware, needs_api_key_or_mcp
+from engine.api.auth import ApiKeyCheck, as_caller, is_preflight, needs_api_key, needs_api_key_or_mcp
 from engine.api.jsonio import error_response
+from engine.api.middleware import Guard, Handler
 from engine.errors import KeyturnError
 from engine.events import AccessEvent, AccessName
 from engine.mcp.httperrors import error_answer
@@ -45,7 +46,9 @@ class ApiKeys:
         return None
 
 
-def api_key_guard(app: web.Application) -> Any:
+def api_key_check(app: web.Application) -> ApiKeyCheck:
+    """The API key check of the engine: keys of the config and the store, failures limited per address
+    (in the database), refusals audited, answered as JSON-RPC errors on ``/mcp``."""
     limiter = api_key_limiter(app)
     verifier = ApiKeys(app)
 
@@ -54,26 +57,16 @@ def api_key_guard(app: web.Application) -> Any:
         log.info("api_key_denied", route=request.path[:100], reason=reason, source_ip=source_ip)
         publish_denied(app, reason, source_ip)
 
-    def needs_key(path: str) -> bool:
-        from engine.mcp.resource import endpoint_mode
-
-        config = app[SETTINGS].current.config
-        mode = endpoint_mode(config, path)
-        if mode is not None:  # /mcp or a gateway: the key only in mode api_key (oauth, jwt: resource_guard)
-            return mode == "api_key"
-        return needs_api_key_or_mcp(path, mcp_auth=config.mcp.auth)
-
     def answer(request: web.Request, exc: KeyturnError, headers: dict[str, str] | None) -> web.StreamResponse:
         if request.path == "/mcp" or request.path.startswith("/mcp/"):  # MCP clients read JSON-RPC errors
             return error_answer(exc, headers)
         return error_response(exc, headers=headers)
 
-    return api_key_middleware(
+    return ApiKeyCheck(
         lambda _r: verifier,
         limiter,
         lambda r: app[SETTINGS].current.client_address.of(r),
         denied,
-        needs_key=needs_key,
         answer=answer,
     )
 
@@ -103,36 +96,139 @@ def publish_denied(app: web.Application, reason: str, source_ip: str) -> None:
 
 # GET requests that still change something: the flow link (a new state) and the provider's callback
 _CHANGING_GETS = ("/v1/oauth/", "/api/oauth/", "/login")  # flow links, callbacks (seed 003's too), sign-in
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-def audit_guard(app: web.Application) -> Any:
-    """With ``audit.required``, for a request that may change something: refuse it (503
-    audit_unavailable) while no audit sink can write, before its handler runs; then wait until every
-    audit record it emitted was written (group commit, :meth:`engine.audit.Auditor.confirm`) and answer
-    503 instead of its answer when one was written by no sink."""
+def may_change(method: str, path: str) -> bool:
+    """Whether a request may change something (``audit.required`` refuses it while no sink writes)."""
+    return method not in _SAFE_METHODS or path.startswith(_CHANGING_GETS)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        auditor = app.get(AUDITOR)
-        if (
-            auditor is None
-            or not auditor.config.required
-            or (request.method in ("GET", "HEAD", "OPTIONS") and not request.path.startswith(_CHANGING_GETS))
-        ):
-            response: web.StreamResponse = await handler(request)
+
+def is_mcp_path(path: str) -> bool:
+    return path == "/mcp" or path.startswith("/mcp/")
+
+
+async def confirmed(auditor: Any, request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``audit.required`` on a request that may change something: refuse it (503 audit_unavailable)
+    while no audit sink can write, before its handler runs; then wait until every audit record it
+    emitted was written (group commit, :meth:`engine.audit.Auditor.confirm`) and answer 503 instead of
+    its answer when one was written by no sink."""
+    auditor.require_ready()
+    with auditor.confirming() as pending:
+        response = await handler(request)
+    try:
+        await auditor.confirm(pending)
+    except KeyturnError as exc:
+        if response.prepared:  # a stream already under way cannot become an error any more
+            log.error("audit_record_unwritten_after_answer", route=request.path[:100])
             return response
-        auditor.require_ready()
-        with auditor.confirming() as pending:
-            response = await handler(request)
-        try:
-            await auditor.confirm(pending)
-        except KeyturnError as exc:
-            if response.prepared:  # a stream already under way cannot become an error any more
-                log.error("audit_record_unwritten_after_answer", route=request.path[:100])
-                return response
-            if request.path == "/mcp" or request.path.startswith("/mcp/"):
-                return error_answer(exc, None)
-            raise
-        return response
+        if is_mcp_path(request.path):
+            return error_answer(exc, None)
+        raise
+    return response
 
-    return middleware
+
+class RouteGuards:
+    """The guards every request passes, chosen per route once the router is frozen (at startup).
+
+    In order: the API key (``needs_api_key``; on ``/mcp`` and the gateways as ``mcp.auth`` says), then
+    ``audit.required`` (a request that may change something is refused with 503 while no audit sink
+    can write, before its handler runs: nothing is changed unrecorded), then, on the MCP endpoints,
+    OAuth / JWT bearer tokens (``engine.mcp.resource``). A route with a fixed path and method gets
+    exactly the steps it needs, decided once (``/ping``: none; ``GET /v1/auth/status``: the key);
+    routes with path parameters, the MCP endpoints (whose modes follow a reload) and requests that
+    match no route (404/405) decide per request, as every request once did.
+    """
+
+    def __init__(self, app: web.Application, resource: Guard | None = None) -> None:
+        self.app = app
+        self.keys = api_key_check(app)
+        self.resource = resource  # engine.mcp.resource.resource_guard(app)
+        self.by_route: dict[int, Guard | None] = {}
+        app.on_startup.append(self._decide)
+
+    def guard_of(self, request: web.Request) -> Guard | None:
+        """The route's guards (None: none): ``edge_middleware``'s ``guard_of``."""
+        try:
+            return self.by_route[id(request.match_info.route)]
+        except KeyError:  # no route (404/405), or asked before startup
+            return self.per_request
+
+    async def _decide(self, app: web.Application) -> None:
+        for route in app.router.routes():
+            self.by_route[id(route)] = self.for_route(route)
+
+    def for_route(self, route: Any) -> Guard | None:
+        """The guard of one route: fixed steps where its method and path fix them, else per request."""
+        resource = route.resource
+        method = route.method
+        if resource is None or method in ("*", "OPTIONS") or is_mcp_path(resource.canonical):
+            return self.per_request  # OPTIONS: a CORS preflight needs no key
+        if not isinstance(resource, web.PlainResource):  # {params}: decide on the request's own path
+            return self.per_request
+        path = resource.canonical
+        return self.fixed(needs_api_key(path), may_change(method, path))
+
+    def fixed(self, key: bool, audited: bool) -> Guard | None:
+        refusal, app = self.keys.refusal, self.app
+        if key and audited:
+
+            async def key_and_audit(request: web.Request, handler: Handler) -> web.StreamResponse:
+                refused = await refusal(request)
+                if refused is not None:
+                    return refused
+                auditor = app.get(AUDITOR)
+                if auditor is not None and auditor.config.required:
+                    return await as_caller(request, lambda r: confirmed(auditor, r, handler))
+                return await as_caller(request, handler)
+
+            return key_and_audit
+        if key:
+
+            async def key_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+                refused = await refusal(request)
+                if refused is not None:
+                    return refused
+                return await as_caller(request, handler)
+
+            return key_only
+        if audited:
+
+            async def audit_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+                auditor = app.get(AUDITOR)
+                if auditor is not None and auditor.config.required:
+                    return await confirmed(auditor, request, handler)
+                return await handler(request)
+
+            return audit_only
+        return None
+
+    def needs_key(self, path: str) -> bool:
+        from engine.mcp.resource import endpoint_mode
+
+        config = self.app[SETTINGS].current.config
+        mode = endpoint_mode(config, path)
+        if mode is not None:  # /mcp or a gateway: the key only in mode api_key (oauth, jwt: resource)
+            return mode == "api_key"
+        return needs_api_key_or_mcp(path, mcp_auth=config.mcp.auth)
+
+    async def per_request(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every step decided on this request's path and method."""
+        path = request.path
+        if self.needs_key(path) and not is_preflight(request):  # a CORS preflight carries no key
+            refused = await self.keys.refusal(request)
+            if refused is not None:
+                return refused
+            return await as_caller(request, lambda r: self._after_key(r, handler))
+        return await self._after_key(request, handler)
+
+    async def _after_key(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        auditor = self.app.get(AUDITOR)
+        if auditor is not None and auditor.config.required and may_change(request.method, request.path):
+            return await confirmed(auditor, request, lambda r: self._resource(r, handler))
+        return await self._resource(request, handler)
+
+    async def _resource(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.resource is not None and is_mcp_path(request.path):
+            return await self.resource(request, handler)
+        return await handler(request)

@@ -3,8 +3,9 @@ the timing middleware, a separate listener.
 
 ``setup_metrics(app)`` is what :func:`engine.api.app.create_app` calls when ``metrics.enabled``:
 it puts a :class:`Metrics` on a fresh registry under ``METRICS``, subscribes it to the event
-stream, adds the timing middleware and serves ``/metrics`` on the main port, or, with
-``metrics.address``, on its own listener.
+stream and serves ``/metrics`` on the main port, or, with ``metrics.address``, on its own listener;
+the app's edge middleware (``engine.api.middleware.edge_middleware``) reports each request's timing to
+``Metrics.observe_request``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ def setup_metrics(app: web.Application, registry: CollectorRegistry | None = Non
     metrics = Metrics(registry if registry is not None else new_registry())
     app[METRICS] = metrics
     app[EVENTS].subscribe(MetricsSubscriber(metrics))
-    app.middlewares.insert(0, metrics_middleware(metrics))  # outermost: sees every final status
 
     def token() -> str | None:
         return app[SETTINGS].current.config.metrics.bearer_token

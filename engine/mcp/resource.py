@@ -99,7 +99,10 @@ def _refuse(status: int, word: str, msg: str, headers: dict[str, str] | None = N
 
 
 def resource_guard(app: web.Application) -> Any:
-    """Check OAuth / JWT bearer tokens on the MCP endpoints whose mode is ``oauth`` or ``jwt``."""
+    """Check OAuth / JWT bearer tokens on the MCP endpoints whose mode is ``oauth`` or ``jwt``.
+
+    A middleware, also called as a guard step by ``engine.api.guards.RouteGuards`` (``(request, handler)``).
+    """
     verifiers: dict[str, Any] = {}
 
     def jwt_verifier() -> Any:
