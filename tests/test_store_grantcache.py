@@ -37,12 +37,16 @@ async def test_second_read_is_a_checked_hit(store_opened: Store) -> None:
     again = await store_opened.grants.find("u1", "p")
     by_id = await store_opened.grants.get(g.id)
     assert first is not None and again is first and by_id is first
-    # the default account's (id, version) is read (choosing a default changes no version); no full row
-    [pick] = seen
-    assert (
-        pick.startswith("SELECT grants.id, grants.version \nFROM grants")
-        and store_opened.grant_cache.hits == 2
-    )
+    # the default account's (id, version) is read (choosing a default changes no version); no full row.
+    # On SQLite not even that while nothing was committed since the last pick (PRAGMA data_version)
+    if store_opened.sqlite:
+        assert seen == [] and store_opened.grant_cache.hits == 2
+    else:
+        [pick] = seen
+        assert (
+            pick.startswith("SELECT grants.id, grants.version \nFROM grants")
+            and store_opened.grant_cache.hits == 2
+        )
     seen.clear()
     assert await store_opened.grants.find("u1", "p", "default") is first and seen == []  # a named account
 
@@ -202,3 +206,144 @@ async def test_choosing_another_default_account_is_seen_at_once(store_opened: St
     async with store_opened.engine.begin() as conn:  # as another process would: not through this repo
         await conn.execute(sa.text("UPDATE grants SET is_default = (id = :h)"), {"h": home.id})
     assert (await store_opened.grants.find("u1", "p")).id == home.id
+
+
+def sqlite_path(store: Store) -> str:
+    path = store.engine.url.database
+    assert path
+    return path
+
+
+def counting_version_queries(store: Store) -> list[int]:
+    """The number of ids of each version query the cache sends from now on."""
+    cache = store.grant_cache
+    queries: list[int] = []
+    real = cache._query
+
+    async def counted(ids: list[str]) -> dict[str, int]:
+        queries.append(len(ids))
+        return await real(ids)
+
+    cache._query = counted  # type: ignore[method-assign]
+    return queries
+
+
+async def warmed(store: Store, grant_id: str) -> None:
+    """Cache the grant and confirm it once by every path (default pick, by id, named account)."""
+    for _ in range(2):
+        assert await store.grants.find("u1", "p") is not None
+        assert await store.grants.get(grant_id) is not None
+        assert await store.grants.find("u1", "p", "default") is not None
+
+
+async def test_sqlite_hits_skip_the_version_query_while_nothing_is_committed(
+    store_url: str, store_keyring: Keyring
+) -> None:
+    """On SQLite a confirmed entry is handed out with no query until any connection commits again."""
+    if not store_url.startswith("sqlite"):
+        return  # PostgreSQL has no data_version: every hit is checked by query (tests above)
+    store = await Store.open(store_url, store_keyring)
+    try:
+        g = await store_grant(store)
+        await warmed(store, g.id)
+        queries = counting_version_queries(store)
+        seen = count_statements(store)
+        hits = store.grant_cache.hits
+        await warmed(store, g.id)
+        assert queries == [] and seen == [] and store.grant_cache.hits == hits + 6
+        await store_grant(store, "u2")  # a commit (of another grant): the entry is checked again, once
+        seen.clear()
+        for _ in range(3):
+            assert await store.grants.get(g.id) is not None
+        assert queries == [1] and seen == []
+        await store.grants.find("u1", "p")  # the default is picked again (one query), not the row
+        assert len(seen) == 1 and seen[0].startswith("SELECT grants.id, grants.version")
+    finally:
+        await store.close()
+
+
+async def test_sqlite_commit_on_another_connection_is_seen_by_the_very_next_read(
+    store_url: str, store_keyring: Keyring
+) -> None:
+    """A revocation, then a rotation, committed by a plain sqlite3 connection (not this store's): the
+    next read by id, by named account and by default account each sees it, never the cached copy."""
+    if not store_url.startswith("sqlite"):
+        return
+    import sqlite3
+
+    store = await Store.open(store_url, store_keyring)
+    try:
+        g = await store_grant(store)
+        await warmed(store, g.id)
+        other = sqlite3.connect(sqlite_path(store), isolation_level=None)
+        try:
+            other.execute("UPDATE grants SET status='revoked', version=version+1 WHERE id=?", (g.id,))
+            got = await store.grants.get(g.id)
+            assert got is not None and got.status == "revoked"
+            await warmed(store, g.id)
+            other.execute("UPDATE grants SET status='needs_reauth', version=version+1 WHERE id=?", (g.id,))
+            by_default = await store.grants.find("u1", "p")
+            assert by_default is not None and by_default.status == "needs_reauth"
+            await warmed(store, g.id)
+            other.execute("UPDATE grants SET status='revoked', version=version+1 WHERE id=?", (g.id,))
+            named = await store.grants.find("u1", "p", "default")
+            assert named is not None and named.status == "revoked"
+        finally:
+            other.close()
+    finally:
+        await store.close()
+
+
+async def test_sqlite_other_process_rotation_and_revocation_seen_on_next_read(store_url: str) -> None:
+    """Another process rotates the tokens, then revokes (through its own Store), while this one serves
+    from the cache without queries: each next read sees the new token, then the revocation."""
+    if not store_url.startswith("sqlite"):
+        return
+    raw_key = os.urandom(32)
+    store = await Store.open(store_url, Keyring({"k1": raw_key}, "k1"))
+    key = base64.b64encode(raw_key).decode()
+
+    async def in_other_process(action: str) -> None:
+        script = textwrap.dedent(f"""
+            import asyncio, base64
+            from engine.crypto.cipher import Keyring
+            from engine.store.store import Store
+            async def main():
+                s = await Store.open({store_url!r}, Keyring({{"k1": base64.b64decode({key!r})}}, "k1"))
+                g = await s.grants.get({g.id!r})
+                {action}
+                await s.close()
+            asyncio.run(main())
+        """)
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+
+    try:
+        g = await store_grant(store)
+        await warmed(store, g.id)
+        queries = counting_version_queries(store)
+        await warmed(store, g.id)
+        assert queries == []  # served on data_version alone
+        await in_other_process(
+            "assert await s.grants.update_tokens(g.id, expected_version=g.version, access_token='at-2', "
+            "refresh_token='rt-2', expires_at=None, scopes=None, id_token=None, next_refresh_at=None)"
+        )
+        rotated = await store.grants.find("u1", "p")
+        assert rotated is not None and rotated.access_token == "at-2"
+        await warmed(store, g.id)
+        await in_other_process("assert await s.grants.set_status(g.id, 'revoked')")
+        by_id = await store.grants.get(g.id)
+        assert by_id is not None and by_id.status == "revoked"
+    finally:
+        await store.close()
+
+
+async def test_data_version_unavailable_falls_back_to_the_version_query(store_opened: Store) -> None:
+    """When data_version cannot be read (PostgreSQL, a failed read), every hit is checked by query."""
+    g = await store_grant(store_opened)
+    cache = store_opened.grant_cache
+    cache.data_version.read = lambda: None  # type: ignore[method-assign]
+    await warmed(store_opened, g.id)
+    queries = counting_version_queries(store_opened)
+    await warmed(store_opened, g.id)
+    assert queries == [1, 1, 1, 1]  # get and the named account, twice; the default pick is a query

@@ -14,6 +14,15 @@ cache holds, sent straight to the driver, and the checks of every request waitin
 event-loop turn share one query (``WHERE id IN (...)``). Within the process a write also drops the
 entry at once. Decrypted tokens stay in this process's memory (as they do while a request uses
 them); ``storage.grant_cache_size: 0`` turns the cache off.
+
+On SQLite most checks need no query at all. ``PRAGMA data_version``, read on a connection of its
+own that never writes (the standard library's ``sqlite3``, synchronously: microseconds, no thread
+hop), changes whenever any other connection, of this process or another, committed to the database
+file; in WAL mode each read of it starts a read transaction, which sees every commit made before.
+Each cached entry remembers the ``data_version`` read *before* the query that last confirmed it
+(its version check, or the default-account pick): while the value read now is the same, nothing was
+committed since that query's snapshot, so the entry is still exact. Any commit anywhere (also one
+that touches no grant) only sends the next check of each entry back to the version query.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import asyncio
 import builtins
 import collections
 import contextlib
+import sqlite3
 from typing import Any
 
 import structlog
@@ -32,6 +42,47 @@ from engine.store.records import GrantRecord
 log = structlog.get_logger("keyturn.store")
 
 Key = tuple[str, str, str]  # (user_id, provider_id, account)
+Checked = tuple[int | None, int | None]  # (the row's version or None, data_version read before the query)
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The database file of a SQLite engine (None: PostgreSQL, in memory, or a URI filename)."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.query.get("uri"):
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return database
+
+
+class DataVersion:
+    """``PRAGMA data_version`` of a SQLite file, on a connection of its own that never writes."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def read(self) -> int | None:
+        """The value now (changed whenever another connection committed), None when unknown."""
+        if self.path is None:
+            return None
+        try:
+            if self._conn is None:  # autocommit; timeout 0: never wait on a lock in the event loop
+                self._conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+                self._conn.execute("PRAGMA query_only=ON")
+            rows = self._conn.execute("PRAGMA data_version").fetchall()  # to the end: no open read
+            return int(rows[0][0])
+        except sqlite3.Error as exc:  # busy, gone: the version query decides instead
+            log.debug("grant_cache_data_version_failed", error=type(exc).__name__)
+            self.close()
+            return None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
 
 class GrantCache:
@@ -48,7 +99,14 @@ class GrantCache:
         self._by_id: collections.OrderedDict[str, GrantRecord] = collections.OrderedDict()
         self._by_key: dict[Key, str] = {}
         self._keys: dict[str, set[Key]] = {}  # grant id -> the keys that name it
-        self._pending: dict[str, builtins.list[asyncio.Future[int | None]]] = {}
+        # grant id -> data_version read before the query that last confirmed the cached version
+        self._confirmed: dict[str, int] = {}
+        # (user, provider) -> (default grant id, its version, data_version read before that pick)
+        self._defaults: collections.OrderedDict[tuple[str, str], tuple[str, int, int]] = (
+            collections.OrderedDict()
+        )
+        self.data_version = DataVersion(sqlite_file(engine))
+        self._pending: dict[str, builtins.list[asyncio.Future[Checked]]] = {}
         self._flush: asyncio.Task[None] | None = None
         self._conn: AsyncConnection | None = None
         self._lock = asyncio.Lock()
@@ -85,9 +143,45 @@ class GrantCache:
             return None
         return await self.by_id(grant_id)
 
+    def default_hit(self, user_id: str, provider_id: str) -> GrantRecord | None:
+        """The user's default grant at the provider without any query, when nothing was committed to
+        the database since the pick that named it (``data_version`` unchanged), else None."""
+        entry = self._defaults.get((user_id, provider_id))
+        if entry is None:
+            return None
+        grant_id, version, seen = entry
+        if self.data_version.read() != seen:
+            del self._defaults[(user_id, provider_id)]
+            return None
+        record = self._by_id.get(grant_id)
+        if record is None or record.version != version:
+            return None
+        self._by_id.move_to_end(grant_id)
+        self.hits += 1
+        return record
+
+    def picked_default(
+        self, user_id: str, provider_id: str, grant_id: str, version: int, seen: int | None
+    ) -> None:
+        """The default pick read ``(grant_id, version)`` after ``data_version`` was ``seen``."""
+        if seen is None or not self.enabled:
+            return
+        self._defaults[(user_id, provider_id)] = (grant_id, version, seen)
+        self._defaults.move_to_end((user_id, provider_id))
+        while len(self._defaults) > self.size:
+            self._defaults.popitem(last=False)
+        record = self._by_id.get(grant_id)
+        if record is not None and record.version == version:
+            self._confirmed[grant_id] = seen
+
     async def _checked(self, record: GrantRecord) -> GrantRecord | None:
+        seen = self._confirmed.get(record.id)
+        if seen is not None and self.data_version.read() == seen:  # nothing committed since: exact
+            self._by_id.move_to_end(record.id)
+            self.hits += 1
+            return record
         try:
-            version = await self._version(record.id)
+            version, seen = await self._version(record.id)
         except Exception as exc:  # the check failed: read the row the normal way (which reports errors)
             log.debug("grant_cache_check_failed", error=type(exc).__name__)
             self.drop(record.id)
@@ -98,14 +192,17 @@ class GrantCache:
                 self.drop(record.id)  # written (or deleted) since it was cached
             self.misses += 1
             return None
+        if seen is not None:
+            self._confirmed[record.id] = seen
         self._by_id.move_to_end(record.id)
         self.hits += 1
         return record
 
-    def _version(self, grant_id: str) -> asyncio.Future[int | None]:
-        """The row's version now (None: no such row), read together with the other pending checks."""
+    def _version(self, grant_id: str) -> asyncio.Future[Checked]:
+        """The row's version now (None: no such row), read together with the other pending checks,
+        and the ``data_version`` read just before that query (None on PostgreSQL)."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[int | None] = loop.create_future()
+        future: asyncio.Future[Checked] = loop.create_future()
         self._pending.setdefault(grant_id, []).append(future)
         if self._flush is None or self._flush.done():
             self._flush = loop.create_task(self._read_versions())
@@ -117,6 +214,7 @@ class GrantCache:
             # a check asked while a query runs waits for the next query: it must see what committed
             # before it asked, which a query already started may not
             batch, self._pending = self._pending, {}
+            seen = self.data_version.read()  # before the query: a commit after it changes the value
             try:
                 found = await self._query(list(batch))
             except Exception as exc:
@@ -128,7 +226,7 @@ class GrantCache:
             for grant_id, futures in batch.items():
                 for f in futures:
                     if not f.done():
-                        f.set_result(found.get(grant_id))
+                        f.set_result((found.get(grant_id), seen))
 
     async def _query(self, ids: builtins.list[str]) -> dict[str, int]:
         async with self._lock:
@@ -188,6 +286,7 @@ class GrantCache:
             self._unlink(evicted)
 
     def _unlink(self, grant_id: str) -> None:
+        self._confirmed.pop(grant_id, None)
         for key in self._keys.pop(grant_id, set()):
             if self._by_key.get(key) == grant_id:
                 del self._by_key[key]
@@ -203,6 +302,8 @@ class GrantCache:
             self.drop(grant_id)
 
     def clear(self) -> None:
+        self._defaults.clear()
+        self._confirmed.clear()
         self._by_id.clear()
         self._by_key.clear()
         self._keys.clear()
@@ -212,5 +313,6 @@ class GrantCache:
 
     async def aclose(self) -> None:
         self.clear()
+        self.data_version.close()
         async with self._lock:
             await self._discard()

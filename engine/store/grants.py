@@ -174,11 +174,15 @@ class GrantRepo(Repo):
             q = sa.select(self.t).where(*where, self.t.c.account == account)
         else:
             if cache.enabled:
+                if (hit := cache.default_hit(user_id, provider_id)) is not None:  # nothing committed since
+                    return hit
+                seen = cache.data_version.read()  # before the pick (SQLite; None elsewhere)
                 pick = sa.select(self.t.c.id, self.t.c.version).where(*where).order_by(*default_first(self.t))
                 async with self.read() as conn:
                     head = (await conn.execute(pick.limit(1))).first()
                 if head is None:
                     return None
+                cache.picked_default(user_id, provider_id, head.id, head.version, seen)
                 if (hit := cache.matching(head.id, head.version)) is not None:
                     return hit
                 where = (self.t.c.id == head.id,)
