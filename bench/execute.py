@@ -92,6 +92,9 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--processes", type=int, default=1, help="api.processes of the engine")
+    parser.add_argument(
+        "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="api.event_loop"
+    )
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -111,6 +114,7 @@ def main() -> None:
             storage=f"sqlite+aiosqlite:///{work}/kt.db",
             extra=extra,
             processes=args.processes,
+            event_loop=args.event_loop,
         )
         asyncio.run(seed(cfg, args.users))
         via_engine = [
@@ -181,6 +185,7 @@ def main() -> None:
         {
             "load_generator": f"wrk, {args.threads} threads",
             "runs": args.runs,
+            "event_loop": args.event_loop,
             "duration_s": args.duration,
             "connections": args.connections,
             "users": args.users,

@@ -26,11 +26,13 @@ def write_config(
     provider_url: str = "http://127.0.0.1:1",
     extra: str = "",
     processes: int = 1,
+    event_loop: str = "auto",
 ) -> Path:
     key = base64.b64encode(os.urandom(32)).decode()
     cfg = workdir / "engine.yaml"
     cfg.write_text(f"""
-api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}", processes: {processes}}}
+api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}", processes: {processes},
+      event_loop: {event_loop}}}
 storage: {{url: "{storage}"}}
 security:
   root_keys: [{{id: k1, default: true, value: "{key}"}}]

@@ -31,6 +31,9 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--processes", type=int, default=1, help="api.processes of the engine")
+    parser.add_argument(
+        "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="api.event_loop"
+    )
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -44,7 +47,11 @@ def main() -> None:
         work = Path(tmp)
         port, hello_port = free_port(), free_port()
         cfg = write_config(
-            work, port=port, storage=f"sqlite+aiosqlite:///{work}/kt.db", processes=args.processes
+            work,
+            port=port,
+            storage=f"sqlite+aiosqlite:///{work}/kt.db",
+            processes=args.processes,
+            event_loop=args.event_loop,
         )
         ids = asyncio.run(seed(cfg, args.grants))
         engine = Proc(engine_argv(cfg, "status"), cwd=work, log=work / "engine.log")
@@ -76,6 +83,7 @@ def main() -> None:
         {
             "load_generator": f"wrk, {args.threads} threads",
             "runs": args.runs,
+            "event_loop": args.event_loop,
             "duration_s": args.duration,
             "connections": args.connections,
             "grants": args.grants,

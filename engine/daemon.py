@@ -85,6 +85,9 @@ class Daemon:
             listen=[f"{h}:{p}" for h, p in self.bound],
             public_url=self.settings.public_url,
             development=api.development,
+            event_loop="uvloop"
+            if type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+            else "asyncio",
         )
         sdnotify.ready()  # systemd Type=notify: we are serving
         interval = sdnotify.watchdog_interval()

@@ -517,3 +517,21 @@ def test_durations_take_go_compound_form_and_idle_timeout_is_positive() -> None:
     err = error(text % "0s")
     assert err.path == "api.idle_timeout" and "more than 0" in err.msg
     assert error(text % "1m30").path == "api.idle_timeout"
+
+
+def test_event_loop_is_checked() -> None:
+    """api.event_loop is auto (default), asyncio or uvloop; anything else is refused naming the key."""
+    assert load("api: {development: true}\n").config.api.event_loop == "auto"
+    assert load("api: {development: true, event_loop: asyncio}\n").config.api.event_loop == "asyncio"
+    err = error("api: {development: true, event_loop: trio}\n")
+    assert err.path == "api.event_loop" and "'auto', 'asyncio', 'uvloop'" in err.msg
+
+
+def test_event_loop_uvloop_refused_when_it_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """api.event_loop: uvloop without uvloop importable is a config error naming the key, not a crash."""
+    from engine.config import loader
+
+    monkeypatch.setattr(loader, "uvloop_available", lambda: False)
+    err = error("api: {development: true, event_loop: uvloop}\n")
+    assert err.path == "api.event_loop" and "uvloop is not installed" in err.msg
+    assert load("api: {development: true}\n").config.api.event_loop == "auto"  # auto falls back

@@ -671,3 +671,44 @@ async def test_sigterm_writes_the_queued_audit_records(tmp_path: Path) -> None:
     pump.cancel()
     events = [json.loads(line)["event"] for line in audit.read_text().splitlines()]
     assert events[0] == "config.loaded" and events[-1] == "api_key.denied"
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"), [("uvloop", "uvloop"), ("asyncio", "asyncio"), ("auto", "uvloop")]
+)
+async def test_serve_runs_on_the_configured_event_loop(tmp_path: Path, choice: str, expected: str) -> None:
+    """api.event_loop: a real `keyturn serve` runs on the chosen loop (auto: uvloop, a dependency) and
+    answers on it."""
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        f"api: {{development: true, port: 0, event_loop: {choice}}}\nlogging: {{level: info, format: json}}\n"
+    )
+    served, pump = await start_serve(config)
+    try:
+        assert (await served.wait_for("started"))["event_loop"] == expected
+        async with aiohttp.ClientSession() as session, session.get(served.url + "/ping") as resp:
+            assert resp.status == 200
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+        pump.cancel()
+
+
+async def test_every_process_runs_on_the_configured_event_loop(tmp_path: Path) -> None:
+    """With api.processes: 2 each forked child starts on the configured loop."""
+    config = tmp_path / "engine.yaml"
+    config.write_text(
+        "api: {development: true, port: 0, processes: 2, event_loop: uvloop}\n"
+        "logging: {level: info, format: json}\n"
+    )
+    served, pump = await start_serve(config)
+    try:
+        deadline = time.monotonic() + 20
+        while len(started := [x for x in served.lines if x.get("event") == "started"]) < 2:
+            assert time.monotonic() < deadline, served.lines
+            await asyncio.sleep(0.05)
+        assert [x["event_loop"] for x in started] == ["uvloop", "uvloop"]
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.proc.wait(), 20) == 0
+        pump.cancel()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -56,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
         new, _ = load_settings(args)
         return new
 
+    from engine.cli import loops
     from engine.cli.prefork import Supervisor, processes, reserve_port
 
     count = processes(settings.config.api.processes)
+    event_loop = settings.config.api.event_loop  # a restart key: the children keep the first one's
     if count == 1:
         daemon = Daemon(settings, reload=reload)
-        asyncio.run(daemon.run_until_stopped())
+        loops.run(daemon.run_until_stopped(), event_loop)
         return 0
     api = settings.config.api
     try:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         holder.close()
         daemon = Daemon(settings, reload=reload, reuse_port=True, leader=index == 0)
         try:
-            asyncio.run(daemon.run_until_stopped())
+            loops.run(daemon.run_until_stopped(), event_loop)
         except KeyturnError as exc:
             print(f"keyturn: {exc.error}: {exc.msg}", file=sys.stderr)
             return 1

@@ -49,6 +49,13 @@ class ParsedConfig:
     base_dir: Path
 
 
+def uvloop_available() -> bool:
+    """Whether ``uvloop`` can be imported (``api.event_loop``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
 def section(data: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(data, Mapping):
@@ -155,6 +162,12 @@ def _check(config: Config, data: Any, ctx: Context, base_dir: Path) -> Config:
     api = dataclasses.replace(api, public_url=public_url.rstrip("/"))
     if not 0 <= api.port <= 65535:
         raise ctx.error("must be between 0 and 65535", "api.port", _line(data, "api", "port"))
+    if api.event_loop == "uvloop" and not uvloop_available():
+        raise ctx.error(
+            "uvloop is not installed (it is a dependency except on Windows): use auto or asyncio",
+            "api.event_loop",
+            _line(data, "api", "event_loop"),
+        )
     # storage
     storage = config.storage
     url = storage.url

@@ -33,6 +33,7 @@ class ApiConfig:
     # Arcade's server deadlines: accepted, not applied (aiohttp has no such deadline); the loader warns
     read_timeout: Duration | None = None
     write_timeout: Duration | None = None
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"  # auto: uvloop when importable
 
 
 # ---- storage ---------------------------------------------------------------------------------

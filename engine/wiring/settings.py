@@ -58,6 +58,7 @@ RESTART_KEYS: tuple[str, ...] = (
     "api.shutdown_grace",
     "api.idle_timeout",
     "api.development",
+    "api.event_loop",
     "metrics.enabled",
     "metrics.address",
 )
