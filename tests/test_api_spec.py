@@ -12,7 +12,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from engine.api.spec import unscoped
+from engine.api.spec import ValueCheck, _validator, unscoped
+from engine.errors import BadRequest
 from tests.plugins.keyturn_engine import API_KEY, KeyturnEngine
 from tests.plugins.mini_provider import USER, MiniProvider, acme_config
 
@@ -175,3 +176,27 @@ async def test_arcade_mcp_server_with_an_arcade_login_context(
             assert not second.is_error, second
             assert json.loads(second.content[0].text)["sub"] == "u-123"
     assert "org-scoped Arcade client for org 'org_1' project 'prj_2'" in errlog.read_text()
+
+
+def test_value_check_remembers_accepted_values_only() -> None:
+    """A parameter value accepted once is not validated again; a refused one is refused every time,
+    and a value of another type equal to an accepted one (1 and True) is checked on its own."""
+    check = ValueCheck(_validator({"type": "integer", "maximum": 5}, {}))
+    calls: list[Any] = []
+    real = check.validator
+
+    class Counted:
+        def iter_errors(self, value: Any) -> Any:
+            calls.append(value)
+            return real.iter_errors(value)
+
+    check.validator = Counted()  # type: ignore[assignment]
+    check(1, "query parameter n")
+    check(1, "query parameter n")
+    assert calls == [1]
+    for _ in range(2):
+        with pytest.raises(BadRequest, match="query parameter n must be at most 5"):
+            check(9, "query parameter n")
+    with pytest.raises(BadRequest, match="query parameter n must be a whole number"):
+        check(True, "query parameter n")
+    assert calls == [1, 9, 9, True]

@@ -137,13 +137,13 @@ class Routes:
 
 def _checked(route: Route, schemas: Mapping[str, Mapping[str, Any]]) -> Callable[..., Any]:
     body_check = _validator(schemas[route.body], schemas) if route.body is not None else None
-    query_checks = [(p, _validator(p.schema, schemas)) for p in route.query]
-    path_checks = [(p, _validator(p.schema, schemas)) for p in route.path_params]
+    query_checks = [(p, ValueCheck(_validator(p.schema, schemas))) for p in route.query]
+    path_checks = [(p, ValueCheck(_validator(p.schema, schemas))) for p in route.path_params]
 
     async def handler(request: web.Request) -> web.StreamResponse:
         path = {p.name: request.match_info[p.name] for p in route.path_params}
-        for param, validator in path_checks:
-            _check(validator, path[param.name], f"path parameter {param.name}")
+        for param, check in path_checks:
+            check(path[param.name], f"path parameter {param.name}")
         query = {p.name: _query_value(request, p, v) for p, v in query_checks}
         body: dict[str, Any] = {}
         if body_check is not None:
@@ -168,7 +168,28 @@ def _check(validator: Draft202012Validator, value: Any, where: str) -> None:
         raise BadRequest(describe(error, where))
 
 
-def _query_value(request: web.Request, param: Param, validator: Draft202012Validator) -> Any:
+class ValueCheck:
+    """A parameter's validator that remembers the last few thousand scalar values it accepted (the
+    check is a pure function of the value: an id polled again is not validated again)."""
+
+    SIZE = 4096
+
+    def __init__(self, validator: Draft202012Validator) -> None:
+        self.validator = validator
+        self.accepted: set[tuple[type, Any]] = set()  # (type, value): True and 1 are not one value
+
+    def __call__(self, value: Any, where: str) -> None:
+        key = (type(value), value) if isinstance(value, str | int | float | bool) else None
+        if key is not None and key in self.accepted:
+            return
+        _check(self.validator, value, where)
+        if key is not None:
+            if len(self.accepted) >= self.SIZE:
+                self.accepted.clear()
+            self.accepted.add(key)
+
+
+def _query_value(request: web.Request, param: Param, validator: ValueCheck) -> Any:
     where = f"query parameter {param.name}"
     kind = param.schema.get("type")
     if kind == "array":
@@ -182,7 +203,7 @@ def _query_value(request: web.Request, param: Param, validator: Draft202012Valid
         if param.required:
             raise BadRequest(f"{where} is required")
         return param.schema.get("default")
-    _check(validator, value, where)
+    validator(value, where)
     return value
 
 

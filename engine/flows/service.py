@@ -183,6 +183,8 @@ class FlowService:
     # ---- status ------------------------------------------------------------------------------
     async def status(self, auth_id: str, wait: float) -> Authorization:
         """A flow's (or grant's) status; with ``wait`` hold until it is completed or failed."""
+        if wait <= 0:  # nothing to wait for: no watch
+            return await self._status_once(auth_id)
         deadline = now_utc() + timedelta(seconds=wait)
         while True:
             with self.d.waiters.watch(auth_id) as watch:  # before the read: a completion meanwhile wakes it
