@@ -5,7 +5,7 @@ path), methods a fixed set, providers and error kinds short identifiers (the fir
 ``MAX_LABEL_VALUES`` distinct ones per label; later ones and anything else count as ``other``).
 No user id, token or path ever becomes a label value.
 
-``observe_request`` is what ``engine.api.middleware.timing_middleware`` reports to; the others are
+``observe_request`` is what ``engine.api.middleware.edge_middleware`` reports to; the others are
 called by :class:`engine.metrics.events.MetricsSubscriber` from the event stream.
 """
 
@@ -157,7 +157,7 @@ class Metrics:
 
     # ---- hooks -------------------------------------------------------------------------------
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """For ``timing_middleware``: one request on ``route`` (a template or ``unmatched``).
+        """For ``edge_middleware``: one request on ``route`` (a template or ``unmatched``).
 
         The labelled children are looked up once per (route, method, status) and kept: a label
         guard's answer for a value never changes, and ``labels()`` costs a lock and two dict lookups.
