@@ -254,3 +254,63 @@ async def test_audit_not_required_answers_and_counts_the_failed_write(
     [sink] = engine.app[AUDITOR].sinks
     assert isinstance(sink, FileSink) and sink.failed >= 1
     assert "audit_file_write_failed" in capsys.readouterr().out
+
+
+def _route(app: Any, method: str, path: str) -> Any:
+    return next(r for r in app.router.routes() if r.method == method and r.resource.canonical == path)
+
+
+async def test_guards_are_chosen_per_route_at_startup(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """A fixed route gets exactly its steps once (/ping none, status the key, execute key and audit);
+    routes with path parameters and the MCP endpoints decide on each request, as before."""
+    from engine.api.guards import ROUTE_GUARDS
+
+    engine = await keyturn_engine(acme_config(mini_provider))
+    guards = engine.app[ROUTE_GUARDS]
+
+    def chosen(method: str, path: str) -> str | None:
+        guard = guards.by_route[id(_route(engine.app, method, path))]
+        return None if guard is None else guard.__name__
+
+    assert chosen("GET", "/ping") is None and chosen("GET", "/v1/health") is None
+    assert chosen("GET", "/v1/auth/status") == "key_only"
+    assert chosen("POST", "/v1/tools/execute") == "key_and_audit"
+    assert chosen("GET", "/v1/oauth/callback") == "audit_only"  # a GET that stores a grant
+    assert chosen("POST", "/mcp") == "per_request"
+    assert chosen("DELETE", "/v1/admin/user_connections/{id}") == "per_request"
+    assert chosen("GET", "/v1/orgs/{org}/projects/{project}/auth/status") == "per_request"
+
+
+async def test_edge_answers_keep_ids_headers_and_error_shapes(
+    keyturn_engine: Any, mini_provider: MiniProvider
+) -> None:
+    """Through the one edge middleware: request ids (a plain caller id kept), security headers on handler
+    answers, 401 before 404 on an unknown /v1 path, 404 and 405 as JSON (with Allow), and metrics by route."""
+    engine = await keyturn_engine(acme_config(mini_provider))
+    async with engine.browser.get(engine.url + "/ping", headers={"X-Request-Id": "abc-123"}) as resp:
+        assert resp.status == 200 and resp.headers["X-Request-Id"] == "abc-123"
+        assert (
+            resp.headers["X-Content-Type-Options"] == "nosniff" and resp.headers["X-Frame-Options"] == "DENY"
+        )
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+    async with engine.browser.get(engine.url + "/ping", headers={"X-Request-Id": "no spaces!"}) as resp:
+        assert len(resp.headers["X-Request-Id"]) == 16 and resp.headers["X-Request-Id"] != "no spaces!"
+    async with engine.browser.get(engine.url + "/v1/nothing-here") as resp:
+        assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
+        assert resp.headers["WWW-Authenticate"] == 'Bearer realm="keyturn"' and resp.headers["X-Request-Id"]
+    status, answer = await engine.api("GET", "/v1/nothing-here")
+    assert status == 404 and answer["error"] == "not_found" and "/v1/nothing-here" in answer["msg"]
+    async with engine.browser.delete(engine.url + "/ping") as resp:
+        assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+        assert "GET" in resp.headers["Allow"] and resp.headers["X-Request-Id"]
+    async with engine.browser.get(engine.url + "/v1/auth/status?id=gr_none") as resp:
+        assert resp.status == 401
+    status, answer = await engine.api("GET", "/v1/auth/status?id=gr_none")
+    assert status == 404 and answer["error"] == "not_found"
+    async with engine.browser.get(engine.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'keyturn_http_requests_total{method="GET",route="/ping",status="200"} 2.0' in text
+    assert 'keyturn_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert 'keyturn_http_requests_total{method="GET",route="/v1/auth/status",status="401"} 1.0' in text

@@ -104,6 +104,9 @@ def may_change(method: str, path: str) -> bool:
     return method not in _SAFE_METHODS or path.startswith(_CHANGING_GETS)
 
 
+ROUTE_GUARDS: web.AppKey[RouteGuards] = web.AppKey("keyturn_route_guards")
+
+
 def is_mcp_path(path: str) -> bool:
     return path == "/mcp" or path.startswith("/mcp/")
 
@@ -128,7 +131,7 @@ async def confirmed(auditor: Any, request: web.Request, handler: Handler) -> web
     return response
 
 
-class RouteGuards:
+class RouteGuards:  # kept in app[ROUTE_GUARDS]
     """The guards every request passes, chosen per route once the router is frozen (at startup).
 
     In order: the API key (``needs_api_key``; on ``/mcp`` and the gateways as ``mcp.auth`` says), then
@@ -144,8 +147,9 @@ class RouteGuards:
         self.app = app
         self.keys = api_key_check(app)
         self.resource = resource  # engine.mcp.resource.resource_guard(app)
-        self.by_route: dict[int, Guard | None] = {}
+        self.by_route: dict[int, Guard | None] = {}  # id(route) -> its guard (None: none)
         app.on_startup.append(self._decide)
+        app[ROUTE_GUARDS] = self
 
     def guard_of(self, request: web.Request) -> Guard | None:
         """The route's guards (None: none): ``edge_middleware``'s ``guard_of``."""
