@@ -43,6 +43,7 @@ from bench.harness import (
     median_of,
     ratios,
     wait_http,
+    with_cpu,
 )
 from bench.seed import API_KEY, seed, write_config
 
@@ -147,27 +148,33 @@ def main() -> None:
             for _ in range(args.runs):
                 for name, conns in (("", args.connections), ("_1", 1)):
                     runs["engine" + name].append(
-                        wrk.run(
-                            engine_url,
-                            via_engine,
-                            method="POST",
-                            headers=engine_headers,
-                            connections=conns,
-                            threads=args.threads,
-                            duration=args.duration,
-                            expect="pong",
+                        with_cpu(
+                            engine,
+                            lambda conns=conns: wrk.run(  # type: ignore[misc]
+                                engine_url,
+                                via_engine,
+                                method="POST",
+                                headers=engine_headers,
+                                connections=conns,
+                                threads=args.threads,
+                                duration=args.duration,
+                                expect="pong",
+                            ),
                         )
                     )
                     runs["direct" + name].append(
-                        wrk.run(
-                            worker_url,
-                            direct,
-                            method="POST",
-                            headers=direct_headers(),
-                            connections=conns,
-                            threads=args.threads,
-                            duration=args.duration,
-                            expect="pong",
+                        with_cpu(
+                            worker,
+                            lambda conns=conns: wrk.run(  # type: ignore[misc]
+                                worker_url,
+                                direct,
+                                method="POST",
+                                headers=direct_headers(),
+                                connections=conns,
+                                threads=args.threads,
+                                duration=args.duration,
+                                expect="pong",
+                            ),
                         )
                     )
             rss = engine.rss_mb()
@@ -197,6 +204,12 @@ def main() -> None:
             "engine_p50_ms": round(median_of(runs["engine"], "p50_ms"), 2),
             "engine_p99_ms": round(median_of(runs["engine"], "p99_ms"), 2),
             "direct_p50_ms": round(median_of(runs["direct"], "p50_ms"), 2),
+            # CPU per request (engine process; the worker process for direct calls): work, not waiting
+            "engine_cpu_us_per_request_median": round(median_of(runs["engine"], "cpu_us_per_request")),
+            "worker_cpu_us_per_direct_request_median": round(median_of(runs["direct"], "cpu_us_per_request")),
+            "engine_cpu_us_per_request_1_connection": round(
+                median_of(runs["engine_1"], "cpu_us_per_request")
+            ),
             "engine_rps_1_connection": round(median_of(runs["engine_1"], "rps")),
             "direct_rps_1_connection": round(median_of(runs["direct_1"], "rps")),
             "added_p50_ms_unloaded": round(statistics.median(added_p50), 2),

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,10 @@ class Proc:
         if self.log is not subprocess.DEVNULL:
             self.log.close()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process and its live children (api.processes), all threads."""
+        return sum(_cpu_of(pid) for pid in [self.popen.pid, *_children(self.popen.pid)])
+
     def rss_mb(self) -> float:
         try:
             for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
@@ -84,6 +88,38 @@ class Proc:
         except OSError:
             pass
         return 0.0
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def with_cpu(proc: Proc, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``run()`` (a wrk run) with ``cpu_us_per_request``: ``proc``'s CPU over the run per request sent.
+    On a shared machine this moves less with the load than rps: it counts work, not waiting."""
+    before = proc.cpu_seconds()
+    result = run()
+    spent = proc.cpu_seconds() - before
+    result["cpu_us_per_request"] = spent / result["requests"] * 1e6 if result["requests"] else 0.0
+    return result
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

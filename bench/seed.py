@@ -29,10 +29,10 @@ def write_config(
     event_loop: str = "auto",
 ) -> Path:
     key = base64.b64encode(os.urandom(32)).decode()
+    loop = "" if event_loop == "auto" else f", event_loop: {event_loop}"  # auto: the default, unwritten
     cfg = workdir / "engine.yaml"
     cfg.write_text(f"""
-api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}", processes: {processes},
-      event_loop: {event_loop}}}
+api: {{host: 127.0.0.1, port: {port}, public_url: "http://127.0.0.1:{port}", processes: {processes}{loop}}}
 storage: {{url: "{storage}"}}
 security:
   root_keys: [{{id: k1, default: true, value: "{key}"}}]

@@ -21,7 +21,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import wrk
-from bench.harness import PY, Proc, engine_argv, finish, free_port, keep_logs, median_of, ratios, wait_http
+from bench.harness import (
+    PY,
+    Proc,
+    engine_argv,
+    finish,
+    free_port,
+    keep_logs,
+    median_of,
+    ratios,
+    wait_http,
+    with_cpu,
+)
 from bench.seed import API_KEY, seed, write_config
 
 
@@ -65,8 +76,15 @@ def main() -> None:
             wait_http(f"{engine_url}/ping")
             wait_http(f"{hello_url}/")
             for _ in range(args.runs):
-                runs["engine"].append(wrk.run(engine_url, grants, headers=auth, expect="completed", **common))
-                runs["hello"].append(wrk.run(hello_url, grants, expect="completed", **common))
+                runs["engine"].append(
+                    with_cpu(
+                        engine,
+                        lambda: wrk.run(engine_url, grants, headers=auth, expect="completed", **common),
+                    )
+                )
+                runs["hello"].append(
+                    with_cpu(hello, lambda: wrk.run(hello_url, grants, expect="completed", **common))
+                )
                 runs["one_id"].append(
                     wrk.run(engine_url, grants[:1], headers=auth, expect="completed", **common)
                 )
@@ -94,6 +112,12 @@ def main() -> None:
             "target_ratio": 0.5,
             "engine_p50_ms": round(median_of(runs["engine"], "p50_ms"), 2),
             "engine_p99_ms": round(median_of(runs["engine"], "p99_ms"), 2),
+            # CPU per request (engine process vs hello-world process): counts work, not waiting for a core
+            "engine_cpu_us_per_request_median": round(median_of(runs["engine"], "cpu_us_per_request")),
+            "hello_cpu_us_per_request_median": round(median_of(runs["hello"], "cpu_us_per_request")),
+            "cpu_ratio_median": round(
+                statistics.median(ratios(runs["hello"], runs["engine"], "cpu_us_per_request")), 3
+            ),
             "one_id_rps_median": round(median_of(runs["one_id"], "rps")),
             "ping_rps_median": round(median_of(runs["ping"], "rps")),
             "failed_by_load": failed,

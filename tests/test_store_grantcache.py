@@ -347,3 +347,18 @@ async def test_data_version_unavailable_falls_back_to_the_version_query(store_op
     queries = counting_version_queries(store_opened)
     await warmed(store_opened, g.id)
     assert queries == [1, 1, 1, 1]  # get and the named account, twice; the default pick is a query
+
+
+async def test_concurrent_misses_are_read_in_one_query(store_url: str, store_keyring: Keyring) -> None:
+    """Thirty grants not yet cached, asked by id in one loop turn, are read with one query, each right."""
+    store = await Store.open(store_url, store_keyring)
+    try:
+        grants = [await store_grant(store, f"u{i}", access_token=f"at-{i}") for i in range(30)]
+        store.grant_cache.clear()
+        seen = count_statements(store)
+        got = await asyncio.gather(*(store.grants.get(g.id) for g in grants))
+        assert [g.access_token if g else None for g in got] == [f"at-{i}" for i in range(30)]
+        assert len(seen) == 1 and " IN " in seen[0]
+        assert await store.grants.get("gr_none") is None
+    finally:
+        await store.close()

@@ -14,6 +14,7 @@ import structlog
 from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
+from engine.store.coalesce import Coalescer
 from engine.store.grantwrites import update_tokens_many
 from engine.store.outbox import row_event, write
 from engine.store.records import GrantRecord, OutboxEvent, TokenUpdate
@@ -34,6 +35,7 @@ class GrantRepo(Repo):
     """
 
     t = m.grants
+    _reads: Coalescer[GrantRecord] | None = None
 
     def _row(self, row: Row) -> GrantRecord:
         try:
@@ -152,9 +154,9 @@ class GrantRepo(Repo):
         cache = self.s.grant_cache
         if cache.enabled and (hit := await cache.by_id(grant_id)) is not None:
             return hit
-        async with self.read() as conn:
-            row = (await conn.execute(sa.select(self.t).where(self.t.c.id == grant_id))).first()
-        return self._cached((await self._records([row]))[0]) if row else None
+        if self._reads is None:  # the misses of one loop turn are read in one query (get_many)
+            self._reads = Coalescer(self.get_many)
+        return await self._reads.get(grant_id)
 
     async def find(self, user_id: str, provider_id: str, account: str | None = None) -> GrantRecord | None:
         """The user's grant for ``account``; without one, the default account's (:func:`default_first`).
