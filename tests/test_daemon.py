@@ -140,6 +140,22 @@ async def test_sighup_applies_a_valid_config(served: Served, tmp_path: Path) -> 
     assert await asyncio.wait_for(served.proc.wait(), 15) == 0
 
 
+async def test_sighup_logs_the_new_config_warnings(served: Served, tmp_path: Path) -> None:
+    """A SIGHUP with a config that loads with warnings logs each as a config_warning line naming its key."""
+    assert not [line for line in served.lines if line.get("event") == "config_warning"]
+    (tmp_path / "engine.yaml").write_text(
+        "api: {development: true, port: 0, read_timeout: 30s, write_timeout: 1m}\n"
+        "logging: {level: info, format: json}\n"
+    )
+    served.proc.send_signal(signal.SIGHUP)
+    await served.wait_for("config_reloaded")
+    warned = [line["detail"] for line in served.lines if line.get("event") == "config_warning"]
+    for key in ("api.read_timeout", "api.write_timeout"):
+        assert any(w.startswith(key + ":") for w in warned), (key, warned)
+    served.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(served.proc.wait(), 15) == 0
+
+
 async def test_bad_config_exits_1_without_traceback(tmp_path: Path) -> None:
     """`keyturn serve` on an invalid file prints file:line: path: message and exits 1, no traceback."""
     config = tmp_path / "engine.yaml"

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         log.warning("config_warning", detail=warning)
 
     def reload() -> Any:
-        new, _ = load_settings(args)
+        new, new_warnings = load_settings(args)
+        for warning in new_warnings:  # the same line as at start: each names its key path
+            log.warning("config_warning", detail=warning)
         return new
 
     from engine.cli import loops
