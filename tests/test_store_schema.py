@@ -51,12 +51,12 @@ async def test_migration_matches_models(schema_engine: AsyncEngine) -> None:
 
 
 async def test_stale_schema_refused(schema_engine: AsyncEngine) -> None:
-    """A database behind the code is refused with the revisions and the command to run; upgrade fixes it."""
+    """Tables without a revision are refused naming db stamp (db upgrade would trip over the tables)."""
     await upgrade(schema_engine)
     await set_revision(schema_engine, None)
     message = (
-        f"database schema is at revision none but this Keyturn needs {head_revision()}: "
-        "run `keyturn db upgrade -c engine.yaml`"
+        f"database schema is at revision none but this Keyturn needs {head_revision()}: the tables are "
+        "there but unrecorded; if they are Keyturn's, run `keyturn db stamp -c engine.yaml`"
     )
     with pytest.raises(StorageError) as caught:
         await ensure_schema(schema_engine)  # not empty: checked, never migrated implicitly

@@ -1,4 +1,4 @@
-"""``keyturn db upgrade|current``: database migrations."""
+"""``keyturn db upgrade|current|stamp``: database migrations."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     config_argument(cur)
     cur.set_defaults(func=run_current)
+    st = actions.add_parser(
+        "stamp",
+        help="record the revision of a database whose tables exist but carry none",
+        description="Record REVISION (default: head) in a database that has Keyturn's tables but no "
+        "Alembic revision, after checking every table and column that revision expects is there.",
+    )
+    st.add_argument("revision", nargs="?", default="head", metavar="REVISION", help="default: head")
+    config_argument(st)
+    st.set_defaults(func=run_stamp)
 
 
 def _engine(args: argparse.Namespace) -> AsyncEngine:
@@ -75,6 +84,25 @@ def run_current(args: argparse.Namespace) -> int:
     head = head_revision()
     print(f"database: {current or 'empty'}\ncode:     {head}")
     return 0 if current == head else 1
+
+
+def run_stamp(args: argparse.Namespace) -> int:
+    from engine.store.stamp import resolve, stamp
+
+    revision = resolve(args.revision)
+    engine = _engine(args)
+
+    async def go() -> str:
+        try:
+            return await stamp(engine, revision)
+        except (OSError, DBAPIError) as exc:
+            raise StorageError(f"cannot use the database: {_reason(exc)}") from None
+        finally:
+            await engine.dispose()
+
+    outcome = asyncio.run(go())
+    print(f"database {'already at' if outcome == 'already' else 'stamped at'} revision {revision}")
+    return 0
 
 
 def _reason(exc: BaseException) -> str:

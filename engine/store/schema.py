@@ -100,4 +100,12 @@ async def ensure_schema(engine: AsyncEngine) -> None:
     if empty:
         await upgrade(engine)
         return
+    if (
+        await current_revision(engine) is None
+    ):  # tables but no revision: made by hand, or alembic_version lost
+        raise StorageError(
+            f"database schema is at revision none but this Keyturn needs {head_revision()}: the tables are "
+            "there but unrecorded; if they are Keyturn's, run `keyturn db stamp -c engine.yaml` (it checks "
+            "them first), then `keyturn db upgrade -c engine.yaml`"
+        )
     await check_schema(engine)
