@@ -228,3 +228,24 @@ async def test_official_client_modern(mcp_serve: Serve, mode: str) -> None:
         result = await c.call_tool("whoami", {})
         assert not result.is_error and result.content[0].text == "you are alice"
     assert [(p.mode, p.url) for p in asked] == [("url", LINK)]
+
+
+async def test_official_client_modern_failed_flow_is_named(mcp_serve: Serve) -> None:
+    """The official client (2026-07-28) whose sign-in fails gets an isError result saying so, not a prompt."""
+    url, backend = await mcp_serve(input_wait=5)
+    asked: list[Any] = []
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        asyncio.get_running_loop().call_later(0.1, backend.fail)  # denied at the provider a moment later
+        return types.ElicitResult(action="accept")
+
+    async with (
+        httpx2.AsyncClient(timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http), mode=V, elicitation_callback=elicit) as c,
+    ):
+        result = await c.call_tool("whoami", {})
+        assert result.is_error and len(asked) == 1
+        assert "previous authorization for acme did not complete: it failed" in result.content[0].text
+        assert result.structured_content is not None
+        assert result.structured_content["authorization_url"] == LINK

@@ -96,6 +96,67 @@ async def test_url_elicitation_then_complete_then_retry(mcp_serve: Serve) -> Non
         assert not result.is_error and result.content[0].text == "you are alice"
 
 
+async def _elicited(session: ClientSession) -> str:
+    with pytest.raises(MCPError) as info:
+        await session.call_tool("whoami", {})
+    assert info.value.code == -32042
+    elicitation_id = UrlElicitationRequiredError.from_error(info.value.error).elicitations[0].elicitation_id
+    assert elicitation_id
+    return elicitation_id
+
+
+async def _completed(messages: list[Any], elicitation_id: str) -> None:
+    for _ in range(500):
+        if any(
+            isinstance(m, types.ElicitCompleteNotification) and m.params.elicitation_id == elicitation_id
+            for m in messages
+        ):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no elicitation/complete for {elicitation_id}: {messages}")
+
+
+async def test_failed_flow_still_completes_the_elicitation_and_the_retry_says_why(mcp_serve: Serve) -> None:
+    """A failed flow's elicitation is completed too; the retry names the failure (new link), then -32042."""
+    url, backend = await mcp_serve()
+    messages: list[Any] = []
+    async with client(
+        url, elicit=lambda *_: types.ElicitResult(action="accept"), messages=messages
+    ) as session:
+        await session.initialize()
+        first = await _elicited(session)
+        for _ in range(200):
+            if backend.waits:
+                break
+            await asyncio.sleep(0.02)
+        backend.fail()
+        await _completed(messages, first)
+        retried = await session.call_tool("whoami", {})
+        assert retried.is_error
+        text = retried.content[0].text
+        assert "previous authorization for acme did not complete: it failed" in text and LINK in text
+        assert retried.structured_content is not None
+        assert retried.structured_content["authorization_url"] == LINK
+        assert retried.structured_content["previous_authorization"].startswith("it failed")
+        assert await _elicited(session) != first  # reported once: then a new elicitation
+
+
+async def test_expired_elicitation_completes_and_the_retry_says_it_expired(mcp_serve: Serve) -> None:
+    """An elicitation not finished within elicitation_timeout is completed; the retry says it expired."""
+    url, _ = await mcp_serve(elicitation_timeout=0.2)
+    messages: list[Any] = []
+    async with client(
+        url, elicit=lambda *_: types.ElicitResult(action="accept"), messages=messages
+    ) as session:
+        await session.initialize()
+        await _completed(messages, await _elicited(session))
+        retried = await session.call_tool("whoami", {})
+        assert (
+            retried.is_error
+            and "did not complete: it was not completed within 0.2 s" in retried.content[0].text
+        )
+
+
 async def test_link_in_result_without_url_capability(mcp_serve: Serve) -> None:
     """A client without elicitation.url gets an isError result with the link and a retry hint."""
     url, _ = await mcp_serve()

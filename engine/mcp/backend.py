@@ -8,6 +8,7 @@ link-in-result answer, depending on what the client declared.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -46,6 +47,16 @@ class NeedsAuthorization:
             )
             structured = {"authorization_url": self.url, "provider_id": self.provider_id}
         return {"content": [{"type": "text", "text": text}], "structuredContent": structured, "isError": True}
+
+    def after_failure(self, why: str) -> dict[str, Any]:
+        """The retry after a URL-mode authorization that did not complete: ``as_result`` saying ``why``.
+
+        The link is the new flow's; ``structuredContent.previous_authorization`` repeats ``why``.
+        """
+        message = f"The previous authorization for {self.provider_id} did not complete: {why}."
+        result = dataclasses.replace(self, message=message).as_result()
+        result["structuredContent"]["previous_authorization"] = why
+        return result
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,13 @@ class HandshakeEra:
             )
         answer = await self.server.run_tool(request, name, arguments)
         if isinstance(answer, NeedsAuthorization):
+            why = (
+                session.auth_failures.pop(answer.provider_id, None)
+                if answer.kind == "authorization"
+                else None
+            )
+            if why is not None:  # the retry after a failed elicitation: say why, with the new link
+                return answer.after_failure(why)
             return self._needs_authorization(session, answer)
         if isinstance(answer, UpstreamInput):  # not asked for without a relay; never sent to this era
             return p.text_result("the tool asks for input this client cannot give", is_error=True)
@@ -185,7 +192,7 @@ class HandshakeEra:
         if not session.url_elicitation:
             return needed.as_result()
         elicitation_id = f"el_{secrets.token_urlsafe(16)}"
-        task = asyncio.create_task(self._complete_later(session, needed.flow_id, elicitation_id))
+        task = asyncio.create_task(self._complete_later(session, needed, elicitation_id))
         session.tasks.add(task)
         task.add_done_callback(session.tasks.discard)
         elicitation = {
@@ -198,16 +205,24 @@ class HandshakeEra:
             p.URL_ELICITATION_REQUIRED, "URL elicitation required", {"elicitations": [elicitation]}
         )
 
-    async def _complete_later(self, session: p.Session, flow_id: str, elicitation_id: str) -> None:
-        """Wait for the flow; when it completes, send ``notifications/elicitation/complete``."""
-        deadline = time.monotonic() + self.server.elicitation_timeout
+    async def _complete_later(
+        self, session: p.Session, needed: NeedsAuthorization, elicitation_id: str
+    ) -> None:
+        """Wait for the flow; when it ends, send ``notifications/elicitation/complete``.
+
+        Sent also when the flow failed or was not finished in time (the out-of-band interaction is over
+        either way, so the client stops waiting); the next call needing that provider then says why.
+        """
+        timeout = self.server.elicitation_timeout
+        deadline = time.monotonic() + timeout
         with contextlib.suppress(asyncio.CancelledError):
             while not session.closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._ended(session, needed, elicitation_id, f"it was not completed within {timeout:g} s")
                     return
                 try:
-                    outcome = await self.server.backend.wait_flow(flow_id, min(left, 50.0))
+                    outcome = await self.server.backend.wait_flow(needed.flow_id, min(left, 50.0))
                 except Exception as exc:  # a lost waiter must not take the server down
                     log.warning("mcp_elicitation_wait_failed", error=type(exc).__name__)
                     return
@@ -215,4 +230,12 @@ class HandshakeEra:
                     session.notify(p.ELICITATION_COMPLETE, {"elicitationId": elicitation_id})
                     return
                 if outcome == "failed":
+                    self._ended(session, needed, elicitation_id, "it failed (denied, or its link expired)")
                     return
+
+    @staticmethod
+    def _ended(session: p.Session, needed: NeedsAuthorization, elicitation_id: str, why: str) -> None:
+        if needed.kind == "authorization":
+            session.auth_failures[needed.provider_id] = why
+        log.info("mcp_elicitation_ended", provider=needed.provider_id, kind=needed.kind, completed=False)
+        session.notify(p.ELICITATION_COMPLETE, {"elicitationId": elicitation_id})

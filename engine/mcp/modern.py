@@ -11,7 +11,8 @@ A call whose user must authorize first answers ``resultType: "input_required"`` 
 ``requestState`` sealed by engine.mcp.request_state. The retry (same call plus ``inputResponses``
 and ``requestState``) waits a bounded time for the flow ("It may need to block until the request
 is fulfilled", client/elicitation), then runs the tool, asks again with a state-only answer while
-the flow is still pending, or asks anew when it failed. A client that declared no URL elicitation
+the flow is still pending, or, when it failed, answers an ``isError`` result saying so with a new
+flow's link (the call after that asks anew). A client that declared no URL elicitation
 gets the link in an ``isError`` result (also as ``structuredContent.authorization_url``).
 """
 
@@ -109,6 +110,7 @@ class ModernEra:
         user = self.server.user(request)
         binding = Binding(user or "", self.server.caller(request), name, arguments_digest(arguments))
         relay = Relay(envelope.capabilities)
+        failed = False  # the retry follows a flow that failed: the answer says so rather than asking anew
         state = params.get("requestState")
         if state is not None:
             try:
@@ -125,6 +127,7 @@ class ModernEra:
                     return answer_now
                 if step == "pending":
                     return self._ask(binding, saved, again=True)
+                failed = step == "failed"
         answer = await self.server.run_tool(request, name, arguments, relay)
         if isinstance(answer, UpstreamInput):
             result: dict[str, Any] = {
@@ -136,6 +139,8 @@ class ModernEra:
             return result
         if not isinstance(answer, NeedsAuthorization):
             return answer
+        if failed and answer.kind == "authorization":
+            return answer.after_failure("it failed (denied, or its link expired)")
         if not envelope.url_elicitation:
             return answer.as_result()
         saved = {
@@ -147,7 +152,8 @@ class ModernEra:
         return self._ask(binding, saved)
 
     async def _after_input(self, saved: dict[str, Any], responses: Any) -> tuple[str, dict[str, Any]]:
-        """On a retry: ``("run", {})`` the tool now, ``("answer", result)``, or ``("pending", {})``."""
+        """On a retry: ``("run", {})`` the tool now, ``("failed", {})`` (run it; the flow failed),
+        ``("answer", result)``, or ``("pending", {})``."""
         answer = responses.get(INPUT_KEY) if isinstance(responses, dict) else None
         action = answer.get("action") if isinstance(answer, dict) else None
         if action in ("decline", "cancel"):
@@ -162,7 +168,7 @@ class ModernEra:
         if not isinstance(flow_id, str) or not flow_id:
             return "run", {}
         outcome = await self.server.wait_flow(flow_id, self.server.input_wait)
-        return ("pending" if outcome == "pending" else "run"), {}
+        return {"pending": "pending", "failed": "failed"}.get(outcome, "run"), {}
 
     def _ask(self, binding: Binding, saved: dict[str, Any], *, again: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = {

@@ -69,6 +69,8 @@ class Session:
     queue: asyncio.Queue[dict[str, Any] | None] = dataclasses.field(default_factory=asyncio.Queue)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     streams: int = 0
+    # provider id -> why the last URL-mode authorization of this session ended without completing
+    auth_failures: dict[str, str] = dataclasses.field(default_factory=dict)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     closed: bool = False
 

@@ -1,7 +1,7 @@
 """A small MCP test backend and ``mcp_serve``: McpServer over it in an aiohttp app on 127.0.0.1 (port 0).
 
 ``FlagBackend`` has two tools: ``echo`` runs at once; ``whoami`` needs authorization until
-``complete()`` is called (its flow link is ``LINK``).
+``complete()`` is called (its flow link is ``LINK``); ``fail()`` makes the waited flow fail.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class FlagBackend:
         self.authorized = False
         self.done = asyncio.Event()
         self.waits = 0
+        self.failed = False
         self.list_fails: Exception | None = None
         self.server: Any = None  # the McpServer serving it (set by mcp_serve)
         self.catalog = 0  # bump to announce a changed tool list (subscriptions/listen)
@@ -55,10 +56,19 @@ class FlagBackend:
         self.waits += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), timeout)
+        if self.failed:  # once: the next flow is a new one
+            self.failed = False
+            return "failed"
         return "completed" if self.done.is_set() else "pending"
 
     async def catalog_version(self, user_id: str | None) -> int:
         return self.catalog
+
+    def fail(self) -> None:
+        """The flow being waited for fails (denied at the provider, or expired); a new one starts later."""
+        self.failed = True
+        self.done.set()
+        self.done = asyncio.Event()
 
     def complete(self) -> None:
         self.authorized = True
