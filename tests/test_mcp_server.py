@@ -308,6 +308,54 @@ async def test_get_stream_queues_notifications_raw(mcp_serve: Serve) -> None:
             await asyncio.wait_for(resp.content.read(), 10)  # the stream ends with the session
 
 
+async def _events(resp: aiohttp.ClientResponse, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The next ``count`` SSE events of a stream: (id, message)."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    event_id = ""
+    while len(events) < count:
+        line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().rstrip("\n")
+        if line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("data: "):
+            events.append((event_id, json.loads(line[6:])))
+            event_id = ""
+    return events
+
+
+async def test_get_stream_resumes_after_last_event_id(mcp_serve: Serve) -> None:
+    """GET stream events have ids; a reconnect with Last-Event-ID replays what followed it, a new one none."""
+    url, backend = await mcp_serve(keepalive=0.2)
+    async with aiohttp.ClientSession() as http:
+        _, _, headers = await _post(http, url, _init(capabilities={"elicitation": {"url": {}}}))
+        sid = headers["Mcp-Session-Id"]
+        elicited = []
+        for msg_id in (2, 3):  # two elicitations on the one pending flow: two notifications when it completes
+            call = {"jsonrpc": "2.0", "id": msg_id, "method": "tools/call", "params": {"name": "whoami"}}
+            _, body, _ = await _post(http, url, call, **{"Mcp-Session-Id": sid})
+            elicited.append(body["error"]["data"]["elicitations"][0]["elicitationId"])
+        backend.complete()
+        stream = {"Mcp-Session-Id": sid, "Accept": "text/event-stream"}
+        async with http.get(url, headers=stream) as resp:
+            first = await _events(resp, 2)
+        assert sorted(m["params"]["elicitationId"] for _, m in first) == sorted(elicited)
+        ids = [event_id for event_id, _ in first]
+        assert len(set(ids)) == 2 and all(ids)
+        async with http.get(url, headers={**stream, "Last-Event-ID": ids[0]}) as resp:
+            assert await _events(resp, 1) == [first[1]]  # the same id and message
+        async with http.get(url, headers=stream) as resp:  # a new stream: nothing replayed, keepalives only
+            seen = b""
+            while seen.count(b": keepalive") < 2:
+                seen += await asyncio.wait_for(resp.content.readline(), 10)
+            assert b"data: " not in seen
+        async with http.get(
+            url, headers={**stream, "Last-Event-ID": "9.9"}
+        ) as resp:  # not issued: new stream
+            seen = b""
+            while seen.count(b": keepalive") < 2:
+                seen += await asyncio.wait_for(resp.content.readline(), 10)
+            assert b"data: " not in seen
+
+
 async def test_sse_answer_when_only_sse_accepted(mcp_serve: Serve) -> None:
     """A client accepting only text/event-stream gets its answer as one SSE event."""
     url, _ = await mcp_serve()

@@ -129,10 +129,19 @@ class HandshakeEra:
                 "Mcp-Session-Id": session.id,
             }
         )
+        resumed = _resumed(session, request.headers.get("Last-Event-ID"))
         await response.prepare(request)
         session.streams += 1
         try:
             await response.write(b": stream open\n\n")
+            if resumed is None:
+                session.stream_count += 1
+                stream = session.stream_count
+            else:  # the same stream again: what it was sent after that event, from the bounded buffer
+                stream, after = resumed
+                for s, seq, missed in list(session.sent):
+                    if s == stream and seq > after:
+                        await response.write(p.sse_event(missed, f"{s}.{seq}"))
             while not session.closed:
                 try:
                     event = await asyncio.wait_for(session.queue.get(), self.server.keepalive)
@@ -141,11 +150,14 @@ class HandshakeEra:
                     continue
                 if event is None:  # the session ended
                     break
+                session.event_seq += 1
+                seq = session.event_seq
                 try:
-                    await response.write(p.sse_event(event))
+                    await response.write(p.sse_event(event, f"{stream}.{seq}"))
                 except (ConnectionError, RuntimeError):
-                    session.queue.put_nowait(event)  # not delivered: the next stream takes it
+                    session.queue.put_nowait(event)  # not delivered: the next stream takes it (a new id)
                     raise
+                session.sent.append((stream, seq, event))
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
         finally:
@@ -239,3 +251,13 @@ class HandshakeEra:
             session.auth_failures[needed.provider_id] = why
         log.info("mcp_elicitation_ended", provider=needed.provider_id, kind=needed.kind, completed=False)
         session.notify(p.ELICITATION_COMPLETE, {"elicitationId": elicitation_id})
+
+
+def _resumed(session: p.Session, last_event_id: str | None) -> tuple[int, int] | None:
+    """``(stream, seq)`` of a ``Last-Event-ID`` this session issued; None: a new stream."""
+    stream, dot, seq = (last_event_id or "").strip().partition(".")
+    if not dot or not stream.isdigit() or not seq.isdigit() or len(stream) > 9 or len(seq) > 15:
+        return None
+    if not 0 < int(stream) <= session.stream_count or int(seq) > session.event_seq:
+        return None
+    return int(stream), int(seq)

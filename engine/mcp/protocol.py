@@ -7,6 +7,7 @@ dependency only, so the engine does not import it).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import time
@@ -27,6 +28,7 @@ SERVER_ERROR = -32000  # an HTTP-level refusal (origin, API key, Accept, size), 
 URL_ELICITATION_REQUIRED = -32042
 
 ELICITATION_COMPLETE = "notifications/elicitation/complete"
+REPLAY_EVENTS = 32  # events of a session's GET streams kept for a reconnect with Last-Event-ID
 
 
 class RpcError(Exception):
@@ -71,6 +73,13 @@ class Session:
     streams: int = 0
     # provider id -> why the last URL-mode authorization of this session ended without completing
     auth_failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    # GET stream resumption: event ids are "<stream>.<seq>" (seq unique in the session); the last
+    # REPLAY_EVENTS events written, with their stream and seq, replayed to that stream on a reconnect
+    stream_count: int = 0
+    event_seq: int = 0
+    sent: collections.deque[tuple[int, int, dict[str, Any]]] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=REPLAY_EVENTS)
+    )
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     closed: bool = False
 
@@ -136,5 +145,6 @@ def dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
 
 
-def sse_event(message: dict[str, Any]) -> bytes:
-    return f"event: message\ndata: {dumps(message)}\n\n".encode()
+def sse_event(message: dict[str, Any], event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: message\ndata: {dumps(message)}\n\n".encode()
