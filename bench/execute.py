@@ -40,11 +40,13 @@ from bench.harness import (
     finish,
     free_port,
     keep_logs,
+    load_average,
     median_of,
     ratios,
     wait_http,
     with_cpu,
 )
+from bench.pgseed import create_db, drop_db, sa_url
 from bench.seed import API_KEY, seed, write_config
 
 SECRET = "bench-worker-secret-0123456789abcdef"
@@ -96,6 +98,9 @@ def main() -> None:
     parser.add_argument(
         "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="api.event_loop"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="the engine on a fresh PostgreSQL database (dropped after)"
+    )
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -105,6 +110,16 @@ def main() -> None:
     if args.quick:
         args.runs, args.duration, args.users = 1, 1.0, 50
     wrk.require()
+    dbname = asyncio.run(create_db()) if args.postgres else None
+    try:
+        measure(args, dbname)
+    finally:
+        if dbname:
+            asyncio.run(drop_db(dbname))
+
+
+def measure(args: argparse.Namespace, dbname: str | None) -> None:
+    name = "execute" + ("_postgres" if dbname else "") + ("_quick" if args.quick else "")
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port, wport = free_port(), free_port()
@@ -112,7 +127,7 @@ def main() -> None:
         cfg = write_config(
             work,
             port=port,
-            storage=f"sqlite+aiosqlite:///{work}/kt.db",
+            storage=sa_url(dbname) if dbname else f"sqlite+aiosqlite:///{work}/kt.db",
             extra=extra,
             processes=args.processes,
             event_loop=args.event_loop,
@@ -137,6 +152,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {"engine": [], "direct": [], "engine_1": [], "direct_1": []}
         try:
             wait_http(f"{engine_url}/ping")
+            load_before = load_average()
             wait_http(f"{worker_url}/worker/health")
 
             def direct_headers() -> dict[str, str]:
@@ -181,15 +197,19 @@ def main() -> None:
         finally:
             engine.stop()
             worker.stop()
-            keep_logs(work, "execute_quick" if args.quick else "execute")
+            keep_logs(work, name)
         audited = sum(1 for _ in (work / "audit.jsonl").open()) if (work / "audit.jsonl").exists() else 0
     per_run = ratios(runs["engine"], runs["direct"])
     added_p50 = [e["p50_ms"] - d["p50_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]
     added_p99 = [e["p99_ms"] - d["p99_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]
     failed = {k: int(sum(r["failed"] for r in v)) for k, v in runs.items()}
     finish(
-        "execute_quick" if args.quick else "execute",
+        name,
         {
+            "storage": "postgresql" if dbname else "sqlite",
+            "processes": args.processes,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
             "load_generator": f"wrk, {args.threads} threads",
             "runs": args.runs,
             "event_loop": args.event_loop,

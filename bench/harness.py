@@ -122,6 +122,16 @@ def with_cpu(proc: Proc, run: Callable[[], dict[str, float]]) -> dict[str, float
     return result
 
 
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 when it is gone)."""
+    return _cpu_of(pid)
+
+
+def load_average() -> str:
+    """``uptime``'s three load averages, recorded with every result (the machine is shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def wait_http(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

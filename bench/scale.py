@@ -1,6 +1,9 @@
-"""bench/scale: a million grants: lookup latency, engine memory and database size, on SQLite or PostgreSQL.
+"""bench/scale: millions of grants: lookup latency, engine memory and database size, SQLite or PostgreSQL.
 
-    python bench/scale.py [--grants 1000000] [--postgres] [--lookups 2000] [--quick]
+    python bench/scale.py [--grants N] [--postgres] [--lookups 2000] [--quick]
+
+Defaults: 1,000,000 grants on SQLite, 10,000,000 with ``--postgres`` (a fresh database, seeded with COPY
+with the indexes rebuilt after the load, bench/pgseed.py, dropped at the end; about 5 GB while it runs).
 
 Lookups are ``grants.find(user, provider)`` (decrypting the tokens), the read every execute makes; then
 the engine serves ``/v1/auth/status`` on 5,000 of the grants for 5 s (wrk, 16 connections). A lookup that
@@ -23,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 
 from bench import wrk
-from bench.harness import PY, Proc, finish, free_port, wait_http
-from bench.refresh import create_pg_db, drop_pg_db
+from bench.harness import PY, Proc, finish, free_port, load_average, wait_http
+from bench.pgseed import create_db, drop_db, sa_url
 from bench.seed import API_KEY, seed, write_config
 from engine.config.keyring import keyring_from_config
 from engine.providers.load import load_config
@@ -61,28 +64,26 @@ async def lookups(cfg: Path, grants: int, count: int) -> tuple[list[float], int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--grants", type=int, default=1_000_000)
+    parser.add_argument("--grants", type=int, help="default 1,000,000 (SQLite), 10,000,000 (--postgres)")
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a self-check: 10,000 grants, 200 lookups")
     args = parser.parse_args()
+    args.grants = args.grants or (10_000_000 if args.postgres else 1_000_000)
     if args.quick:
         args.grants, args.lookups = 10_000, 200
     wrk.require()
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port = free_port()
-        dbname = asyncio.run(create_pg_db()) if args.postgres else None
-        url = (
-            f"postgresql+asyncpg://postgres@127.0.0.1:5432/{dbname}"
-            if dbname
-            else f"sqlite+aiosqlite:///{work}/kt.db"
-        )
+        dbname = asyncio.run(create_db()) if args.postgres else None
+        url = sa_url(dbname) if dbname else f"sqlite+aiosqlite:///{work}/kt.db"
         cfg = write_config(work, port=port, storage=url)
         try:
             started = time.monotonic()
-            ids = asyncio.run(seed(cfg, args.grants, batch=5000))
+            ids = asyncio.run(seed(cfg, args.grants, batch=5000, keep_ids=20_000))
             seeded = time.monotonic() - started
+            load = load_average()
             times, size, missing = asyncio.run(lookups(cfg, args.grants, args.lookups))
             engine = Proc([PY, "-m", "engine", "serve", "-c", str(cfg)], cwd=work, log=work / "engine.log")
             try:
@@ -100,7 +101,7 @@ def main() -> None:
                 engine.stop()
         finally:
             if dbname:
-                asyncio.run(drop_pg_db(dbname))
+                asyncio.run(drop_db(dbname))
     finish(
         ("scale_postgres" if args.postgres else "scale_sqlite") + ("_quick" if args.quick else ""),
         {
@@ -115,6 +116,8 @@ def main() -> None:
             "status_rps_while_measuring": round(served["rps"]),
             "lookups_missing": missing,
             "status_failed": int(served["failed"]),
+            "load_average_at_lookups": load,
+            "load_average_after": load_average(),
         },
         missing + int(served["failed"]),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.pgseed import copy_grants
 from engine.config.keyring import keyring_from_config
 from engine.providers.load import load_config
 from engine.store import models as m
@@ -46,17 +47,40 @@ auth:
         authorization_request: {{endpoint: "{provider_url}/authorize"}}
         token_request: {{endpoint: "{provider_url}/token", auth_method: client_secret_post}}
 audit: {{sinks: [file], file: "{workdir.resolve()}/audit.jsonl"}}
-logging: {{level: warning}}
+logging: {{level: {os.environ.get("KEYTURN_BENCH_LOG_LEVEL", "warning")}}}
 {extra}
 """)
     return cfg
 
 
-async def seed(cfg: Path, count: int, *, due: bool = False, batch: int = 2000) -> list[str]:
-    """Insert ``count`` active grants with sealed tokens; ``due`` makes them all due for refresh now."""
+async def seed(
+    cfg: Path,
+    count: int,
+    *,
+    due: bool = False,
+    batch: int = 2000,
+    next_refresh_at: datetime | None = None,
+    keep_ids: int | None = None,
+) -> list[str]:
+    """Insert ``count`` active grants with sealed tokens; ``due`` makes them all due for refresh now.
+
+    On PostgreSQL the rows are loaded with COPY (bench/pgseed.py); ``keep_ids`` is then passed on.
+    """
     loaded = load_config(cfg)
     keyring = keyring_from_config(loaded.config, loaded.base_dir)
-    store = await Store.open(loaded.config.storage.url or "", keyring)
+    url = loaded.config.storage.url or ""
+    if url.startswith("postgresql"):
+        return await copy_grants(
+            url,
+            keyring,
+            count,
+            due=due,
+            next_refresh_at=next_refresh_at,
+            keep_ids=keep_ids,
+            rebuild_indexes=count >= 1_000_000,
+            progress=count >= 1_000_000,
+        )
+    store = await Store.open(url, keyring)
     ids: list[str] = []
     now = datetime.now(UTC)
     try:
@@ -84,7 +108,7 @@ async def seed(cfg: Path, count: int, *, due: bool = False, batch: int = 2000) -
                         "token_metadata": {},
                         "created_at": now,
                         "updated_at": now,
-                        "next_refresh_at": now - timedelta(seconds=1) if due else None,
+                        "next_refresh_at": now - timedelta(seconds=1) if due else next_refresh_at,
                         "refresh_failures": 0,
                         "version": 1,
                     }

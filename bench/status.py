@@ -28,11 +28,13 @@ from bench.harness import (
     finish,
     free_port,
     keep_logs,
+    load_average,
     median_of,
     ratios,
     wait_http,
     with_cpu,
 )
+from bench.pgseed import create_db, drop_db, sa_url
 from bench.seed import API_KEY, seed, write_config
 
 
@@ -45,6 +47,9 @@ def main() -> None:
     parser.add_argument(
         "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="api.event_loop"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="the engine on a fresh PostgreSQL database (dropped after)"
+    )
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -54,13 +59,23 @@ def main() -> None:
     if args.quick:
         args.runs, args.duration, args.grants = 1, 1.0, 50
     wrk.require()
+    dbname = asyncio.run(create_db()) if args.postgres else None
+    try:
+        measure(args, dbname)
+    finally:
+        if dbname:
+            asyncio.run(drop_db(dbname))
+
+
+def measure(args: argparse.Namespace, dbname: str | None) -> None:
+    name = "status" + ("_postgres" if dbname else "") + ("_quick" if args.quick else "")
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port, hello_port = free_port(), free_port()
         cfg = write_config(
             work,
             port=port,
-            storage=f"sqlite+aiosqlite:///{work}/kt.db",
+            storage=sa_url(dbname) if dbname else f"sqlite+aiosqlite:///{work}/kt.db",
             processes=args.processes,
             event_loop=args.event_loop,
         )
@@ -74,6 +89,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {"engine": [], "hello": [], "one_id": [], "ping": []}
         try:
             wait_http(f"{engine_url}/ping")
+            load_before = load_average()
             wait_http(f"{hello_url}/")
             for _ in range(args.runs):
                 runs["engine"].append(
@@ -93,12 +109,16 @@ def main() -> None:
         finally:
             engine.stop()
             hello.stop()
-            keep_logs(work, "status_quick" if args.quick else "status")
+            keep_logs(work, name)
     per_run = ratios(runs["engine"], runs["hello"])
     failed = {k: int(sum(r["failed"] for r in v)) for k, v in runs.items()}
     finish(
-        "status_quick" if args.quick else "status",
+        name,
         {
+            "storage": "postgresql" if dbname else "sqlite",
+            "processes": args.processes,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
             "load_generator": f"wrk, {args.threads} threads",
             "runs": args.runs,
             "event_loop": args.event_loop,

@@ -301,10 +301,10 @@ class Refresher:
         try:
             while True:
                 refreshed_before = total.get("refreshed", 0)
-                due = await self.d.store.grants.due(horizon, limit, exclude=busy)
+                due = await self.d.store.grants.due_ids(horizon, limit, exclude=busy)
                 if not due:
                     break
-                ids = {g.id for g in due}
+                ids = set(due)
                 busy.update(ids)
                 pass_.started.clear()
                 batch = asyncio.create_task(self._refresh_batch(due, pass_))
@@ -322,24 +322,24 @@ class Refresher:
             await asyncio.gather(*batches, return_exceptions=True)
         return total
 
-    async def _refresh_batch(self, due: list[GrantRecord], pass_: _Pass) -> None:
+    async def _refresh_batch(self, due: list[str], pass_: _Pass) -> None:
         lifecycle = self.d.config().lifecycle
         counts = pass_.counts
         if not due:
             return
         ttl = float(lifecycle.lease_ttl)
-        names = {f"grant:{g.id}": g for g in due}
+        names = {f"grant:{gid}": gid for gid in due}
         held = await self.d.store.leases.claim(list(names), self.d.owner, ttl)
         due = [names[n] for n in names if n in held]
         if len(held) < len(names):
             counts["busy"] = counts.get("busy", 0) + len(names) - len(held)  # another replica is on them
         # re-read under the leases in one query; each refresh's own re-read is then a cached hit
         # whose version is checked (batched), so a write since is still seen
-        await self.d.store.grants.get_many([g.id for g in due])
+        await self.d.store.grants.get_many(due)
         jitter = float(lifecycle.refresh_jitter)
         pass_.waiting += len(due)
 
-        async def one(grant: GrantRecord) -> None:
+        async def one(grant_id: str) -> None:
             if jitter > 0:  # spread the starts; the semaphore bounds how many run at once
                 await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311 - spreading load
             async with pass_.semaphore:
@@ -347,9 +347,9 @@ class Refresher:
                 if pass_.waiting < pass_.slots:
                     pass_.started.set()
                 try:
-                    outcome = (await self.refresh(grant.id, leased=True)).outcome
+                    outcome = (await self.refresh(grant_id, leased=True)).outcome
                 except Exception as exc:  # one bad grant must not stop the pass
-                    log.error("refresh_error", grant_id=grant.id, error=type(exc).__name__)
+                    log.error("refresh_error", grant_id=grant_id, error=type(exc).__name__)
                     outcome = "error"
                 counts[outcome] = counts.get(outcome, 0) + 1
 

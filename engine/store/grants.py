@@ -15,6 +15,7 @@ from engine.crypto.cipher import DecryptError
 from engine.store import models as m
 from engine.store.base import Repo, Row, aware, new_id, now_utc
 from engine.store.coalesce import Coalescer
+from engine.store.grantdue import due_ids
 from engine.store.grantwrites import update_tokens_many
 from engine.store.outbox import row_event, write
 from engine.store.records import GrantRecord, OutboxEvent, TokenUpdate
@@ -458,6 +459,12 @@ class GrantRepo(Repo):
         async with self.read() as conn:
             rows = (await conn.execute(q)).all()
         return [g for g in await self._records(rows) if g.status != UNREADABLE]
+
+    async def due_ids(
+        self, before: datetime, limit: int = 1000, *, exclude: Collection[str] = ()
+    ) -> builtins.list[str]:
+        """Ids of active grants due by ``before`` that no one holds a lease on (:mod:`grantdue`)."""
+        return await due_ids(self, before, limit, exclude=exclude)
 
     async def oldest_due(self, before: datetime) -> datetime | None:
         q = sa.select(sa.func.min(self.t.c.next_refresh_at)).where(

@@ -3,7 +3,9 @@
 A lease is taken with one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` (free, expired, or already
 ours), so racing owners never see a unique-key error: the database lets exactly one through. A
 scheduler pass claims every due grant it will refresh the same way, in chunks, so a 10,000-grant
-pass does not pay one commit per grant.
+pass does not pay one commit per grant. On PostgreSQL a chunk's names travel as one array parameter
+(``unnest``): the statement is the same for every chunk, compiled once, instead of a multi-row
+``VALUES`` that SQLAlchemy compiles again for each chunk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ from engine.store import models as m
 from engine.store.base import Repo, now_utc
 
 CHUNK = 500
+
+# names in array order (sorted by the caller): replicas lock rows in the same order
+_TAKE_PG = sa.text(
+    "INSERT INTO leases (name, owner, expires_at)"
+    " SELECT n, :owner, :expires FROM unnest(CAST(:names AS VARCHAR[])) WITH ORDINALITY AS t(n, i)"
+    " ORDER BY i"
+    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+    " WHERE leases.expires_at < :now OR leases.owner = :owner"
+    " RETURNING name"
+).bindparams(
+    sa.bindparam("names", type_=sa.ARRAY(sa.String)),
+    sa.bindparam("owner", type_=sa.String),
+    sa.bindparam("now", type_=m.UTC_TS),
+    sa.bindparam("expires", type_=m.UTC_TS),
+)
 
 
 class LeaseRepo(Repo):
@@ -35,8 +52,13 @@ class LeaseRepo(Repo):
         # sorted and unique: one row once per statement, and replicas lock rows in the same order
         ordered = sorted(set(names))
         for start in range(0, len(ordered), CHUNK):
+            chunk = ordered[start : start + CHUNK]
             async with self.tx() as conn:
-                rows = await conn.execute(self._take(ordered[start : start + CHUNK], owner, now, expires))
+                if conn.dialect.name == "postgresql":
+                    params = {"names": chunk, "owner": owner, "now": now, "expires": expires}
+                    rows = await conn.execute(_TAKE_PG, params)
+                else:
+                    rows = await conn.execute(self._take(chunk, owner, now, expires))
             held |= {r.name for r in rows}
         return held
 
