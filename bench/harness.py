@@ -127,6 +127,14 @@ def cpu_of(pid: int) -> float:
     return _cpu_of(pid)
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
 def load_average() -> str:
     """``uptime``'s three load averages, recorded with every result (the machine is shared)."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())

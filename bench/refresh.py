@@ -33,7 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
-from bench.harness import PY, Proc, cpu_of, engine_argv, finish, free_port, keep_logs, load_average, wait_http
+from bench.harness import (
+    PY,
+    Proc,
+    cpu_of,
+    engine_argv,
+    finish,
+    free_port,
+    keep_logs,
+    load_average,
+    machine_cpu,
+    wait_http,
+)
 from bench.pgseed import create_db, drop_db, sa_url
 from bench.seed import seed, write_config
 from engine.store import models as m
@@ -163,6 +174,7 @@ def one_run(grants: int, latency_ms: int, postgres: bool, replicas: int) -> dict
             load_before = load_average()
             cpu_before = [e.cpu_seconds() for e in engines]
             provider_cpu_before = provider.cpu_seconds()
+            machine_before = machine_cpu()
             db_cpu_before = asyncio.run(db_cpu(dbname)) if dbname else {}
             started = time.monotonic()
             due_at = asyncio.run(make_due(url))
@@ -182,6 +194,9 @@ def one_run(grants: int, latency_ms: int, postgres: bool, replicas: int) -> dict
             rss = max(e.rss_mb() for e in engines)
             cpu = [e.cpu_seconds() - b for e, b in zip(engines, cpu_before, strict=True)]
             provider_cpu = provider.cpu_seconds() - provider_cpu_before
+            machine_after = machine_cpu()
+            busy = machine_after[0] - machine_before[0]
+            machine_busy_pct = 100 * busy / max(1e-9, machine_after[1] - machine_before[1])
             db_after = asyncio.run(db_cpu(dbname)) if dbname else {}
             database_cpu = sum(v - db_cpu_before.get(pid, 0.0) for pid, v in db_after.items())
         finally:
@@ -205,6 +220,8 @@ def one_run(grants: int, latency_ms: int, postgres: bool, replicas: int) -> dict
         "engine_cpu_seconds": [round(c, 1) for c in cpu],
         "engine_cpu_ms_per_refresh": round(sum(cpu) * 1000 / max(1, grants), 3),
         "provider_cpu_seconds": round(provider_cpu, 1),
+        "machine_cpu_busy_pct": round(machine_busy_pct, 1),
+        "machine_cpu_busy_seconds": round(busy, 1),
         "database_cpu_seconds": round(database_cpu, 1) if dbname else None,
         "lag_p50_s": round(lags[len(lags) // 2], 2) if lags else 0.0,
         "lag_p99_s": round(lags[int(len(lags) * 0.99)], 2) if lags else 0.0,

@@ -101,3 +101,44 @@ async def test_engine_kind(store_url: str) -> None:
 def test_is_sqlite(url: str) -> None:
     """is_sqlite looks at the URL's scheme only."""
     assert is_sqlite(url) == url.startswith("sqlite")
+
+
+async def test_postgres_read_runs_outside_a_transaction(pg_url: str) -> None:
+    """On PostgreSQL a repository read runs each statement in its own transaction (no BEGIN around it)."""
+    store = await Store.open(pg_url, Keyring({"k": bytes(32)}, "k"))
+    try:
+        async with store.grants.read() as conn:
+            first = (await conn.execute(sa.text("SELECT pg_current_xact_id()::text"))).scalar()
+            second = (await conn.execute(sa.text("SELECT pg_current_xact_id()::text"))).scalar()
+        async with store.grants.tx() as conn:
+            same = [(await conn.execute(sa.text("SELECT pg_current_xact_id()::text"))).scalar() for _ in "ab"]
+    finally:
+        await store.close()
+    assert first != second
+    assert same[0] == same[1]  # a write transaction is still one transaction
+
+
+async def test_postgres_dead_pooled_connection_is_replaced(pg_url: str) -> None:
+    """A pooled PostgreSQL connection killed by the server is replaced when taken: the next read works."""
+    import asyncpg
+
+    from tests.plugins.pg import PG_ADMIN
+
+    store = await Store.open(pg_url, Keyring({"k": bytes(32)}, "k"))
+    try:
+        async with store.grants.read() as conn:
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            for _ in range(100):  # the backend is gone once the server lists it no more
+                if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await admin.close()
+        async with store.grants.read() as conn:
+            again = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+    finally:
+        await store.close()
+    assert again != pid

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from engine.clock import now_utc
 from engine.crypto.cipher import Keyring
 from engine.errors import StorageError
-from engine.store.db import READ_ONLY, is_sqlite
+from engine.store.db import is_sqlite, read_options
 from engine.store.grantcache import GrantCache
 from engine.store.records import GrantRecord
 
@@ -95,7 +95,7 @@ class Repo:
         """A connection for one or more SELECTs (no write lock on SQLite)."""
         try:
             async with self.s.engine.connect() as conn:
-                yield await conn.execution_options(**{READ_ONLY: True})
+                yield await conn.execution_options(**read_options(conn.dialect.name))
         except (DBAPIError, OSError) as exc:
             raise StorageError(
                 f"database error: {type(getattr(exc, 'orig', exc)).__name__}", retry_after=1

@@ -16,7 +16,7 @@ from engine.store.approvals import ApprovalRepo
 from engine.store.audit import AuditRepo
 from engine.store.base import GRANT_CACHE_SIZE, Database, aware, new_id, now_utc
 from engine.store.connect import ConnectRepo
-from engine.store.db import READ_ONLY, create_engine
+from engine.store.db import create_engine, read_options
 from engine.store.flows import FlowRepo
 from engine.store.grants import GrantRepo
 from engine.store.keycheck import check_keys
@@ -90,7 +90,7 @@ class Store(Database):
     async def ping(self) -> None:
         try:
             async with self.engine.connect() as conn:
-                conn = await conn.execution_options(**{READ_ONLY: True})
+                conn = await conn.execution_options(**read_options(conn.dialect.name))
                 await conn.execute(sa.text("SELECT 1"))
         except (OSError, DBAPIError) as exc:
             raise StorageError(f"database unreachable: {type(exc).__name__}") from None
