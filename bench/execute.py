@@ -119,7 +119,7 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, dbname: str | None) -> None:
-    name = "execute" + ("_postgres" if dbname else "") + ("_quick" if args.quick else "")
+    result_name = "execute" + ("_postgres" if dbname else "") + ("_quick" if args.quick else "")
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port, wport = free_port(), free_port()
@@ -197,14 +197,14 @@ def measure(args: argparse.Namespace, dbname: str | None) -> None:
         finally:
             engine.stop()
             worker.stop()
-            keep_logs(work, name)
+            keep_logs(work, result_name)
         audited = sum(1 for _ in (work / "audit.jsonl").open()) if (work / "audit.jsonl").exists() else 0
     per_run = ratios(runs["engine"], runs["direct"])
     added_p50 = [e["p50_ms"] - d["p50_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]
     added_p99 = [e["p99_ms"] - d["p99_ms"] for e, d in zip(runs["engine_1"], runs["direct_1"], strict=True)]
     failed = {k: int(sum(r["failed"] for r in v)) for k, v in runs.items()}
     finish(
-        name,
+        result_name,
         {
             "storage": "postgresql" if dbname else "sqlite",
             "processes": args.processes,

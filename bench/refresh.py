@@ -188,10 +188,6 @@ def one_run(grants: int, latency_ms: int, postgres: bool, replicas: int) -> dict
                 time.sleep(0.5)
             elapsed = time.monotonic() - started
             load_after = load_average()
-            time.sleep(1.5)  # anything duplicated would arrive now
-            counts = provider_count(pport)
-            left, lags = asyncio.run(progress(url, due_at))
-            rss = max(e.rss_mb() for e in engines)
             cpu = [e.cpu_seconds() - b for e, b in zip(engines, cpu_before, strict=True)]
             provider_cpu = provider.cpu_seconds() - provider_cpu_before
             machine_after = machine_cpu()
@@ -199,6 +195,10 @@ def one_run(grants: int, latency_ms: int, postgres: bool, replicas: int) -> dict
             machine_busy_pct = 100 * busy / max(1e-9, machine_after[1] - machine_before[1])
             db_after = asyncio.run(db_cpu(dbname)) if dbname else {}
             database_cpu = sum(v - db_cpu_before.get(pid, 0.0) for pid, v in db_after.items())
+            time.sleep(1.5)  # anything duplicated would arrive now
+            counts = provider_count(pport)
+            left, lags = asyncio.run(progress(url, due_at))
+            rss = max(e.rss_mb() for e in engines)
         finally:
             for e in engines:
                 e.stop()

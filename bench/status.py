@@ -68,7 +68,7 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, dbname: str | None) -> None:
-    name = "status" + ("_postgres" if dbname else "") + ("_quick" if args.quick else "")
+    result_name = "status" + ("_postgres" if dbname else "") + ("_quick" if args.quick else "")
     with tempfile.TemporaryDirectory(prefix="kt-bench-") as tmp:
         work = Path(tmp)
         port, hello_port = free_port(), free_port()
@@ -109,11 +109,11 @@ def measure(args: argparse.Namespace, dbname: str | None) -> None:
         finally:
             engine.stop()
             hello.stop()
-            keep_logs(work, name)
+            keep_logs(work, result_name)
     per_run = ratios(runs["engine"], runs["hello"])
     failed = {k: int(sum(r["failed"] for r in v)) for k, v in runs.items()}
     finish(
-        name,
+        result_name,
         {
             "storage": "postgresql" if dbname else "sqlite",
             "processes": args.processes,
