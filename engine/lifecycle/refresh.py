@@ -287,8 +287,9 @@ class Refresher:
         Due grants are taken ``limit`` at a time, and the next batch is claimed as soon as every
         grant of the previous one has started (fewer than ``refresh_concurrency`` wait for a slot),
         so the slots stay busy across batches instead of draining at each batch's end. The pass
-        stops at a short batch, or when nothing was refreshed since the previous batch was taken
-        (grants that stay due, e.g. whose provider is gone, wait for the next pass).
+        stops at a short batch, or when the previous batch has finished and nothing was refreshed
+        since it was taken (grants that stay due, e.g. whose provider is gone, wait for the next
+        pass); a previous batch still running is no such sign, however fast the next was taken.
         """
         horizon = now_utc()
         total: dict[str, int] = {}
@@ -297,9 +298,10 @@ class Refresher:
         pass_ = _Pass(asyncio.Semaphore(slots), slots, total)
         busy: set[str] = set()  # grants of batches still running: not fetched again
         batches: list[asyncio.Task[None]] = []
+        taken_at: list[int] = []  # refreshes counted when each batch was taken
         try:
             while True:
-                refreshed_before = total.get("refreshed", 0)
+                taken_at.append(total.get("refreshed", 0))
                 due = await self.d.store.grants.due_ids(horizon, limit, exclude=busy)
                 if not due:
                     break
@@ -315,7 +317,7 @@ class Refresher:
                 waiter = asyncio.ensure_future(pass_.started.wait())
                 await asyncio.wait({waiter, batch}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
-                if len(batches) > 1 and total.get("refreshed", 0) == refreshed_before:
+                if len(batches) > 1 and batches[-2].done() and total.get("refreshed", 0) == taken_at[-2]:
                     break
         finally:
             await asyncio.gather(*batches, return_exceptions=True)
