@@ -262,6 +262,74 @@ async def test_sqlite_hits_skip_the_version_query_while_nothing_is_committed(
         await store.close()
 
 
+async def test_sqlite_commits_that_write_no_grant_leave_the_cache_unchecked(
+    store_url: str, store_keyring: Keyring
+) -> None:
+    """On SQLite a commit that writes no grant (a lease, from this store or a plain sqlite3 connection)
+    leaves confirmed entries served with no query; the next write to any grant sends them back to it."""
+    if not store_url.startswith("sqlite"):
+        return
+    import sqlite3
+
+    store = await Store.open(store_url, store_keyring)
+    try:
+        g = await store_grant(store)
+        await warmed(store, g.id)
+        assert store.grant_cache.data_version.counted  # the grant_changes triggers are in place
+        queries = counting_version_queries(store)
+        seen = count_statements(store)
+        assert await store.leases.acquire("bench", "me", 30)  # a commit, no grant written
+        other = sqlite3.connect(sqlite_path(store), isolation_level=None)
+        try:
+            other.execute("INSERT INTO leases (name, owner, expires_at) VALUES ('x', 'y', '2030-01-01')")
+            seen.clear()
+            await warmed(store, g.id)
+            assert queries == [] and seen == []
+            other.execute("UPDATE grants SET last_error = 'x' WHERE id = 'gr_none'")  # no row: no bump
+            await warmed(store, g.id)
+            assert queries == []
+            other.execute("UPDATE grants SET status='revoked', version=version+1 WHERE id=?", (g.id,))
+            got = await store.grants.get(g.id)
+            assert got is not None and got.status == "revoked" and queries == [1]
+        finally:
+            other.close()
+    finally:
+        await store.close()
+
+
+async def test_sqlite_without_the_triggers_any_commit_sends_hits_to_the_query(
+    store_url: str, store_keyring: Keyring
+) -> None:
+    """Triggers dropped while the cache runs (a schema change): the next check queries, and from then
+    on any commit (as with data_version alone) does; a grant written meanwhile is seen."""
+    if not store_url.startswith("sqlite"):
+        return
+    import sqlite3
+
+    store = await Store.open(store_url, store_keyring)
+    try:
+        g = await store_grant(store)
+        await warmed(store, g.id)
+        other = sqlite3.connect(sqlite_path(store), isolation_level=None)
+        try:
+            for name in ("grants_changed_insert", "grants_changed_update", "grants_changed_delete"):
+                other.execute(f"DROP TRIGGER {name}")
+            other.execute("UPDATE grants SET status='revoked', version=version+1 WHERE id=?", (g.id,))
+            got = await store.grants.get(g.id)
+            assert got is not None and got.status == "revoked"
+            assert not store.grant_cache.data_version.counted
+            await warmed(store, g.id)
+            queries = counting_version_queries(store)
+            await warmed(store, g.id)
+            assert queries == []  # data_version unchanged: still no query
+            assert await store.leases.acquire("bench", "me", 30)  # any commit: checked again
+            assert await store.grants.get(g.id) is not None and queries == [1]
+        finally:
+            other.close()
+    finally:
+        await store.close()
+
+
 async def test_sqlite_commit_on_another_connection_is_seen_by_the_very_next_read(
     store_url: str, store_keyring: Keyring
 ) -> None:

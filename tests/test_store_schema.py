@@ -113,3 +113,29 @@ async def test_grants_before_accounts_become_the_default_account(schema_engine: 
             ),
             {"b": b"x"},
         )
+
+
+async def test_sqlite_grant_writes_bump_grant_changes(schema_engine: AsyncEngine) -> None:
+    """On SQLite the head schema counts every insert, update and delete of a grant in grant_changes
+    (the grant cache's stamp); PostgreSQL has the table without triggers."""
+    await upgrade(schema_engine)
+    async with schema_engine.begin() as conn:
+        count = (await conn.execute(sa.text("SELECT n FROM grant_changes WHERE id = 1"))).scalar_one()
+        assert count == 0
+        if schema_engine.dialect.name != "sqlite":
+            return
+        names = (
+            await conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"))
+        ).scalars()
+        assert list(names) == ["grants_changed_delete", "grants_changed_insert", "grants_changed_update"]
+        cols = (await conn.execute(sa.text("PRAGMA table_info(grants)"))).all()
+        required = [c[1] for c in cols if (c[3] or c[5]) and c[4] is None]
+        values = {c: "x" for c in required}
+        await conn.execute(
+            sa.text(f"INSERT INTO grants ({', '.join(values)}) VALUES ({', '.join(':' + c for c in values)})"),
+            values,
+        )
+        await conn.execute(sa.text("UPDATE grants SET version = version + 1"))
+        await conn.execute(sa.text("DELETE FROM grants"))
+        count = (await conn.execute(sa.text("SELECT n FROM grant_changes WHERE id = 1"))).scalar_one()
+        assert count == 3

@@ -15,14 +15,17 @@ event-loop turn share one query (``WHERE id IN (...)``). Within the process a wr
 entry at once. Decrypted tokens stay in this process's memory (as they do while a request uses
 them); ``storage.grant_cache_size: 0`` turns the cache off.
 
-On SQLite most checks need no query at all. ``PRAGMA data_version``, read on a connection of its
-own that never writes (the standard library's ``sqlite3``, synchronously: microseconds, no thread
-hop), changes whenever any other connection, of this process or another, committed to the database
-file; in WAL mode each read of it starts a read transaction, which sees every commit made before.
-Each cached entry remembers the ``data_version`` read *before* the query that last confirmed it
-(its version check, or the default-account pick): while the value read now is the same, nothing was
-committed since that query's snapshot, so the entry is still exact. Any commit anywhere (also one
-that touches no grant) only sends the next check of each entry back to the version query.
+On SQLite most checks need no query at all. A stamp of what was committed (:class:`DataVersion`),
+read on a connection of its own that never writes (the standard library's ``sqlite3``,
+synchronously: microseconds, no thread hop; in WAL mode each read starts a read transaction, which
+sees every commit made before), is the ``grant_changes`` counter that triggers on ``grants`` bump
+on every write to a grant, whoever commits it (migration 0009); without those triggers it is
+``PRAGMA data_version``, which changes on any commit by another connection. Each cached entry
+remembers the stamp read *before* the query that last confirmed it (its version check, or the
+default-account pick): while the stamp read now is the same, no grant was written (or, without the
+triggers, nothing was committed) since that query's snapshot, so the entry is still exact. A write
+to any grant sends the next check of each entry back to the version query; commits that write no
+grant (leases, the audit, rate limits) do not.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from engine.store.records import GrantRecord
 log = structlog.get_logger("keyturn.store")
 
 Key = tuple[str, str, str]  # (user_id, provider_id, account)
-Checked = tuple[int | None, int | None]  # (the row's version or None, data_version read before the query)
+Stamp = tuple[int, int]  # DataVersion.read: what was committed (see there)
+Checked = tuple[int | None, Stamp | None]  # (the row's version or None, the stamp read before the query)
 
 
 def sqlite_file(engine: AsyncEngine) -> str | None:
@@ -56,30 +60,67 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
     return database
 
 
+GRANT_TRIGGERS = ("grants_changed_insert", "grants_changed_update", "grants_changed_delete")
+# the grants' write counter and the schema's version, in one statement (one read transaction)
+_STAMP_SQL = "SELECT (SELECT n FROM grant_changes WHERE id = 1), schema_version FROM pragma_schema_version"
+_TRIGGERS_SQL = (
+    "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'grants' AND name IN (?, ?, ?)"
+)
+
+
 class DataVersion:
-    """``PRAGMA data_version`` of a SQLite file, on a connection of its own that never writes."""
+    """What was committed to a SQLite file, as a stamp that changes whenever it matters to the cache,
+    read on a connection of its own that never writes.
+
+    With the ``grant_changes`` triggers in place (migration 0009) the stamp is the grants' write
+    counter (bumped by every INSERT, UPDATE and DELETE on ``grants``, whoever commits it) with the
+    schema's version (a dropped trigger changes it, and is then noticed); commits that write no grant
+    (leases, audit, rate limits) leave it alone. Without them, ``PRAGMA data_version``: any commit by
+    another connection changes it.
+    """
 
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._conn: sqlite3.Connection | None = None
+        self._schema: int | None = None  # the schema version the triggers were last seen in
+        self.counted = False  # the stamp is the grants' write counter (else data_version)
 
-    def read(self) -> int | None:
-        """The value now (changed whenever another connection committed), None when unknown."""
+    def read(self) -> tuple[int, int] | None:
+        """The stamp now (equal to an earlier one only if no grant was written, or, without the
+        triggers, nothing was committed, in between), None when unknown."""
         if self.path is None:
             return None
         try:
-            if self._conn is None:  # autocommit; timeout 0: never wait on a lock in the event loop
-                self._conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-                self._conn.execute("PRAGMA query_only=ON")
-            rows = self._conn.execute("PRAGMA data_version").fetchall()  # to the end: no open read
-            return int(rows[0][0])
+            conn = self._conn
+            if conn is None:  # autocommit; timeout 0: never wait on a lock in the event loop
+                conn = self._conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+                conn.execute("PRAGMA query_only=ON")
+                self._schema = None
+            if self._schema is not None or self._look(conn):
+                rows = conn.execute(_STAMP_SQL).fetchall()  # to the end: no open read
+                count, schema = rows[0]
+                if schema == self._schema and count is not None:
+                    return (1, int(count))
+                self._schema = None  # the schema changed: look for the triggers again, next read
+                return None
+            rows = conn.execute("PRAGMA data_version").fetchall()
+            return (0, int(rows[0][0]))
         except sqlite3.Error as exc:  # busy, gone: the version query decides instead
             log.debug("grant_cache_data_version_failed", error=type(exc).__name__)
             self.close()
             return None
 
+    def _look(self, conn: sqlite3.Connection) -> bool:
+        """Are the three triggers there? Remembers the schema version they were seen in."""
+        schema = int(conn.execute("PRAGMA schema_version").fetchall()[0][0])
+        found = int(conn.execute(_TRIGGERS_SQL, GRANT_TRIGGERS).fetchall()[0][0])
+        self.counted = found == len(GRANT_TRIGGERS)
+        self._schema = schema if self.counted else None
+        return self.counted
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._schema = None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
@@ -100,9 +141,9 @@ class GrantCache:
         self._by_key: dict[Key, str] = {}
         self._keys: dict[str, set[Key]] = {}  # grant id -> the keys that name it
         # grant id -> data_version read before the query that last confirmed the cached version
-        self._confirmed: dict[str, int] = {}
+        self._confirmed: dict[str, Stamp] = {}
         # (user, provider) -> (default grant id, its version, data_version read before that pick)
-        self._defaults: collections.OrderedDict[tuple[str, str], tuple[str, int, int]] = (
+        self._defaults: collections.OrderedDict[tuple[str, str], tuple[str, int, Stamp]] = (
             collections.OrderedDict()
         )
         self.data_version = DataVersion(sqlite_file(engine))
@@ -144,8 +185,8 @@ class GrantCache:
         return await self.by_id(grant_id)
 
     def default_hit(self, user_id: str, provider_id: str) -> GrantRecord | None:
-        """The user's default grant at the provider without any query, when nothing was committed to
-        the database since the pick that named it (``data_version`` unchanged), else None."""
+        """The user's default grant at the provider without any query, when no grant was written since
+        the pick that named it (the :class:`DataVersion` stamp unchanged), else None."""
         entry = self._defaults.get((user_id, provider_id))
         if entry is None:
             return None
@@ -161,9 +202,9 @@ class GrantCache:
         return record
 
     def picked_default(
-        self, user_id: str, provider_id: str, grant_id: str, version: int, seen: int | None
+        self, user_id: str, provider_id: str, grant_id: str, version: int, seen: Stamp | None
     ) -> None:
-        """The default pick read ``(grant_id, version)`` after ``data_version`` was ``seen``."""
+        """The default pick read ``(grant_id, version)`` after the stamp was ``seen``."""
         if seen is None or not self.enabled:
             return
         self._defaults[(user_id, provider_id)] = (grant_id, version, seen)

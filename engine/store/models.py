@@ -112,6 +112,15 @@ audit_events = sa.Table(
 # the one list of an audit event's own columns (besides id, time and data): everything else goes into data
 AUDIT_COLUMNS: tuple[str, ...] = tuple(c.name for c in audit_events.c if c.name not in ("id", "time", "data"))
 
+# one row (id 1): on SQLite every write to grants bumps n (triggers of migration 0009); the grant cache
+# reads it to know that no grant was written since it last checked (engine/store/grantcache.py)
+grant_changes = sa.Table(
+    "grant_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 meta = sa.Table(
     "meta",
     metadata,
