@@ -430,3 +430,22 @@ async def test_concurrent_misses_are_read_in_one_query(store_url: str, store_key
         assert await store.grants.get("gr_none") is None
     finally:
         await store.close()
+
+
+async def test_a_reap_that_deletes_nothing_keeps_the_cache(store_opened: Store) -> None:
+    """delete_revoked_before with nothing to delete leaves cached grants; one that deletes drops them."""
+    from datetime import UTC, datetime, timedelta
+
+    g = await store_grant(store_opened)
+    await warmed(store_opened, g.id)
+    assert await store_opened.grants.delete_revoked_before(datetime.now(UTC) + timedelta(seconds=1)) == 0
+    assert len(store_opened.grant_cache) == 1
+    await store_opened.grants.set_status(g.id, "revoked")
+    await warmed_revoked(store_opened, g.id)
+    assert await store_opened.grants.delete_revoked_before(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert len(store_opened.grant_cache) == 0 and await store_opened.grants.get(g.id) is None
+
+
+async def warmed_revoked(store: Store, grant_id: str) -> None:
+    got = await store.grants.get(grant_id)
+    assert got is not None and got.status == "revoked"

@@ -131,10 +131,8 @@ async def test_sqlite_grant_writes_bump_grant_changes(schema_engine: AsyncEngine
         cols = (await conn.execute(sa.text("PRAGMA table_info(grants)"))).all()
         required = [c[1] for c in cols if (c[3] or c[5]) and c[4] is None]
         values = {c: "x" for c in required}
-        await conn.execute(
-            sa.text(f"INSERT INTO grants ({', '.join(values)}) VALUES ({', '.join(':' + c for c in values)})"),
-            values,
-        )
+        marks = ", ".join(":" + c for c in values)
+        await conn.execute(sa.text(f"INSERT INTO grants ({', '.join(values)}) VALUES ({marks})"), values)
         await conn.execute(sa.text("UPDATE grants SET version = version + 1"))
         await conn.execute(sa.text("DELETE FROM grants"))
         count = (await conn.execute(sa.text("SELECT n FROM grant_changes WHERE id = 1"))).scalar_one()

@@ -495,8 +495,10 @@ class GrantRepo(Repo):
                     self.t.c.status.in_(("revoked", "needs_reauth")), self.t.c.updated_at < ts
                 )
             )
-        self.s.grant_cache.clear()
-        return int(result.rowcount or 0)
+        deleted = int(result.rowcount or 0)
+        if deleted:  # a pass that deleted nothing leaves the cache (it ran every reap_interval)
+            self.s.grant_cache.clear()
+        return deleted
 
 
 def default_first(t: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
