@@ -167,18 +167,20 @@ class GrantRepo(Repo):
         another default changes no version.
         """
         cache = self.s.grant_cache
+        if cache.enabled:  # hits first: building the query's clauses costs more than a hit
+            if account is not None:
+                if (hit := await cache.by_key(user_id, provider_id, account)) is not None:
+                    return hit
+            elif (hit := cache.default_hit(user_id, provider_id)) is not None:  # no grant written since
+                return hit
         where: tuple[sa.ColumnElement[bool], ...] = (
             self.t.c.user_id == user_id,
             self.t.c.provider_id == provider_id,
         )
         if account is not None:
-            if cache.enabled and (hit := await cache.by_key(user_id, provider_id, account)) is not None:
-                return hit
             q = sa.select(self.t).where(*where, self.t.c.account == account)
         else:
             if cache.enabled:
-                if (hit := cache.default_hit(user_id, provider_id)) is not None:  # nothing committed since
-                    return hit
                 seen = cache.data_version.read()  # before the pick (SQLite; None elsewhere)
                 pick = sa.select(self.t.c.id, self.t.c.version).where(*where).order_by(*default_first(self.t))
                 async with self.read() as conn:
