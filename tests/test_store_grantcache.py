@@ -8,12 +8,16 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from engine.crypto.cipher import Keyring
+from engine.store.grantcache import GrantCache
+from engine.store.records import GrantRecord
 from engine.store.store import Store
 from tests.plugins.store import STORE_TOKEN, store_grant
 
@@ -138,6 +142,7 @@ async def test_concurrent_hits_share_one_check(store_opened: Store) -> None:
         await store_grant(store_opened, f"u{i}")
     for i in range(50):
         await store_opened.grants.find(f"u{i}", "p")
+    await store_grant(store_opened, "someone-else")  # a grant write since: every hit must be checked again
     cache = store_opened.grant_cache
     queries: list[int] = []
     real = cache._query
@@ -449,3 +454,56 @@ async def test_a_reap_that_deletes_nothing_keeps_the_cache(store_opened: Store) 
 async def warmed_revoked(store: Store, grant_id: str) -> None:
     got = await store.grants.get(grant_id)
     assert got is not None and got.status == "revoked"
+
+
+async def test_cold_default_lookup_is_one_read(store_opened: Store) -> None:
+    """A default-account lookup with nothing of that user cached reads the row at once (no separate pick)."""
+    await store_grant(store_opened)
+    store_opened.grant_cache.clear()  # as after a restart: nothing of u1's cached
+    seen = count_statements(store_opened)
+    found = await store_opened.grants.find("u1", "p")
+    assert found is not None and len(seen) == 1 and seen[0].startswith("SELECT grants.id, grants.user_id")
+    seen.clear()
+    assert await store_opened.grants.find("u1", "p") is found  # then a hit, as after a pick
+    assert store_opened.grant_cache.hits >= 1
+
+
+def test_holds_follows_eviction_and_drops() -> None:
+    """holds() is true exactly while some grant of that user and provider is cached (LRU, drop, clear)."""
+    cache = GrantCache(create_async_engine("sqlite+aiosqlite://"), size=1)
+    a, b = _record("g1", "u1"), _record("g2", "u2")
+    cache.put(a)
+    assert cache.holds("u1", "p") and not cache.holds("u2", "p")
+    cache.put(b)  # evicts g1
+    assert not cache.holds("u1", "p") and cache.holds("u2", "p")
+    cache.drop("g2")
+    assert not cache.holds("u2", "p")
+    cache.put(a)
+    cache.clear()
+    assert not cache.holds("u1", "p")
+
+
+def _record(grant_id: str, user_id: str) -> GrantRecord:
+    now = datetime.now(UTC)
+    return GrantRecord(
+        id=grant_id,
+        user_id=user_id,
+        provider_id="p",
+        status="active",
+        scopes=(),
+        access_token="t",
+        refresh_token=None,
+        id_token=None,
+        user_info=None,
+        token_type="Bearer",
+        expires_at=None,
+        subject=None,
+        token_metadata={},
+        created_at=now,
+        updated_at=now,
+        refreshed_at=None,
+        next_refresh_at=None,
+        refresh_failures=0,
+        last_error=None,
+        version=1,
+    )

@@ -140,6 +140,7 @@ class GrantCache:
         self._by_id: collections.OrderedDict[str, GrantRecord] = collections.OrderedDict()
         self._by_key: dict[Key, str] = {}
         self._keys: dict[str, set[Key]] = {}  # grant id -> the keys that name it
+        self._pairs: dict[tuple[str, str], int] = {}  # (user, provider) -> cached grants of theirs
         # grant id -> data_version read before the query that last confirmed the cached version
         self._confirmed: dict[str, Stamp] = {}
         # (user, provider) -> (default grant id, its version, data_version read before that pick)
@@ -183,6 +184,10 @@ class GrantCache:
             self.misses += 1
             return None
         return await self.by_id(grant_id)
+
+    def holds(self, user_id: str, provider_id: str) -> bool:
+        """Whether any grant of the user at the provider is cached (else a default pick cannot hit)."""
+        return (user_id, provider_id) in self._pairs
 
     def default_hit(self, user_id: str, provider_id: str) -> GrantRecord | None:
         """The user's default grant at the provider without any query, when no grant was written since
@@ -318,17 +323,28 @@ class GrantCache:
         self._by_id[record.id] = record
         for key in keys:
             previous = self._by_key.get(key)
-            if previous is not None and previous != record.id:
-                self._keys.get(previous, set()).discard(key)
+            if previous is not None and previous != record.id and key in self._keys.get(previous, ()):
+                self._keys[previous].discard(key)
+                self._forget_pair(key)
             self._by_key[key] = record.id
         self._keys[record.id] = keys
+        for key in keys:
+            self._pairs[key[:2]] = self._pairs.get(key[:2], 0) + 1
         while len(self._by_id) > self.size:
             evicted, _ = self._by_id.popitem(last=False)
             self._unlink(evicted)
 
+    def _forget_pair(self, key: Key) -> None:
+        left = self._pairs.get(key[:2], 0) - 1
+        if left > 0:
+            self._pairs[key[:2]] = left
+        else:
+            self._pairs.pop(key[:2], None)
+
     def _unlink(self, grant_id: str) -> None:
         self._confirmed.pop(grant_id, None)
         for key in self._keys.pop(grant_id, set()):
+            self._forget_pair(key)
             if self._by_key.get(key) == grant_id:
                 del self._by_key[key]
 
@@ -348,6 +364,7 @@ class GrantCache:
         self._by_id.clear()
         self._by_key.clear()
         self._keys.clear()
+        self._pairs.clear()
 
     def __len__(self) -> int:
         return len(self._by_id)

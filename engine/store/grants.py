@@ -180,6 +180,17 @@ class GrantRepo(Repo):
         if account is not None:
             q = sa.select(self.t).where(*where, self.t.c.account == account)
         else:
+            if cache.enabled and not cache.holds(user_id, provider_id):
+                # nothing of theirs cached, so a pick could not hit: read the default's row at once
+                seen = cache.data_version.read()  # before the read (SQLite; None elsewhere)
+                q = sa.select(self.t).where(*where).order_by(*default_first(self.t))
+                async with self.read() as conn:
+                    row = (await conn.execute(q.limit(1))).first()
+                if row is None:
+                    return None
+                found = self._cached((await self._records([row]))[0])
+                cache.picked_default(user_id, provider_id, row.id, row.version, seen)
+                return found
             if cache.enabled:
                 seen = cache.data_version.read()  # before the pick (SQLite; None elsewhere)
                 pick = sa.select(self.t.c.id, self.t.c.version).where(*where).order_by(*default_first(self.t))
