@@ -46,7 +46,8 @@ from bench.harness import (
     wait_http,
     with_cpu,
 )
-from bench.pgseed import create_db, drop_db, sa_url
+from bench.loadargs import load_parser, run_on_database
+from bench.pgseed import sa_url
 from bench.seed import API_KEY, seed, write_config
 
 SECRET = "bench-worker-secret-0123456789abcdef"
@@ -90,32 +91,8 @@ def preflight(url: str, body: str, headers: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--processes", type=int, default=1, help="api.processes of the engine")
-    parser.add_argument(
-        "--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="api.event_loop"
-    )
-    parser.add_argument(
-        "--postgres", action="store_true", help="the engine on a fresh PostgreSQL database (dropped after)"
-    )
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--users", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="a self-check: 1 run of 1 s, 50 users")
-    args = parser.parse_args()
-    if args.quick:
-        args.runs, args.duration, args.users = 1, 1.0, 50
-    wrk.require()
-    dbname = asyncio.run(create_db()) if args.postgres else None
-    try:
-        measure(args, dbname)
-    finally:
-        if dbname:
-            asyncio.run(drop_db(dbname))
+    args = load_parser(__doc__, population="users").parse_args()
+    run_on_database(args, measure, population="users")
 
 
 def measure(args: argparse.Namespace, dbname: str | None) -> None:
