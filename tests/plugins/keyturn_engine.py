@@ -105,7 +105,7 @@ async def keyturn_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
             base_dir=tmp_path,
         )
         app = create_app(settings, options=WiringOptions(scheduler=scheduler))
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)  # no 60 s wait on a held request
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

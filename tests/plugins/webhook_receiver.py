@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Receiver:
     status: int = 204
     received: list[Received] = field(default_factory=list)
     server: TestServer | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)  # set at teardown: hangs end at once
 
     @property
     def url(self) -> str:
@@ -62,7 +64,8 @@ class Receiver:
         record = Received(dict(request.headers), body, 0 if n < self.hang_first else status)
         self.received.append(record)
         if n < self.hang_first:  # status 0 until answered (never, when the sender is gone by then)
-            await asyncio.sleep(self.hang_seconds)
+            with contextlib.suppress(TimeoutError):  # (the fixture's teardown ends every hang)
+                await asyncio.wait_for(self.released.wait(), self.hang_seconds)
             record.status = status
         return web.Response(status=status)
 
@@ -116,4 +119,5 @@ async def webhook_receiver() -> AsyncIterator[Receiver]:
     try:
         yield receiver
     finally:
+        receiver.released.set()  # else closing waits for each held answer (up to hang_seconds)
         await receiver.server.close()
